@@ -1,0 +1,337 @@
+"""SAC + CURL with LeVER: train the encoder, freeze it at Tf, then train only the heads on latents.
+
+The agent only exposes ``act`` and ``update(batch, step) -> metrics``; the training loop owns the
+environment, the replay and the logger. An update starts from whatever the replay holds: a
+``PixelBatch`` (render-size uint8 stacks, cropped here) or a ``LatentBatch`` (outputs of the frozen
+encoder). Layers 1..C are convs shared by the critic and the actor (as in CURL: the actor's convs
+are tied to the critic's), layer E = C+1 is each network's own fc + LayerNorm.
+
+Where this update differs from the reference CURL / LeVER code, and why:
+1. One conv forward per input, shared. The reference runs the critic's encoder on the observation
+   three times per update (critic loss, actor loss with a detached encoder, CURL anchor) and the
+   actor's tied convs on it once more; here the anchor *is* the critic's crop (as in the reference)
+   and one forward serves the critic, CURL and (detached) the actor. Next observations go through
+   the online convs once (for the next action) and the target convs once, batched with CURL's
+   positive crops. Frozen lower layers are computed once and shared by online and target
+   encoders, whose frozen layers are identical (hard-copied at freezing).
+2. One backward for critic + CURL. The reference steps the encoder with three Adam optimizers (the
+   critic's, the encoder's and CURL's, whose parameter lists overlap); here the critic loss and
+   the contrastive loss are summed and the encoder takes one Adam step, at ``encoder_lr``
+   (equal to the critic's learning rate in every table-4 setting).
+3. The actor loss uses the critic latent computed before this update's critic step (the reference
+   recomputes the encoder after the step, at the cost of another conv and fc forward). Q heads
+   are the updated ones, as in the reference.
+4. Frozen layers of the target encoder are tied to the online ones and not soft-updated (they are
+   equal); trainable layers are soft-updated with ``encoder_tau`` as in the reference.
+5. After Tf (whole encoder frozen), as the reference LeVER code does: the target critic is
+   hard-copied from the online critic once, target Q values use the stored online latents of the
+   next observation (tied target latents), CURL and the encoder EMA stop, and only the Q heads,
+   the actor trunk and the temperature train. No encoder layer runs in an update.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..augment import center_crop, random_crop
+from ..encoders import FreezeSpec, make_encoder, tied_encoder
+from ..flops import LayerFlops, layer_table
+from ..replay import LatentBatch, PixelBatch
+from .networks import Actor, Critic, soft_update
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """An update's inputs at the first trainable layer ``k`` (pixels when k == 0).
+
+    For k < E the critic and actor share the input (convs are shared); at k == E each network
+    has its own latent (``obs_actor`` / ``next_actor``).
+    """
+
+    obs: torch.Tensor
+    next_obs: torch.Tensor
+    positive: torch.Tensor | None = None
+    obs_actor: torch.Tensor | None = None
+    next_actor: torch.Tensor | None = None
+
+
+class SacCurlAgent(nn.Module):
+    """All SAC+CURL networks and optimizers; see the module docstring for the update order."""
+
+    def __init__(self, cfg: Any, obs_shape: tuple[int, int, int], action_dim: int,
+                 device: torch.device | str = "cpu"):
+        super().__init__()
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.crop = cfg.crop_size
+        self.action_dim = action_dim
+        enc_shape = (obs_shape[0], cfg.crop_size, cfg.crop_size)
+        channels_last = bool(cfg.channels_last) and self.device.type == "cpu"
+        self.critic_encoder = make_encoder(cfg.encoder, enc_shape, cfg.feature_dim, cfg.num_filters,
+                                           cfg.num_conv_layers, channels_last)
+        self.actor_encoder = tied_encoder(self.critic_encoder)
+        self.target_encoder = copy.deepcopy(self.critic_encoder).requires_grad_(False)
+        self.critic = Critic(cfg.feature_dim, action_dim, cfg.hidden_dim)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor = Actor(cfg.feature_dim, action_dim, cfg.hidden_dim, cfg.actor_log_std_min,
+                           cfg.actor_log_std_max)
+        self.curl_w = nn.Parameter(torch.rand(cfg.feature_dim, cfg.feature_dim))
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_temperature)))
+        self.target_entropy = -float(action_dim)
+        self.num_layers = self.critic_encoder.num_layers  # E
+        self.num_shared = self.num_layers - 1  # C: the convs shared by critic and actor
+        self.generator = torch.Generator().manual_seed(int(cfg.seed))
+        self.to(self.device)
+        self._build_optimizers()
+
+    # ----------------------------------------------------------------- set-up and freezing
+    def _build_optimizers(self) -> None:
+        cfg = self.cfg
+        self.critic_opt = torch.optim.Adam([
+            {"params": list(self.critic.parameters()), "lr": cfg.critic_lr},
+            {"params": self.critic_encoder.trainable_parameters(), "lr": cfg.encoder_lr},
+        ])
+        self.actor_opt = torch.optim.Adam(
+            [*self.actor.parameters(), *self.actor_encoder.layers[-1].parameters()], lr=cfg.actor_lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr,
+                                          betas=(cfg.alpha_beta1, 0.999))
+        self.curl_opt = torch.optim.Adam([self.curl_w], lr=cfg.encoder_lr)
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"critic": self.critic_opt, "actor": self.actor_opt, "alpha": self.alpha_opt,
+                "curl": self.curl_opt}
+
+    @property
+    def frozen_layers(self) -> int:
+        return self.critic_encoder.frozen_layers
+
+    @property
+    def fully_frozen(self) -> bool:
+        return self.frozen_layers == self.num_layers
+
+    @property
+    def uses_curl(self) -> bool:
+        """CURL trains the critic's encoder, so it stops once nothing in it is trainable."""
+        return self.frozen_layers < self.num_layers
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.exp()
+
+    def freeze(self, n: FreezeSpec) -> int:
+        """Freeze encoder layers 1..n of critic and actor; drop their optimizer state.
+
+        Frozen target layers are hard-copied from the online ones (they stay tied), and when the
+        whole encoder freezes the target critic is hard-copied too (the reference code's Tf).
+        """
+        n = self.critic_encoder.freeze(n)
+        self.actor_encoder.freeze(n)
+        for online, target in zip(self.critic_encoder.layers[:n], self.target_encoder.layers[:n]):
+            target.load_state_dict(online.state_dict())
+        self.target_encoder.freeze(n)
+        if self.fully_frozen:
+            self.target_critic.load_state_dict(self.critic.state_dict())
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                dropped = [p for p in group["params"] if not p.requires_grad]
+                group["params"] = [p for p in group["params"] if p.requires_grad]
+                for p in dropped:
+                    opt.state.pop(p, None)
+        return n
+
+    def latent_spec(self, n: int) -> tuple[int, tuple[int, ...]]:
+        """(N, feature shape) of the latent stored for layer n: N=2 (critic, actor) at the fc,
+        N=1 at a shared conv layer."""
+        shape = self.critic_encoder.output_shape(n)
+        return (2 if n == self.num_layers else 1), shape
+
+    # ----------------------------------------------------------------- acting and encoding
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(array, device=self.device)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, sample: bool) -> np.ndarray:
+        """Action for one uint8 observation, from its centre crop (as CURL acts and evaluates)."""
+        x = center_crop(self._tensor(obs)[None], self.crop)
+        z = self.actor_encoder(x)
+        mu, pi, _ = self.actor(z, sample=sample)
+        return (pi if sample else mu)[0].cpu().numpy()
+
+    def _both_latents(self, crop: torch.Tensor) -> torch.Tensor:
+        """[B, 2, F]: critic and actor latents of one crop, sharing the conv forward."""
+        shared = self.critic_encoder(crop, 0, self.num_shared)
+        return torch.stack([self.critic_encoder(shared, self.num_shared),
+                            self.actor_encoder(shared, self.num_shared)], dim=1)
+
+    @torch.no_grad()
+    def encode_latents(self, stacks: np.ndarray, augmentations: int) -> np.ndarray:
+        """Latents to store for uint8 stacks [n, S*C, H, W]: [n, K, N, *feature], K random crops.
+
+        Both networks' latents of copy k come from the same crop, so a sampled k gives a
+        consistent (critic latent, actor latent) pair.
+        """
+        n, x = self.frozen_layers, self._tensor(stacks)
+        out = []
+        for _ in range(augmentations):
+            crop = random_crop(x, self.crop, self.generator)
+            if n < self.num_layers:
+                out.append(self.critic_encoder(crop, 0, n)[:, None])
+            else:
+                out.append(self._both_latents(crop))
+        return torch.stack(out, dim=1).float().cpu().numpy()
+
+    # ----------------------------------------------------------------- updates
+    def _pixel_inputs(self, batch: PixelBatch) -> Inputs:
+        """Crop, then run the frozen layers once without gradients (shared by online/target)."""
+        k, enc = self.frozen_layers, self.critic_encoder
+        obs, next_obs = self._tensor(batch.obs), self._tensor(batch.next_obs)
+        with torch.no_grad():
+            anchor = random_crop(obs, self.crop, self.generator)
+            nxt = random_crop(next_obs, self.crop, self.generator)
+            if self.fully_frozen:  # pixels kept although nothing trains in the encoder
+                z, z_next = self._both_latents(anchor), self._both_latents(nxt)
+                return Inputs(z[:, 0], z_next[:, 0], None, z[:, 1], z_next[:, 1])
+            positive = (enc(random_crop(obs, self.crop, self.generator), 0, k)
+                        if self.uses_curl else None)
+            return Inputs(enc(anchor, 0, k), enc(nxt, 0, k), positive)
+
+    def _latent_inputs(self, batch: LatentBatch) -> Inputs:
+        latent, nxt = self._tensor(batch.latent), self._tensor(batch.next_latent)
+        if latent.shape[1] == 2:
+            return Inputs(latent[:, 0], nxt[:, 0], None, latent[:, 1], nxt[:, 1])
+        return Inputs(latent[:, 0], nxt[:, 0])
+
+    def update(self, batch: PixelBatch | LatentBatch, step: int) -> dict[str, float]:
+        inputs = (self._latent_inputs(batch) if isinstance(batch, LatentBatch)
+                  else self._pixel_inputs(batch))
+        action = self._tensor(batch.action)
+        reward = self._tensor(batch.reward)[:, None]
+        discount = self._tensor(batch.discount)[:, None] * self.cfg.discount
+        metrics, z_obs, h_obs = self._update_critic(inputs, action, reward, discount)
+        if step % self.cfg.actor_update_freq == 0:
+            actor_in = inputs.obs_actor if self.fully_frozen else h_obs
+            metrics.update(self._update_actor(z_obs, actor_in))
+        if step % self.cfg.critic_target_update_freq == 0:
+            self._update_targets()
+        return metrics
+
+    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(critic latent, shared conv output) of a layer-k input, with gradients where trainable."""
+        k, c, enc = self.frozen_layers, self.num_shared, self.critic_encoder
+        if k == self.num_layers:
+            return x, x
+        h = enc(x, k, c) if k < c else x
+        return enc(h, c), h
+
+    def _targets(self, inputs: Inputs, reward: torch.Tensor, discount: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Bellman targets (and CURL positives), all without gradients."""
+        k, c = self.frozen_layers, self.num_shared
+        if self.fully_frozen:  # tied target latents: the stored online latents
+            z_next_actor, z_next_target, z_pos = inputs.next_actor, inputs.next_obs, None
+        else:
+            h_next = self.critic_encoder(inputs.next_obs, k, c) if k < c else inputs.next_obs
+            z_next_actor = self.actor_encoder(h_next, c)
+            pair = inputs.next_obs if inputs.positive is None else torch.cat(
+                [inputs.next_obs, inputs.positive])
+            h_target = self.target_encoder(pair, k, c) if k < c else pair
+            z_target = self.target_encoder(h_target, c)
+            z_next_target, z_pos = z_target[: len(reward)], z_target[len(reward):]
+            z_pos = z_pos if inputs.positive is not None else None
+        _, next_pi, next_log_pi = self.actor(z_next_actor)
+        target_q = torch.min(*self.target_critic(z_next_target, next_pi))
+        target_q = target_q - self.alpha.detach() * next_log_pi
+        return reward + discount * target_q, z_pos
+
+    def _update_critic(self, inputs: Inputs, action: torch.Tensor, reward: torch.Tensor,
+                       discount: torch.Tensor) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            target, z_pos = self._targets(inputs, reward, discount)
+        z_obs, h_obs = self._features(inputs.obs)
+        q1, q2 = self.critic(z_obs, action)
+        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        loss = critic_loss
+        metrics = {"critic_loss": critic_loss.item(), "q": q1.mean().item()}
+        if z_pos is not None:
+            logits = z_obs @ self.curl_w @ z_pos.T
+            logits = logits - logits.max(dim=1, keepdim=True).values
+            labels = torch.arange(len(logits), device=logits.device)
+            curl_loss = F.cross_entropy(logits, labels)
+            loss = loss + curl_loss
+            metrics["curl_loss"] = curl_loss.item()
+        self.critic_opt.zero_grad(set_to_none=True)
+        self.curl_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic_opt.step()
+        if z_pos is not None:
+            self.curl_opt.step()
+        return metrics, z_obs.detach(), h_obs.detach()
+
+    def _update_actor(self, z_critic: torch.Tensor, actor_in: torch.Tensor) -> dict[str, float]:
+        z_actor = actor_in if self.fully_frozen else self.actor_encoder(actor_in, self.num_shared)
+        _, pi, log_pi = self.actor(z_actor)
+        actor_q = torch.min(*self.critic(z_critic, pi))
+        actor_loss = (self.alpha.detach() * log_pi - actor_q).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+        alpha_loss = (self.alpha * (-log_pi - self.target_entropy).detach()).mean()
+        self.alpha_opt.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_opt.step()
+        return {"actor_loss": actor_loss.item(), "alpha": self.alpha.item(),
+                "entropy": -log_pi.mean().item()}
+
+    def _update_targets(self) -> None:
+        soft_update(self.critic, self.target_critic, self.cfg.critic_tau)
+        k = self.frozen_layers
+        if k < self.num_layers:
+            soft_update(self.critic_encoder.layers[k:], self.target_encoder.layers[k:],
+                        self.cfg.encoder_tau)
+
+    # ----------------------------------------------------------------- checkpoints
+    def export_state(self) -> dict[str, Any]:
+        """Weights, optimizer states and the crop generator, as tensors and plain values."""
+        return {
+            "modules": {k: v.detach().clone() for k, v in self.state_dict().items()},
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "generator": self.generator.get_state(),
+            "frozen_layers": self.frozen_layers,
+        }
+
+    def import_state(self, state: dict[str, Any]) -> None:
+        if state["frozen_layers"]:
+            self.freeze(int(state["frozen_layers"]))
+        self.load_state_dict(state["modules"], strict=True)
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.generator.set_state(state["generator"])
+
+    # ----------------------------------------------------------------- FLOPs (appendix B)
+    def layer_flops(self) -> list[LayerFlops]:
+        """Forward FLOPs per sample of every layer, named as the paper's table 2."""
+        enc = self.critic_encoder
+        rows = layer_table(enc, torch.zeros((1, *enc.obs_shape), dtype=torch.uint8,
+                                            device=self.device), prefix="encoder:")
+        convs = [r for r in rows if r.kind == "Conv2d"]
+        if len(convs) == enc.num_layers - 1:  # one conv per layer: use the paper's names
+            convs = [replace(r, name=f"encoder:{n}") for r, n in zip(convs, enc.layer_names)]
+        features = torch.zeros((1, self.cfg.feature_dim), device=self.device)
+        action = torch.zeros((1, self.action_dim), device=self.device)
+        enc_fc = [r for r in rows if r.kind == "Linear"][0]
+        critic = layer_table(self.critic.q1, torch.cat([features, action], dim=1))
+        actor = layer_table(self.actor.trunk, features)
+        named = [replace(enc_fc, name="critic:fc1")]
+        named += [replace(r, name=f"critic:fc{i + 2}") for i, r in enumerate(critic)]
+        named += [replace(enc_fc, name="actor:fc1")]
+        named += [replace(r, name=f"actor:fc{i + 2}") for i, r in enumerate(actor)]
+        return convs + named

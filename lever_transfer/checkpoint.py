@@ -1,0 +1,139 @@
+"""Checkpoints as safetensors + JSON, written atomically; never pickles.
+
+A checkpoint is a nested structure of dicts, lists, plain values, torch tensors and numpy arrays
+(agent weights, optimizer states, replay arrays, RNG states, counters). ``flatten`` moves every
+array into one flat ``{key: tensor}`` map for safetensors and leaves a JSON skeleton that says
+where each array goes back; ``unflatten`` reverses it.
+
+Atomicity: a checkpoint is written into a temporary directory, fsynced, renamed to
+``ckpt-<agent_step>``, and only then does the ``LATEST`` file (itself replaced atomically) point at
+it. A crash at any moment leaves either the old or the new checkpoint complete and referenced;
+a half-written directory is never picked up and is cleaned on the next save.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import LeverError
+
+LATEST = "LATEST"
+TENSORS = "state.safetensors"
+SKELETON = "state.json"
+
+
+def flatten(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "") -> Any:
+    """JSON skeleton of ``obj``; arrays are moved into ``tensors`` under their path."""
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj.detach().cpu().contiguous()
+        return {"__tensor__": prefix}
+    if isinstance(obj, np.ndarray):
+        tensors[prefix] = torch.from_numpy(np.ascontiguousarray(obj))
+        return {"__ndarray__": prefix}
+    if isinstance(obj, dict):
+        return {"__dict__": [[k, flatten(v, tensors, f"{prefix}.{k}" if prefix else str(k))]
+                             for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [flatten(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
+    if isinstance(obj, (np.integer, np.floating, np.bool_)):
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot checkpoint a {type(obj).__name__} at {prefix!r}")
+
+
+def unflatten(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(skeleton, dict):
+        if "__tensor__" in skeleton:
+            return tensors[skeleton["__tensor__"]]
+        if "__ndarray__" in skeleton:
+            return tensors[skeleton["__ndarray__"]].numpy()
+        return {k: unflatten(v, tensors) for k, v in skeleton["__dict__"]}
+    if isinstance(skeleton, list):
+        return [unflatten(v, tensors) for v in skeleton]
+    return skeleton
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a small file so that readers see the old or the new content, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def save_checkpoint(directory: Path, step: int, state: dict[str, Any], keep: int = 1) -> Path:
+    """Write ``state`` as checkpoint ``step`` under ``directory`` and point LATEST at it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = flatten(state, tensors)
+    tmp = Path(tempfile.mkdtemp(dir=directory, prefix=".ckpt-", suffix=".tmp"))
+    final = directory / f"ckpt-{step:010d}"
+    try:
+        save_file(tensors, str(tmp / TENSORS))
+        write_atomic(tmp / SKELETON, json.dumps({"step": step, "state": skeleton}).encode())
+        _fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    write_atomic(directory / LATEST, final.name.encode())
+    _prune(directory, keep, final.name)
+    return final
+
+
+def _prune(directory: Path, keep: int, newest: str) -> None:
+    """Remove old checkpoints and leftovers of interrupted saves."""
+    for leftover in directory.glob(".ckpt-*.tmp"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    done = sorted(p.name for p in directory.glob("ckpt-*") if p.is_dir())
+    for name in done[: max(0, len(done) - keep)]:
+        if name != newest:
+            shutil.rmtree(directory / name, ignore_errors=True)
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    pointer = directory / LATEST
+    if not pointer.exists():
+        return None
+    path = directory / pointer.read_text().strip()
+    return path if path.is_dir() else None
+
+
+def load_checkpoint(path: Path) -> tuple[int, dict[str, Any]]:
+    """(step, state) of a checkpoint directory; one-line error if it is damaged."""
+    try:
+        meta = json.loads((path / SKELETON).read_text())
+        tensors = load_file(str(path / TENSORS))
+        return int(meta["step"]), unflatten(meta["state"], tensors)
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:
+        raise LeverError(f"checkpoint {path} is damaged ({exc.__class__.__name__}: {exc}); "
+                         f"delete it to resume from an older one, or start a new run") from None

@@ -1,0 +1,579 @@
+"""Run configuration: one frozen `Config`, loaded one way from YAML recipes, never mutated.
+
+A recipe is a YAML mapping of `Config` fields, optionally `extends: OTHER` (a recipe name or a path
+relative to the file). Packaged recipes live in `lever_transfer.recipes` (`recipes/` in the
+checkout) and are found through `importlib.resources`. Defaults are table 4 of the LeVER paper
+(appendix G) where it gives a value shared by all DMC tasks, else the CURL reference code.
+
+Step counts always carry a unit (`StepCount`): the paper's tables do not say whether they count
+environment steps or agent steps (one agent step = `action_repeat` environment steps), so recipes
+must say which. On the command line a bare number ("60000", "60k") means environment steps.
+
+This module imports neither torch nor dm_control: task names are checked by the env module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import posixpath
+import re
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal, Mapping, Union
+
+import yaml
+
+from .errors import ConfigError
+
+Unit = Literal["env_steps", "agent_steps"]
+UNITS: tuple[str, ...] = ("env_steps", "agent_steps")
+_UNIT_ALIASES = {"env": "env_steps", "env_step": "env_steps", "env_steps": "env_steps",
+                 "environment_steps": "env_steps", "agent": "agent_steps",
+                 "agent_step": "agent_steps", "agent_steps": "agent_steps"}
+_STEP_RE = re.compile(r"([+-]?(?:\d[\d_]*)?\.?\d*(?:e[+-]?\d+)?)\s*([km]?)\s*([a-z_ -]*)", re.I)
+_STEP_HINT = "a step count such as '60k env_steps', '10000 agent_steps' or '1.5M' (env steps)"
+
+
+@dataclass(frozen=True)
+class StepCount:
+    """A positive number of steps with its unit; one agent step = `action_repeat` env steps."""
+
+    value: int
+    """How many steps (> 0)."""
+    unit: Unit
+    """"env_steps" (simulator steps) or "agent_steps" (policy decisions)."""
+
+    def __post_init__(self) -> None:
+        if self.unit not in UNITS:
+            raise ConfigError(f"step unit {self.unit!r} is not one of {', '.join(UNITS)}")
+        if isinstance(self.value, bool) or not isinstance(self.value, int) or self.value <= 0:
+            raise ConfigError(f"step count must be a positive integer, got {self.value!r}; "
+                              f"use e.g. '60000 env_steps'")
+
+    def __str__(self) -> str:
+        return f"{self.value} {self.unit}"
+
+    def to_agent_steps(self, action_repeat: int) -> int:
+        """Agent steps (env steps are floor-divided by `action_repeat`)."""
+        return self.value if self.unit == "agent_steps" else self.value // action_repeat
+
+    def to_env_steps(self, action_repeat: int) -> int:
+        """Environment steps."""
+        return self.value if self.unit == "env_steps" else self.value * action_repeat
+
+    def to_mapping(self) -> dict[str, int]:
+        """The YAML form, `{unit: value}`."""
+        return {self.unit: self.value}
+
+    @classmethod
+    def from_mapping(cls, data: object) -> StepCount:
+        """Parse the YAML form: exactly one key, `env_steps` or `agent_steps`, with an integer."""
+        if not isinstance(data, Mapping) or len(data) != 1:
+            raise ConfigError(f"expected a one-key mapping {{env_steps: N}} or {{agent_steps: N}}, "
+                              f"got {data!r}")
+        (unit, value), = data.items()
+        if unit not in UNITS:
+            raise ConfigError(f"step unit {unit!r} is not one of {', '.join(UNITS)}")
+        return cls(value, unit)
+
+    @classmethod
+    def parse(cls, text: str) -> StepCount:
+        """Parse a CLI string: "60000", "60k", "1.5M", "60k env_steps", "10k agent", "60000 env".
+
+        A number without a unit means environment steps.
+        """
+        match = _STEP_RE.fullmatch(text.strip()) if isinstance(text, str) else None
+        unit = _UNIT_ALIASES.get(re.sub(r"[ -]+", "_", match[3].strip().lower()) or "env") \
+            if match else None
+        try:
+            number = Decimal(match[1].replace("_", "")) if match else None
+        except InvalidOperation:
+            number = None
+        if number is None or unit is None or not number.is_finite():
+            raise ConfigError(f"cannot read {text!r} as {_STEP_HINT}")
+        if number.adjusted() > 15:
+            raise ConfigError(f"step count {text!r} is implausibly large; use at most 1e15")
+        number *= {"": 1, "k": 1000, "m": 1000000}[match[2].lower()]
+        if number != number.to_integral_value():
+            raise ConfigError(f"step count {text!r} is not a whole number of steps")
+        return cls(int(number), unit)
+
+
+def parse_memory_size(text: str) -> int:
+    """Bytes in a memory budget such as "0.03GB" (decimal units: the paper's 0.03 GB = 3e7 B)."""
+    units = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+             "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+    match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?i?b)", text.strip(), re.I) \
+        if isinstance(text, str) else None
+    if not match or match[2].lower() not in units or float(match[1]) * units[match[2].lower()] < 1:
+        raise ConfigError(f"cannot read {text!r} as a memory size; write e.g. '0.03GB' or '30MB'")
+    return int(Decimal(match[1]) * units[match[2].lower()])
+
+
+def _steps(value: int, unit: Unit) -> StepCount:
+    return field(default=StepCount(value, unit))
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything one training run needs. Table 4 = LeVER paper, appendix G; CURL = its code."""
+
+    # -- what this run is
+    task: str = "walker_walk"           # DMC domain_task; the env module checks it exists
+    description: str = ""               # one line: what this recipe is
+    paper: str = ""                     # paper figure/table this recipe reproduces, "" if none
+    algorithm: str = "sac_curl"         # only "sac_curl": SAC + CURL, the paper's DMC agent
+    encoder: str = "curl"               # "curl" (4 convs x 32, table 4) | "impala" (figure 6(b))
+
+    # -- observations
+    action_repeat: int = 2              # env steps per agent step; table 4 varies it per task
+    frame_stack: int = 3                # table 4: stacked frames
+    render_size: int = 100              # table 4: observation rendering (100, 100)
+    crop_size: int = 84                 # table 4: (84, 84); random crop to train, centre to act
+    render_quality: str = "paper"       # "paper" (MuJoCo default) | "fast" (shadow map 512)
+
+    # -- schedule (step counts carry their unit)
+    steps: StepCount = _steps(500000, "env_steps")         # section 5.1: 500K, as CURL and RAD
+    init_steps: StepCount = _steps(1000, "agent_steps")    # table 4: initial steps (CURL code)
+    eval_every: StepCount = _steps(10000, "agent_steps")   # table 4 (cartpole: 2500)
+    eval_episodes: int = 10                                # table 4: evaluation episodes
+    checkpoint_every: StepCount = _steps(10000, "agent_steps")  # ours, not in the paper
+
+    # -- LeVER
+    lever: bool = True                  # freeze at Tf and replay latents; False = CURL baseline
+    freeze_at: StepCount = _steps(60000, "agent_steps")  # Tf: table 4, walker (reference unit)
+    freeze_layers: Union[int, Literal["all"]] = "all"   # "all" = convs + fc (appendix F); N = 1..N
+    latent_augmentations: int = 4       # K crops encoded per transition (reference runs: 4)
+    latent_dtype: str = "float32"       # "float32" (reference code) | "float16"
+    replay_capacity: Union[int, None] = None  # None = training agent steps (table 4, figure 2)
+    replay_memory: Union[str, None] = None    # budget such as "0.03GB" (figure 5); or capacity
+
+    # -- SAC + CURL (table 4; the CURL code where table 4 is silent)
+    batch_size: int = 128               # table 4 (cheetah: 512)
+    hidden_dim: int = 1024              # table 4: hidden units (MLP)
+    feature_dim: int = 50               # table 4: latent dimension (encoder fc output)
+    num_filters: int = 32               # table 4: filters per conv
+    num_conv_layers: int = 4            # table 4: convolutional layers (curl encoder)
+    critic_lr: float = 1e-3             # table 4 (cheetah: 2e-4)
+    actor_lr: float = 1e-3              # table 4 (cheetah: 2e-4)
+    encoder_lr: float = 1e-3            # table 4, CURL contrastive update (cheetah: 2e-4)
+    alpha_lr: float = 1e-4              # table 4: temperature learning rate
+    alpha_beta1: float = 0.5            # table 4: temperature Adam betas (.5, .999)
+    init_temperature: float = 0.1       # table 4
+    discount: float = 0.99              # table 4
+    critic_tau: float = 0.01            # table 4: Q function EMA
+    encoder_tau: float = 0.05           # table 4: encoder EMA
+    actor_update_freq: int = 2          # CURL code: actor update every N critic updates
+    critic_target_update_freq: int = 2  # table 4
+    actor_log_std_min: float = -10.0    # CURL code
+    actor_log_std_max: float = 2.0      # CURL code
+    updates_per_step: int = 1           # table 4: updates per training step
+
+    # -- execution (ours)
+    seed: int = 0                       # 0 .. 2**32-1
+    device: str = "auto"                # "auto" (cuda if available) | "cpu" | "cuda" | "cuda:N"
+    channels_last: bool = True          # faster convs on CPU (notes/performance.md)
+    compile: bool = False               # torch.compile the encoder (about 20 s to compile)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            object.__setattr__(self, f.name, _check(f.name, getattr(self, f.name), ""))
+        _check_consistency(self)
+
+    def agent_steps(self, count: StepCount) -> int:
+        """`count` in agent steps at this config's action repeat."""
+        return count.to_agent_steps(self.action_repeat)
+
+    def env_steps(self, count: StepCount) -> int:
+        """`count` in environment steps at this config's action repeat."""
+        return count.to_env_steps(self.action_repeat)
+
+    @property
+    def replay_memory_bytes(self) -> int | None:
+        """`replay_memory` in bytes, or None."""
+        return None if self.replay_memory is None else parse_memory_size(self.replay_memory)
+
+    def replace(self, **changes: Any) -> Config:
+        """A new Config with `changes` (typed values); validated like any other."""
+        for key in changes:
+            _check_known(key, "replace()", "argument")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON-able dict; step counts as `{unit: value}`."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    def to_yaml(self) -> str:
+        """`to_dict()` as YAML, in field order."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], origin: str = "config dict") -> Config:
+        """Strict inverse of `to_dict` (unknown keys refused; missing keys take defaults)."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{origin} must be a mapping of config keys, "
+                              f"got {type(data).__name__}")
+        return cls(**_coerce_all(data, origin, "config key", cli=False))
+
+
+def _plain(value: Any) -> Any:
+    return value.to_mapping() if isinstance(value, StepCount) else value
+
+
+# ---------------------------------------------------------------- validation of single values
+
+def _enum(*choices: str) -> tuple[str, Callable[[Any], bool]]:
+    return " | ".join(repr(c) for c in choices), lambda v: v in choices
+
+
+def _line(v: str) -> bool:
+    return "\n" not in v and "\r" not in v
+
+
+_POS_INT = ("a positive integer", lambda v: v > 0)
+_POS_FLOAT = ("a positive number", lambda v: v > 0)
+_STEP_RULE = ("{env_steps: N} or {agent_steps: N} with N > 0 (on the command line also "
+              "'60k env_steps', '10000 agent_steps', or '1.5M' meaning env steps)", lambda v: True)
+_SIZE_KEYS = ("action_repeat", "frame_stack", "render_size", "crop_size", "eval_episodes",
+              "latent_augmentations", "batch_size", "hidden_dim", "feature_dim", "num_filters",
+              "num_conv_layers", "actor_update_freq", "critic_target_update_freq",
+              "updates_per_step")
+_RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    **{k: _POS_INT for k in _SIZE_KEYS},
+    **{k: _POS_FLOAT for k in ("critic_lr", "actor_lr", "encoder_lr", "alpha_lr",
+                               "init_temperature")},
+    **{k: _STEP_RULE for k in ("steps", "init_steps", "eval_every", "checkpoint_every",
+                               "freeze_at")},
+    "task": ("a DMC task name such as 'walker_walk'",
+             lambda v: re.fullmatch(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+", v) is not None),
+    "description": ("one line of text", _line),
+    "paper": ("one line of text", _line),
+    "algorithm": _enum("sac_curl"),
+    "encoder": _enum("curl", "impala"),
+    "render_quality": _enum("paper", "fast"),
+    "lever": ("true or false", lambda v: True),
+    "freeze_layers": ("a positive integer or 'all'", lambda v: v == "all" or v > 0),
+    "latent_dtype": _enum("float32", "float16"),
+    "replay_capacity": ("a positive integer or null", lambda v: v is None or v > 0),
+    "replay_memory": ("a memory size such as '0.03GB' or null",
+                      lambda v: v is None or _memory_ok(v)),
+    "alpha_beta1": ("a number in [0, 1)", lambda v: 0 <= v < 1),
+    "discount": ("a number strictly between 0 and 1", lambda v: 0 < v < 1),
+    "critic_tau": ("a number in (0, 1]", lambda v: 0 < v <= 1),
+    "encoder_tau": ("a number in (0, 1]", lambda v: 0 < v <= 1),
+    "actor_log_std_min": ("a number", lambda v: True),
+    "actor_log_std_max": ("a number", lambda v: True),
+    "seed": ("an integer in 0 .. 2**32-1", lambda v: 0 <= v < 2**32),
+    "device": ("'auto' | 'cpu' | 'cuda' | 'cuda:N'",
+               lambda v: re.fullmatch(r"auto|cpu|cuda(?::\d+)?", v) is not None),
+    "channels_last": ("true or false", lambda v: True),
+    "compile": ("true or false", lambda v: True),
+}
+
+
+def _memory_ok(text: str) -> bool:
+    try:
+        parse_memory_size(text)
+    except ConfigError:
+        return False
+    return True
+
+
+def _typed(value: Any, hint: Any) -> tuple[bool, Any]:
+    """(matches, normalised value) for `value` against a field's type hint."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is Union:
+        for arg in typing.get_args(hint):
+            ok, out = _typed(value, arg)
+            if ok:
+                return True, out
+        return False, value
+    if typing.get_origin(hint) is Literal:
+        return value in typing.get_args(hint), value
+    if hint is type(None):
+        return value is None, value
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok and math.isfinite(value), float(value) if ok else value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    return isinstance(value, hint), value
+
+
+def _check(key: str, value: Any, where: str) -> Any:
+    """Type- and range-check one field value; return it normalised (ints become floats)."""
+    accepted, ok_range = _RULES[key]
+    ok, out = _typed(value, _HINTS[key])
+    if not ok or not ok_range(out):
+        raise ConfigError(f"invalid value for '{key}'{where}: {value!r}; expected {accepted}")
+    return out
+
+
+def _check_consistency(c: Config) -> None:
+    """Rules that involve more than one field."""
+    if c.crop_size > c.render_size:
+        raise ConfigError(f"crop_size={c.crop_size} is larger than render_size={c.render_size}; "
+                          f"set crop_size <= render_size")
+    if c.replay_capacity is not None and c.replay_memory is not None:
+        raise ConfigError(f"replay_capacity={c.replay_capacity} and replay_memory="
+                          f"{c.replay_memory!r} are both set; they are mutually exclusive: set one "
+                          f"to null (e.g. --set replay_memory=null)")
+    if c.actor_log_std_min >= c.actor_log_std_max:
+        raise ConfigError(f"actor_log_std_min={c.actor_log_std_min} must be below "
+                          f"actor_log_std_max={c.actor_log_std_max}")
+    for key in _STEP_KEYS:
+        count = getattr(c, key)
+        if c.agent_steps(count) < 1:
+            raise ConfigError(f"{key}={count} is less than one agent step at action_repeat="
+                              f"{c.action_repeat}; use at least {c.action_repeat} env_steps")
+    if c.lever and c.agent_steps(c.freeze_at) >= c.agent_steps(c.steps):
+        raise ConfigError(f"freeze_at={c.freeze_at} is not before the end of training "
+                          f"(steps={c.steps}, action_repeat={c.action_repeat}); lower freeze_at "
+                          f"or set lever=false for the plain CURL baseline")
+
+
+_HINTS: dict[str, Any] = typing.get_type_hints(Config)
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Config))
+_STEP_KEYS = tuple(k for k in FIELD_NAMES if _HINTS[k] is StepCount)
+assert set(_RULES) == set(FIELD_NAMES), "every Config field needs a rule"
+
+
+# ---------------------------------------------------------------- raw values -> typed values
+
+def _check_known(key: object, origin: str, what: str) -> None:
+    if key in FIELD_NAMES:
+        return
+    close = difflib.get_close_matches(str(key), FIELD_NAMES, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(FIELD_NAMES)}"
+    raise ConfigError(f"unknown {what} {key!r} in {origin}; {hint}")
+
+
+def _to_step(key: str, value: Any, where: str, cli: bool) -> Any:
+    """StepCount from a mapping; on the CLI also from strings and bare numbers (env steps)."""
+    try:
+        if isinstance(value, Mapping):
+            return StepCount.from_mapping(value)
+        if cli and isinstance(value, str):
+            return StepCount.parse(value)
+        if cli and isinstance(value, int) and not isinstance(value, bool):
+            return StepCount(value, "env_steps")
+    except ConfigError as e:
+        raise ConfigError(f"invalid value for '{key}'{where}: {value!r}; {e}") from None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not cli:
+        raise ConfigError(f"'{key}'{where} is a bare number ({value}); state its unit: "
+                          f"{{agent_steps: {value}}} or {{env_steps: {value}}}")
+    return value
+
+
+def _coerce(key: str, value: Any, where: str, cli: bool) -> Any:
+    if key in _STEP_KEYS:
+        value = _to_step(key, value, where, cli)
+    return _check(key, value, where)
+
+
+def _coerce_all(data: Mapping[str, Any], origin: str, what: str, cli: bool) -> dict[str, Any]:
+    for key in data:
+        _check_known(key, origin, what)
+    return {k: _coerce(k, v, f" in {origin}", cli) for k, v in data.items()}
+
+
+def _override_value(key: str, raw: Any) -> Any:
+    """A `--set` value: strings go through YAML, except text for str fields and step counts."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        parsed = yaml.load(raw, Loader=_Loader)
+    except yaml.YAMLError:
+        parsed = raw
+    if key in _STEP_KEYS and not isinstance(parsed, Mapping):
+        return raw
+    if _HINTS[key] is str and not isinstance(parsed, str):
+        return raw.strip()
+    return parsed
+
+
+def parse_set_options(items: Iterable[str]) -> dict[str, str]:
+    """["batch_size=32", ...] (from repeated --set) -> {"batch_size": "32"}; last one wins."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}; e.g. --set batch_size=32")
+        out[key.strip()] = value
+    return out
+
+
+# ---------------------------------------------------------------- YAML files and recipes
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads 1e-3 as a float (YAML 1.2) and refuses duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        self.flatten_mapping(node)
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*\.\d*|\.\d+|\d[\d_]*)(?:[eE][-+]?\d+)$"),
+    list("-+0123456789."))
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One recipe file: `label` for messages, `node` to read, `pkg_dir` if packaged."""
+
+    label: str
+    node: Traversable
+    pkg_dir: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Identity for cycle detection: the resolved path, or the packaged label."""
+        return self.label if self.pkg_dir is not None else str(Path(self.label).resolve())
+
+
+def _recipe_root() -> Traversable:
+    try:
+        return resources.files("lever_transfer.recipes")
+    except ModuleNotFoundError:  # running from a checkout that is not installed
+        return Path(__file__).resolve().parent.parent / "recipes"
+
+
+def _packaged(relpath: str) -> _Source | None:
+    parts = [p for p in posixpath.normpath(relpath).split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    node = _recipe_root().joinpath(*parts)
+    return _Source(f"recipes/{'/'.join(parts)}", node, posixpath.dirname("/".join(parts))) \
+        if node.is_file() else None
+
+
+def _find_recipe(name: str) -> _Source | None:
+    """A packaged recipe by name: `quickstart`, `walker_walk` (= `dmc/walker_walk`)."""
+    stem = name[:-5] if name.endswith(".yaml") else name
+    return _packaged(f"{stem}.yaml") or _packaged(f"dmc/{stem}.yaml")
+
+
+def _read_yaml(src: _Source) -> dict[str, Any]:
+    try:
+        text = src.node.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read recipe {src.label}: {e}") from None
+    try:
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            data = {} if node is None else loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise ConfigError(f"invalid YAML in {src.label} at{where}: {problem}; fix the syntax "
+                          f"there") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {src.label} line {node.start_mark.line + 1} is a "
+                          f"{type(data).__name__}, not a mapping; write 'key: value' lines")
+    return data
+
+
+def _resolve_extends(parent: object, src: _Source) -> _Source:
+    if not isinstance(parent, str) or not parent.strip():
+        raise ConfigError(f"'extends' in {src.label} must be a recipe name or a .yaml path, "
+                          f"got {parent!r}")
+    if parent.endswith((".yaml", ".yml")):
+        if src.pkg_dir is None:
+            path = Path(src.label).parent / parent
+            found = _Source(str(path), path) if path.is_file() else None
+        else:
+            found = _packaged(posixpath.join(src.pkg_dir, parent))
+    else:
+        found = _find_recipe(parent)
+    if found is None:
+        raise ConfigError(f"recipe {src.label} extends {parent!r}, which does not exist; use a "
+                          f"packaged recipe name (see `lever-transfer recipes`) or a relative path")
+    return found
+
+
+def _load_chain(src: _Source, chain: tuple[_Source, ...] = ()) -> dict[str, Any]:
+    """Typed values of `src` over those of its `extends` ancestors."""
+    if src.key in {s.key for s in chain}:
+        labels = " -> ".join(s.label for s in (*chain, src))
+        raise ConfigError(f"recipe cycle: {labels}; remove one of these 'extends'")
+    data = _read_yaml(src)
+    parent = data.pop("extends", None)
+    own = _coerce_all(data, src.label, "recipe key", cli=False)
+    if parent is None:
+        return own
+    return {**_load_chain(_resolve_extends(parent, src), (*chain, src)), **own}
+
+
+def _locate(name: str) -> tuple[_Source, str | None]:
+    """(recipe, task override): a .yaml path, a packaged recipe, or a task on the defaults."""
+    if name.endswith((".yaml", ".yml")) and Path(name).is_file():
+        return _Source(name, Path(name)), None
+    found = _find_recipe(name)
+    if found is not None:
+        return found, None
+    if "/" in name or "\\" in name or name.endswith((".yaml", ".yml")):
+        raise ConfigError(f"no recipe file or packaged recipe {name!r}; check the path or run "
+                          f"`lever-transfer recipes` to list the packaged ones")
+    if re.fullmatch(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+", name) is None:
+        close = difflib.get_close_matches(name, [r[0] for r in _recipe_names()], n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "run `lever-transfer recipes`"
+        raise ConfigError(f"{name!r} is not a recipe, a .yaml file or a task name; {hint}")
+    return _find_recipe("dmc/defaults"), name
+
+
+def load_config(name_or_path: str, overrides: Mapping[str, object] | None = None) -> Config:
+    """Config from a recipe path, a packaged recipe name or a task name, plus `--set` overrides.
+
+    A task name without a recipe gets `recipes/dmc/defaults.yaml` with `task` set to it.
+    Override values may be strings (parsed as YAML; step counts also as "60k env_steps", a bare
+    number meaning env steps) or typed values.
+    """
+    src, task = _locate(name_or_path)
+    values = _load_chain(src)
+    if task is not None:
+        values.update(task=task, paper="",
+                      description=f"{task} on the shared table-4 defaults (no recipe for it)")
+    for key in overrides or {}:
+        _check_known(key, "--set", "override key")
+    values.update({k: _coerce(k, _override_value(k, v), " in --set", cli=True)
+                   for k, v in (overrides or {}).items()})
+    return Config(**values)
+
+
+def _recipe_names() -> list[tuple[str, _Source]]:
+    root = _recipe_root()
+    out: list[tuple[str, _Source]] = []
+    for sub in ("", "dmc"):
+        folder = root.joinpath(sub) if sub else root
+        for node in sorted(folder.iterdir(), key=lambda n: n.name) if folder.is_dir() else []:
+            if node.name.endswith(".yaml") and node.is_file():
+                out.append((node.name[:-5], _packaged(posixpath.join(sub, node.name))))
+    return sorted(out, key=lambda item: item[0])
+
+
+def list_recipes() -> list[tuple[str, str, str]]:
+    """(name, paper, description) of every packaged recipe, sorted by name."""
+    out = []
+    for name, src in _recipe_names():
+        config = Config(**_load_chain(src))
+        out.append((name, config.paper, config.description))
+    return out

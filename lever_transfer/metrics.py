@@ -1,0 +1,48 @@
+"""The run's metrics file: one JSON object per line, appended and flushed row by row.
+
+Columns every row has: env_steps, agent_steps, flops (cumulative, appendix B accounting),
+episode_return or eval_return, update_ms, replay_bytes, replay_capacity, replay_size, phase,
+wall_s. JSONL survives a crash (at most the line being written is lost) and is read back
+with one ``json.loads`` per line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from .checkpoint import write_atomic
+
+
+class MetricsLog:
+    def __init__(self, path: Path):
+        self.path = path
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._file.write(json.dumps(row, sort_keys=True) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    @staticmethod
+    def truncate(path: Path, max_agent_steps: int) -> None:
+        """Drop rows logged after a checkpoint, so a resumed run does not log them twice."""
+        if not path.exists():
+            return
+        kept = [json.dumps(r, sort_keys=True) + "\n" for r in read_metrics(path)
+                if r.get("agent_steps", 0) <= max_agent_steps]
+        write_atomic(path, "".join(kept).encode())
+
+
+def read_metrics(path: Path) -> Iterator[dict[str, Any]]:
+    """Rows of a metrics file; a torn last line (crash mid-write) is skipped."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue

@@ -1,0 +1,361 @@
+"""The training loop: env -> observation -> agent -> replay -> update -> metrics and checkpoints.
+
+LeVER's switch lives here. At agent step Tf the agent freezes its encoder layers, the pixel replay
+is re-encoded in place into a latent replay whose capacity grows by the ratio of real bytes per
+entry (section 4.2), and from then on the replay stores latents and updates touch only the heads.
+If the latent at the chosen layer is not smaller than the pixels it replaces (conv features),
+pixels are kept and the frozen layers run without gradients.
+
+The environment runs in its own process: the loop sends an action, runs the update while the
+worker renders, then collects the observation. Checkpoints are written at episode ends, so a
+resumed run starts a fresh episode exactly where the original run would have.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import yaml
+
+from .agents.sac_curl import SacCurlAgent
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, write_atomic
+from .config import Config
+from .envs import DMCEnv, EnvWorker
+from .errors import LeverError
+from .flops import CachedFlops, FlopCounter
+from .metrics import MetricsLog
+from .package import encoder_spec, save_encoder_package
+from .replay import (LatentReplay, PixelReplay, capacity_from_memory, convert_to_latent,
+                     grown_capacity, parse_memory)
+
+DMC_EPISODE_ENV_STEPS = 1000  # every DMC task ends by its 1000-step time limit
+
+
+@dataclass
+class Counters:
+    """Everything about progress that a resume must restore."""
+
+    agent_steps: int = 0
+    episodes: int = 0
+    flops: int = 0
+    wall_s: float = 0.0
+    next_eval: int = 0
+    next_checkpoint: int = 0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LeverError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    """One run directory: config.yaml, metrics.jsonl, checkpoints/, encoder/."""
+
+    def __init__(self, cfg: Config, run_dir: Path, progress: bool = True,
+                 say: Callable[[str], None] = print):
+        self.cfg, self.run_dir, self.progress, self.say = cfg, Path(run_dir), progress, say
+        self.device = resolve_device(cfg.device)
+        self.ar = cfg.action_repeat
+        self.total = cfg.steps.to_agent_steps(self.ar)
+        self.init_steps = cfg.init_steps.to_agent_steps(self.ar)
+        self.freeze_step = cfg.freeze_at.to_agent_steps(self.ar) if cfg.lever else None
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.env = EnvWorker(cfg.task, action_repeat=self.ar, frame_stack=cfg.frame_stack,
+                             render_size=cfg.render_size, render_quality=cfg.render_quality,
+                             seed=cfg.seed)
+        obs_shape = tuple(self.env.observation_space.shape)
+        self.action_dim = int(self.env.action_space.shape[0])
+        self.agent = SacCurlAgent(cfg, obs_shape, self.action_dim, self.device)
+        self.replay: PixelReplay | LatentReplay = PixelReplay(
+            self._pixel_capacity(obs_shape), (obs_shape[0] // cfg.frame_stack, *obs_shape[1:]),
+            cfg.frame_stack, self.action_dim)
+        self.counters = Counters(next_eval=cfg.eval_every.to_agent_steps(self.ar),
+                                 next_checkpoint=cfg.checkpoint_every.to_agent_steps(self.ar))
+        self.update_flops = CachedFlops()
+        self._eval_env: DMCEnv | None = None
+        self._stop = False
+
+    # ------------------------------------------------------------------ sizes
+    def _entries_for(self, agent_steps: int) -> int:
+        """Replay entries that hold ``agent_steps`` transitions: one more per episode."""
+        episode = math.ceil(DMC_EPISODE_ENV_STEPS / self.ar)
+        return agent_steps + math.ceil(agent_steps / episode) + 1
+
+    def _pixel_capacity(self, obs_shape: tuple[int, ...]) -> int:
+        cfg = self.cfg
+        if cfg.replay_memory is not None:
+            probe = PixelReplay(1, (obs_shape[0] // cfg.frame_stack, *obs_shape[1:]),
+                                cfg.frame_stack, self.action_dim)
+            return capacity_from_memory(parse_memory(cfg.replay_memory), probe.bytes_per_entry,
+                                        cfg.batch_size)
+        if cfg.replay_capacity is not None:
+            return cfg.replay_capacity
+        return self._entries_for(self.total)
+
+    def latent_plan(self) -> tuple[int, tuple[int, ...], int, bool]:
+        """(frozen layers, latent shape (K, N, *feature), bytes per latent entry, use latents)."""
+        n = self.agent.critic_encoder.resolve_layers(self.cfg.freeze_layers)
+        networks, feature = self.agent.latent_spec(n) if n else (1, ())
+        shape = (self.cfg.latent_augmentations, networks, *feature)
+        probe = LatentReplay(1, shape, self.action_dim, np.dtype(self.cfg.latent_dtype))
+        use = n > 0 and probe.bytes_per_entry < self._pixel_entry_bytes()
+        return n, shape, probe.bytes_per_entry, use
+
+    def _pixel_entry_bytes(self) -> int:
+        obs_shape = self.agent.critic_encoder.obs_shape
+        frame = (obs_shape[0] // self.cfg.frame_stack, self.cfg.render_size, self.cfg.render_size)
+        return PixelReplay(1, frame, self.cfg.frame_stack, self.action_dim).bytes_per_entry
+
+    def header(self) -> str:
+        cfg, c = self.cfg, self.counters
+        lines = [f"lever-transfer: {cfg.task} | device {self.device} | seed {cfg.seed} | "
+                 f"{self.total} agent steps = {self.total * self.ar} env steps "
+                 f"(action repeat {self.ar})",
+                 f"replay: {self.replay.capacity} entries x {self.replay.bytes_per_entry} B "
+                 f"({type(self.replay).__name__})"]
+        if self.freeze_step is None:
+            lines.append("LeVER off: CURL baseline, the encoder trains throughout")
+        else:
+            n, shape, latent_bytes, use = self.latent_plan()
+            when = f"Tf = {self.freeze_step} agent steps = {self.freeze_step * self.ar} env steps"
+            if use:
+                lines.append(f"LeVER: {when}; freeze {n}/{self.agent.num_layers} encoder layers, "
+                             f"then latent replay {shape} {cfg.latent_dtype} = {latent_bytes} B "
+                             f"per entry vs {self._pixel_entry_bytes()} B of pixels")
+            else:
+                lines.append(f"LeVER: {when}; freeze {n}/{self.agent.num_layers} layers; the latent "
+                             f"{shape} = {latent_bytes} B is not smaller than the pixels "
+                             f"({self._pixel_entry_bytes()} B): keeping pixels, frozen layers run "
+                             f"without gradients")
+        if c.agent_steps:
+            lines.append(f"resuming at agent step {c.agent_steps} (episode {c.episodes})")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ LeVER's switch
+    def freeze(self) -> dict[str, Any]:
+        """Freeze the encoder; convert the replay to latents if they are smaller."""
+        n, shape, _, use = self.latent_plan()
+        self.agent.freeze(n)
+        row: dict[str, Any] = {"kind": "freeze", "frozen_layers": n, "latent_replay": use,
+                               "capacity_before": self.replay.capacity,
+                               "transitions_before": len(self.replay)}
+        start = time.perf_counter()
+        if use and isinstance(self.replay, PixelReplay):
+            remaining = self._entries_for(max(0, self.total - self.counters.agent_steps))
+            capacity = grown_capacity(self.replay.capacity, self.replay.bytes_per_entry,
+                                      self._latent_probe(shape).bytes_per_entry,
+                                      max_entries=len(self.replay) + remaining)
+            with FlopCounter() as counter:
+                self.replay = convert_to_latent(
+                    self.replay, lambda stacks: self.agent.encode_latents(stacks, shape[0]),
+                    shape, capacity, np.dtype(self.cfg.latent_dtype))
+            self.counters.flops += counter.total
+            row["conversion_flops"] = counter.total
+        row.update(capacity_after=self.replay.capacity, transitions_after=len(self.replay),
+                   conversion_s=round(time.perf_counter() - start, 3))
+        self.save_encoder()
+        return row
+
+    def _latent_probe(self, shape: tuple[int, ...]) -> LatentReplay:
+        return LatentReplay(1, shape, self.action_dim, np.dtype(self.cfg.latent_dtype))
+
+    def save_encoder(self) -> Path:
+        agent, cfg = self.agent, self.cfg
+        tensors = {f"encoder.{k}": v for k, v in agent.critic_encoder.state_dict().items()}
+        tensors.update({f"actor_head.{k}": v
+                        for k, v in agent.actor_encoder.layers[-1].state_dict().items()})
+        config = {
+            **encoder_spec(agent.critic_encoder, cfg.encoder, cfg.frame_stack, cfg.render_size,
+                           cfg.crop_size),
+            "frozen_layers": agent.frozen_layers, "source_task": cfg.task, "algorithm": "sac_curl",
+            "agent_steps": self.counters.agent_steps,
+            "env_steps": self.counters.agent_steps * self.ar, "seed": cfg.seed,
+            "flops": self.counters.flops, "render_quality": cfg.render_quality,
+            "recipe": cfg.to_dict(),
+        }
+        return save_encoder_package(self.run_dir / "encoder", tensors, config)
+
+    # ------------------------------------------------------------------ loop
+    def _store(self, action: np.ndarray | None, reward: float, terminated: bool,
+               obs: np.ndarray) -> None:
+        """Add an observation to the replay: its pixels, or its K augmented latents."""
+        if isinstance(self.replay, LatentReplay):
+            with FlopCounter() as counter:
+                item = self.agent.encode_latents(obs[None], self.cfg.latent_augmentations)[0]
+            self.counters.flops += counter.total  # the EKN term of appendix B
+        else:
+            item = obs
+        if action is None:
+            self.replay.add_reset(item)
+        else:
+            self.replay.add_step(action, reward, terminated, item)
+
+    def _update(self) -> float:
+        """One gradient step (overlapping the worker's rendering); returns its milliseconds."""
+        start = time.perf_counter()
+        step = self.counters.agent_steps
+        batch = self.replay.sample(self.cfg.batch_size, self.rng)
+        actor = step % self.cfg.actor_update_freq == 0
+        kind = f"{type(self.replay).__name__}-{self.agent.frozen_layers}-{actor}"
+        _, flops = self.update_flops.run(kind, lambda: self.agent.update(batch, step))
+        self.counters.flops += flops
+        return (time.perf_counter() - start) * 1000
+
+    def _episode_seed(self) -> int:
+        return self.cfg.seed * 1_000_003 + self.counters.episodes
+
+    def run_episode(self, bar: Any) -> dict[str, Any]:
+        cfg, c = self.cfg, self.counters
+        obs, _ = self.env.reset(seed=self._episode_seed())
+        self._store(None, 0.0, False, obs)
+        episode_return, update_ms, done = 0.0, [], False
+        while not done and c.agent_steps < self.total and not self._stop:
+            if self.freeze_step is not None and c.agent_steps == self.freeze_step \
+                    and self.agent.frozen_layers == 0:
+                self.log(self.freeze())
+            if c.agent_steps < self.init_steps:
+                action = self.rng.uniform(-1, 1, self.action_dim).astype(np.float32)
+            else:
+                action = self.agent.act(obs, sample=True)
+            self.env.step_async(action)
+            if c.agent_steps >= self.init_steps and len(self.replay) >= cfg.batch_size:
+                for _ in range(cfg.updates_per_step):
+                    update_ms.append(self._update())
+            obs, reward, terminated, truncated, _ = self.env.step_wait()
+            self._store(action, reward, terminated, obs)
+            episode_return += reward
+            c.agent_steps += 1
+            done = terminated or truncated
+            bar.update(1)
+        c.episodes += 1
+        return {"kind": "train", "episode": c.episodes, "episode_return": episode_return,
+                "update_ms": float(np.mean(update_ms)) if update_ms else None,
+                "interrupted": not done and self._stop}
+
+    def evaluate(self, episodes: int) -> tuple[float, float]:
+        """Mean and std of the deterministic policy's return on the centre crop."""
+        if self._eval_env is None:
+            cfg = self.cfg
+            self._eval_env = DMCEnv(cfg.task, action_repeat=self.ar, frame_stack=cfg.frame_stack,
+                                    render_size=cfg.render_size, render_quality=cfg.render_quality)
+        returns = []
+        for i in range(episodes):
+            obs, _ = self._eval_env.reset(seed=10_000_000 + self.cfg.seed * 1000 + i)
+            total, done = 0.0, False
+            while not done:
+                obs, reward, terminated, truncated, _ = self._eval_env.step(
+                    self.agent.act(obs, sample=False))
+                total += reward
+                done = terminated or truncated
+            returns.append(total)
+        return float(np.mean(returns)), float(np.std(returns))
+
+    def log(self, row: dict[str, Any]) -> None:
+        c = self.counters
+        row = {"env_steps": c.agent_steps * self.ar, "agent_steps": c.agent_steps,
+               "flops": c.flops, "replay_bytes": self.replay.nbytes,
+               "replay_capacity": self.replay.capacity, "replay_size": len(self.replay),
+               "phase": self.phase, "wall_s": round(c.wall_s + self._elapsed(), 2), **row}
+        self.metrics.write(row)
+
+    @property
+    def phase(self) -> str:
+        return "latents" if isinstance(self.replay, LatentReplay) else (
+            "frozen-pixels" if self.agent.frozen_layers else "pixels")
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self._t0
+
+    def run(self) -> Path:
+        """Train to the end (or until SIGINT), checkpointing as configured."""
+        from tqdm.auto import tqdm
+
+        write_atomic(self.run_dir / "config.yaml",
+                     yaml.safe_dump(self.cfg.to_dict(), sort_keys=False).encode())
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        self._t0 = time.perf_counter()
+        self.say(self.header())
+        c = self.counters
+        if self.freeze_step == 0 and not self.agent.frozen_layers:
+            self.log(self.freeze())
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        bar = tqdm(total=self.total, initial=c.agent_steps, unit="step", dynamic_ncols=True,
+                   disable=not self.progress, mininterval=1.0)
+        try:
+            while c.agent_steps < self.total and not self._stop:
+                row = self.run_episode(bar)
+                self.log(row)
+                self._maybe_eval_and_checkpoint(bar, row)
+            self.checkpoint()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            bar.close()
+            self.close()
+        return self.run_dir
+
+    def _maybe_eval_and_checkpoint(self, bar: Any, row: dict[str, Any]) -> None:
+        c, cfg = self.counters, self.cfg
+        postfix = {"ret": f"{row['episode_return']:.0f}", "FLOPs": f"{c.flops:.2e}",
+                   "sps": f"{c.agent_steps / max(c.wall_s + self._elapsed(), 1e-9):.1f}",
+                   "Tf": ("off" if self.freeze_step is None else
+                          "frozen" if self.agent.frozen_layers else str(self.freeze_step))}
+        if c.agent_steps >= c.next_eval or c.agent_steps >= self.total:
+            mean, std = self.evaluate(cfg.eval_episodes)
+            self.log({"kind": "eval", "eval_return": mean, "eval_return_std": std})
+            bar.write(f"eval at {c.agent_steps * self.ar} env steps: {mean:.1f} ± {std:.1f}")
+            c.next_eval += cfg.eval_every.to_agent_steps(self.ar)
+            postfix["eval"] = f"{mean:.0f}"
+        bar.set_postfix(postfix, refresh=False)
+        if c.agent_steps >= c.next_checkpoint:
+            self.checkpoint()
+            c.next_checkpoint += cfg.checkpoint_every.to_agent_steps(self.ar)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.say("\ninterrupted: writing a checkpoint, then stopping (resume with lever-transfer resume)")
+        self._stop = True
+
+    def close(self) -> None:
+        self.env.close()
+        if self._eval_env is not None:
+            self._eval_env.close()
+        if hasattr(self, "metrics"):
+            self.metrics.close()
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self) -> Path:
+        c = self.counters
+        state = {
+            "counters": asdict(c) | {"wall_s": c.wall_s + self._elapsed()},
+            "agent": self.agent.export_state(),
+            "replay": {"kind": type(self.replay).__name__, "init": self.replay.init_args(),
+                       "state": self.replay.state_dict()},
+            "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state()},
+        }
+        return save_checkpoint(self.run_dir / "checkpoints", c.agent_steps, state)
+
+    def restore(self) -> bool:
+        """Load the latest checkpoint of this run directory, if any."""
+        path = latest_checkpoint(self.run_dir / "checkpoints")
+        if path is None:
+            return False
+        _, state = load_checkpoint(path)
+        self.counters = Counters(**state["counters"])
+        self.agent.import_state(state["agent"])
+        kind = {"PixelReplay": PixelReplay, "LatentReplay": LatentReplay}[state["replay"]["kind"]]
+        self.replay = kind(**state["replay"]["init"])
+        self.replay.load_state_dict(state["replay"]["state"])
+        self.rng.bit_generator.state = state["rng"]["numpy"]
+        torch.set_rng_state(state["rng"]["torch"])
+        MetricsLog.truncate(self.run_dir / "metrics.jsonl", self.counters.agent_steps)
+        return True

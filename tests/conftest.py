@@ -1,0 +1,47 @@
+"""Shared fixtures: small but real configurations, agents and batches."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+OBS_SHAPE = (9, 100, 100)  # 3 stacked RGB frames at the paper's render size
+
+
+@pytest.fixture
+def small_config():
+    """A walker_walk recipe shrunk for speed (hidden 32, batch 8), otherwise the paper's."""
+    from lever_transfer.config import load_config
+
+    def make(**overrides):
+        values = {"batch_size": 8, "hidden_dim": 32, "device": "cpu"}
+        values.update(overrides)
+        return load_config("walker_walk", values)
+
+    return make
+
+
+def pixel_batch(batch: int, action_dim: int, seed: int = 0):
+    from lever_transfer.replay import PixelBatch
+
+    rng = np.random.default_rng(seed)
+    obs = rng.integers(0, 256, (batch, *OBS_SHAPE), dtype=np.uint8)
+    return PixelBatch(obs=obs, action=rng.uniform(-1, 1, (batch, action_dim)).astype(np.float32),
+                      reward=rng.standard_normal(batch).astype(np.float32),
+                      discount=np.ones(batch, np.float32),
+                      next_obs=rng.integers(0, 256, (batch, *OBS_SHAPE), dtype=np.uint8))
+
+
+def latent_batch(batch: int, action_dim: int, shape=(2, 50), seed: int = 0):
+    from lever_transfer.replay import LatentBatch
+
+    rng = np.random.default_rng(seed)
+    return LatentBatch(latent=rng.standard_normal((batch, *shape)).astype(np.float32),
+                       next_latent=rng.standard_normal((batch, *shape)).astype(np.float32),
+                       action=rng.uniform(-1, 1, (batch, action_dim)).astype(np.float32),
+                       reward=rng.standard_normal(batch).astype(np.float32),
+                       discount=np.ones(batch, np.float32))

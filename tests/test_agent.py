@@ -1,0 +1,113 @@
+"""SAC+CURL with LeVER: what freezing must and must not do."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lever_transfer.agents.sac_curl import SacCurlAgent
+from lever_transfer.flops import FlopCounter
+
+from .conftest import OBS_SHAPE, latent_batch, pixel_batch
+
+ACTION_DIM = 6
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def encoder_modules(agent: SacCurlAgent) -> list[torch.nn.Module]:
+    return [m for enc in (agent.critic_encoder, agent.actor_encoder, agent.target_encoder)
+            for m in enc.modules()]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+def test_frozen_layers_stay_bit_identical_and_get_no_gradients(small_config, n):
+    agent = SacCurlAgent(small_config(), OBS_SHAPE, ACTION_DIM)
+    agent.freeze(n)
+    frozen = [agent.critic_encoder.layers[i] for i in range(n)]
+    before = [snapshot(layer) for layer in frozen]
+    trainable_before = snapshot(agent.critic_encoder.layers[n]) if n < 5 else None
+    for step in range(6):
+        agent.update(pixel_batch(8, ACTION_DIM, seed=step), step)
+    for layer, old in zip(frozen, before):
+        for key, value in layer.state_dict().items():
+            assert torch.equal(value, old[key]), key
+        assert all(p.grad is None and not p.requires_grad for p in layer.parameters())
+        assert not layer.training
+    if trainable_before is not None:  # the first unfrozen layer did learn
+        changed = [not torch.equal(v, trainable_before[k])
+                   for k, v in agent.critic_encoder.layers[n].state_dict().items()]
+        assert any(changed)
+    frozen_ids = {id(p) for layer in frozen for p in layer.parameters()}
+    for opt in agent.optimizers.values():
+        for group in opt.param_groups:
+            assert not frozen_ids & {id(p) for p in group["params"]}
+        assert not frozen_ids & {id(p) for p in opt.state}
+
+
+def test_actor_convs_are_the_critic_convs(small_config):
+    agent = SacCurlAgent(small_config(), OBS_SHAPE, ACTION_DIM)
+    for i in range(agent.num_shared):
+        assert agent.actor_encoder.layers[i] is agent.critic_encoder.layers[i]
+    assert agent.actor_encoder.layers[-1] is not agent.critic_encoder.layers[-1]
+
+
+def test_after_tf_an_update_calls_no_encoder_layer(small_config):
+    agent = SacCurlAgent(small_config(), OBS_SHAPE, ACTION_DIM)
+    agent.update(pixel_batch(8, ACTION_DIM), 0)
+    agent.freeze("all")
+    calls = []
+    handles = [m.register_forward_hook(lambda *a: calls.append(1)) for m in encoder_modules(agent)]
+    heads_before = snapshot(agent.critic)
+    for step in range(4):
+        metrics = agent.update(latent_batch(8, ACTION_DIM, seed=step), step)
+    for h in handles:
+        h.remove()
+    assert calls == []
+    assert "curl_loss" not in metrics
+    assert any(not torch.equal(v, heads_before[k]) for k, v in agent.critic.state_dict().items())
+
+
+def test_full_freeze_hard_copies_the_target_critic(small_config):
+    agent = SacCurlAgent(small_config(), OBS_SHAPE, ACTION_DIM)
+    for step in range(3):
+        agent.update(pixel_batch(8, ACTION_DIM, seed=step), step)
+    agent.freeze("all")
+    for k, v in agent.critic.state_dict().items():
+        assert torch.equal(v, agent.target_critic.state_dict()[k])
+
+
+def test_lever_update_costs_far_fewer_flops(small_config):
+    agent = SacCurlAgent(small_config(), OBS_SHAPE, ACTION_DIM)
+    with FlopCounter() as pixels:
+        agent.update(pixel_batch(8, ACTION_DIM), 0)
+    agent.freeze("all")
+    with FlopCounter() as latents:
+        agent.update(latent_batch(8, ACTION_DIM), 0)
+    assert pixels.total > 50 * latents.total
+
+
+def test_encode_latents_shape_and_determinism(small_config):
+    agent = SacCurlAgent(small_config(), OBS_SHAPE, ACTION_DIM)
+    agent.freeze("all")
+    stacks = pixel_batch(3, ACTION_DIM).obs
+    latents = agent.encode_latents(stacks, augmentations=4)
+    assert latents.shape == (3, 4, 2, 50) and latents.dtype.name == "float32"
+    assert not torch.allclose(torch.from_numpy(latents[:, 0]), torch.from_numpy(latents[:, 1]))
+
+
+def test_state_round_trip_gives_identical_updates(small_config):
+    a = SacCurlAgent(small_config(), OBS_SHAPE, ACTION_DIM)
+    for step in range(3):
+        a.update(pixel_batch(8, ACTION_DIM, seed=step), step)
+    a.freeze("all")
+    state = a.export_state()
+    b = SacCurlAgent(small_config(seed=7), OBS_SHAPE, ACTION_DIM)
+    b.import_state(state)
+    torch.manual_seed(0)
+    ma = a.update(latent_batch(8, ACTION_DIM), 4)
+    torch.manual_seed(0)
+    mb = b.update(latent_batch(8, ACTION_DIM), 4)
+    assert ma == mb
