@@ -25,6 +25,10 @@ import torch
 from lever_transfer.agents.sac_curl import SacCurlAgent
 from lever_transfer.config import load_config
 from lever_transfer.replay import LatentReplay, PixelReplay, convert_to_latent
+from lever_transfer.runtime import keep_freed_memory
+
+sys.path.insert(0, str(Path(__file__).parent))
+from reference_update import reference_update  # noqa: E402
 
 ACTION_DIM = 6
 FRAME = (3, 100, 100)
@@ -40,17 +44,17 @@ def filled_pixel_replay(entries: int, rng: np.random.Generator) -> PixelReplay:
     return replay
 
 
-def time_updates(agent: SacCurlAgent, replay: PixelReplay | LatentReplay, batch: int,
+def time_updates(update, replay: PixelReplay | LatentReplay, batch: int,
                  repeats: int, rng: np.random.Generator) -> tuple[float, float]:
     """(median ms of sample + update, median ms of sampling alone)."""
     for step in range(3):  # warm-up: allocator, first-call overheads
-        agent.update(replay.sample(batch, rng), step)
+        update(replay.sample(batch, rng), step)
     total, sampling = [], []
     for step in range(repeats):
         start = time.perf_counter()
         sample = replay.sample(batch, rng)
         mid = time.perf_counter()
-        agent.update(sample, step)
+        update(sample, step)
         end = time.perf_counter()
         total.append((end - start) * 1000)
         sampling.append((mid - start) * 1000)
@@ -81,21 +85,27 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--e2e", action="store_true", help="also time a real short train run")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
+    parser.add_argument("--no-malloc-tuning", action="store_true",
+                        help="measure with glibc's default malloc thresholds")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    tuned = keep_freed_memory() if not args.no_malloc_tuning else False
     rng = np.random.default_rng(0)
     cfg = load_config("walker_walk", {"batch_size": args.batch, "device": "cpu"})
     agent = SacCurlAgent(cfg, (9, 100, 100), ACTION_DIM)
     pixels = filled_pixel_replay(2 * args.batch + 64, rng)
     pixel_entry = pixels.bytes_per_entry
-    before, sample_px = time_updates(agent, pixels, args.batch, args.repeats, rng)
+    reference, _ = time_updates(lambda b, s: reference_update(agent, b, s), pixels, args.batch,
+                                max(4, args.repeats // 4), rng)
+    before, sample_px = time_updates(agent.update, pixels, args.batch, args.repeats, rng)
     agent.freeze("all")
     latents = convert_to_latent(pixels, lambda s: agent.encode_latents(s, 4), (4, 2, 50),
                                 capacity=4096)
-    after, sample_lat = time_updates(agent, latents, args.batch, args.repeats, rng)
+    after, sample_lat = time_updates(agent.update, latents, args.batch, args.repeats, rng)
     half = LatentReplay(1, (4, 2, 50), ACTION_DIM, np.dtype("float16")).bytes_per_entry
     figures = {
-        "threads": args.threads, "batch": args.batch,
+        "threads": args.threads, "batch": args.batch, "malloc_tuned": tuned,
+        "ms_per_update_reference_order": reference,
         "ms_per_update_before_tf": before, "ms_per_update_after_tf": after,
         "speedup": before / after, "ms_sampling_pixels": sample_px, "ms_sampling_latents": sample_lat,
         "bytes_per_transition_pixels": pixel_entry,
@@ -105,8 +115,11 @@ def main() -> None:
     }
     if args.e2e:
         figures.update(end_to_end(args.threads))
-    print(f"walker_walk, batch {args.batch}, {args.threads} threads, median of {args.repeats}")
+    print(f"walker_walk, batch {args.batch}, {args.threads} threads, median of {args.repeats}, "
+          f"malloc tuning {'on' if tuned else 'off'}")
     print(f"{'':32}{'before Tf':>12}{'after Tf':>12}{'ratio':>8}")
+    print(f"{'ms per update, reference order':32}{reference:12.1f}{'':12}{reference / before:8.2f}"
+          "  (reference / ours)")
     print(f"{'ms per update (sample+update)':32}{before:12.1f}{after:12.2f}{before / after:8.1f}")
     print(f"{'  of which sampling (ms)':32}{sample_px:12.2f}{sample_lat:12.2f}")
     print(f"{'bytes per transition':32}{pixel_entry:12d}{latents.bytes_per_entry:12d}"

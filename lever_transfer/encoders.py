@@ -124,7 +124,7 @@ class LayeredEncoder(nn.Module):
 
 
 def _conv_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride), nn.ReLU())
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride), nn.ReLU(inplace=True))
 
 
 class _Head(nn.Sequential):

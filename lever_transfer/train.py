@@ -33,7 +33,8 @@ from .flops import CachedFlops, FlopCounter
 from .metrics import MetricsLog
 from .package import encoder_spec, save_encoder_package
 from .replay import (LatentReplay, PixelReplay, capacity_from_memory, convert_to_latent,
-                     grown_capacity, parse_memory)
+                     grown_capacity)
+from .runtime import keep_freed_memory
 
 DMC_EPISODE_ENV_STEPS = 1000  # every DMC task ends by its 1000-step time limit
 
@@ -65,6 +66,7 @@ class Trainer:
                  say: Callable[[str], None] = print):
         self.cfg, self.run_dir, self.progress, self.say = cfg, Path(run_dir), progress, say
         self.device = resolve_device(cfg.device)
+        keep_freed_memory()
         self.ar = cfg.action_repeat
         self.total = cfg.steps.to_agent_steps(self.ar)
         self.init_steps = cfg.init_steps.to_agent_steps(self.ar)
@@ -97,7 +99,7 @@ class Trainer:
         if cfg.replay_memory is not None:
             probe = PixelReplay(1, (obs_shape[0] // cfg.frame_stack, *obs_shape[1:]),
                                 cfg.frame_stack, self.action_dim)
-            return capacity_from_memory(parse_memory(cfg.replay_memory), probe.bytes_per_entry,
+            return capacity_from_memory(cfg.replay_memory_bytes, probe.bytes_per_entry,
                                         cfg.batch_size)
         if cfg.replay_capacity is not None:
             return cfg.replay_capacity

@@ -32,6 +32,7 @@ Where this update differs from the reference CURL / LeVER code, and why:
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from dataclasses import dataclass, replace
 from typing import Any
@@ -95,15 +96,15 @@ class SacCurlAgent(nn.Module):
     # ----------------------------------------------------------------- set-up and freezing
     def _build_optimizers(self) -> None:
         cfg = self.cfg
-        self.critic_opt = torch.optim.Adam([
+        adam = functools.partial(torch.optim.Adam, fused=True)  # one kernel per step, CPU and GPU
+        self.critic_opt = adam([
             {"params": list(self.critic.parameters()), "lr": cfg.critic_lr},
             {"params": self.critic_encoder.trainable_parameters(), "lr": cfg.encoder_lr},
         ])
-        self.actor_opt = torch.optim.Adam(
+        self.actor_opt = adam(
             [*self.actor.parameters(), *self.actor_encoder.layers[-1].parameters()], lr=cfg.actor_lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr,
-                                          betas=(cfg.alpha_beta1, 0.999))
-        self.curl_opt = torch.optim.Adam([self.curl_w], lr=cfg.encoder_lr)
+        self.alpha_opt = adam([self.log_alpha], lr=cfg.alpha_lr, betas=(cfg.alpha_beta1, 0.999))
+        self.curl_opt = adam([self.curl_w], lr=cfg.encoder_lr)
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -279,7 +280,9 @@ class SacCurlAgent(nn.Module):
     def _update_actor(self, z_critic: torch.Tensor, actor_in: torch.Tensor) -> dict[str, float]:
         z_actor = actor_in if self.fully_frozen else self.actor_encoder(actor_in, self.num_shared)
         _, pi, log_pi = self.actor(z_actor)
+        self.critic.requires_grad_(False)  # the actor loss needs dQ/da only, not critic grads
         actor_q = torch.min(*self.critic(z_critic, pi))
+        self.critic.requires_grad_(True)
         actor_loss = (self.alpha.detach() * log_pi - actor_q).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
@@ -303,7 +306,8 @@ class SacCurlAgent(nn.Module):
         """Weights, optimizer states and the crop generator, as tensors and plain values."""
         return {
             "modules": {k: v.detach().clone() for k, v in self.state_dict().items()},
-            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "optimizers": {name: copy.deepcopy(opt.state_dict())  # a snapshot, not live tensors
+                           for name, opt in self.optimizers.items()},
             "generator": self.generator.get_state(),
             "frozen_layers": self.frozen_layers,
         }
