@@ -22,6 +22,8 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
+from .errors import ConfigError
+
 FreezeSpec = int | str  # a layer count, or "all"
 
 
@@ -80,7 +82,8 @@ class LayeredEncoder(nn.Module):
         if isinstance(n, str) and n.isdigit():
             n = int(n)
         if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= self.num_layers:
-            raise ValueError(f"freeze layers must be 0..{self.num_layers} or 'all', got {n!r}")
+            raise ConfigError(f"freeze_layers must be 0..{self.num_layers} or 'all' for this "
+                              f"encoder ({', '.join(self.layer_names)}), got {n!r}")
         return n
 
     def freeze(self, n: FreezeSpec) -> int:

@@ -78,7 +78,12 @@ class Trainer:
                              seed=cfg.seed)
         obs_shape = tuple(self.env.observation_space.shape)
         self.action_dim = int(self.env.action_space.shape[0])
-        self.agent = SacCurlAgent(cfg, obs_shape, self.action_dim, self.device)
+        try:
+            self.agent = SacCurlAgent(cfg, obs_shape, self.action_dim, self.device)
+            self.agent.critic_encoder.resolve_layers(cfg.freeze_layers)  # refuse before training
+        except BaseException:
+            self.env.close()
+            raise
         self.replay: PixelReplay | LatentReplay = PixelReplay(
             self._pixel_capacity(obs_shape), (obs_shape[0] // cfg.frame_stack, *obs_shape[1:]),
             cfg.frame_stack, self.action_dim)

@@ -75,6 +75,9 @@ class EntryRing:
             self.arrays()[name].set(slot, value)
         self.starts.set(slot, False)
         self.episode_first.set(slot, episode_first)
+        self.action.set(slot, 0.0)  # filled in when the step from this entry arrives
+        self.reward.set(slot, 0.0)
+        self.discount.set(slot, 1.0)
         self.total += 1
         return entry
 

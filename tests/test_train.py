@@ -1,0 +1,100 @@
+"""Real short training runs: LeVER freezes, converts, keeps learning, checkpoints and resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lever_transfer.config import load_config
+from lever_transfer.metrics import read_metrics
+from lever_transfer.train import Trainer
+
+# walker_walk at action repeat 8: 125 agent steps per episode, so a run of 250 agent steps is
+# two episodes; Tf = 100 falls inside the first one.
+TINY = {"action_repeat": 8, "steps": "250 agent_steps", "init_steps": "50 agent_steps",
+        "freeze_at": "100 agent_steps", "eval_every": "125 agent_steps", "eval_episodes": 1,
+        "checkpoint_every": "125 agent_steps", "batch_size": 16, "hidden_dim": 32,
+        "render_quality": "fast", "device": "cpu"}
+
+
+def tiny_config(**extra):
+    return load_config("walker_walk", {**TINY, **extra})
+
+
+def rows(run: Path, kind: str) -> list[dict]:
+    return [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == kind]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    Trainer(tiny_config(), run, progress=False, say=lambda s: None).run()
+    return run
+
+
+def test_run_freezes_converts_and_keeps_learning(finished_run):
+    (freeze,) = rows(finished_run, "freeze")
+    assert freeze["agent_steps"] == 100 and freeze["latent_replay"]
+    assert freeze["transitions_after"] == freeze["transitions_before"] == 100
+    train = rows(finished_run, "train")
+    assert [r["agent_steps"] for r in train] == [125, 250]
+    assert train[-1]["phase"] == "latents" and train[-1]["update_ms"] > 0
+    assert train[-1]["replay_size"] == 250  # every transition since the start
+    flops = [r["flops"] for r in read_metrics(finished_run / "metrics.jsonl")]
+    assert flops == sorted(flops) and flops[-1] > flops[0]
+    assert len(rows(finished_run, "eval")) == 2
+
+
+def test_run_directory_holds_config_checkpoint_and_frozen_encoder(finished_run):
+    assert (finished_run / "config.yaml").exists()
+    assert (finished_run / "checkpoints" / "LATEST").read_text() == "ckpt-0000000250"
+    config = json.loads((finished_run / "encoder" / "config.json").read_text())
+    assert config["frozen_layers"] == 5 and config["agent_steps"] == 100
+    assert config["observation"]["frame_stack"] == 3 and len(config["sha256"]) == 64
+    assert (finished_run / "encoder" / "model.safetensors").exists()
+
+
+def test_latent_phase_grows_capacity_under_a_memory_budget(tmp_path):
+    cfg = tiny_config(replay_memory="3MB", steps="250 agent_steps")
+    Trainer(cfg, tmp_path, progress=False, say=lambda s: None).run()
+    (freeze,) = rows(tmp_path, "freeze")
+    assert freeze["capacity_before"] == 99  # 3 MB / 30,041 B per pixel entry
+    assert freeze["capacity_after"] > freeze["capacity_before"]
+    assert rows(tmp_path, "train")[-1]["replay_bytes"] <= 3_000_000
+
+
+def test_freezing_conv_layers_keeps_pixels(tmp_path):
+    cfg = tiny_config(freeze_layers=4, steps="125 agent_steps")
+    trainer = Trainer(cfg, tmp_path, progress=False, say=lambda s: None)
+    assert "keeping pixels" in trainer.header()
+    trainer.run()
+    (freeze,) = rows(tmp_path, "freeze")
+    assert not freeze["latent_replay"] and rows(tmp_path, "train")[-1]["phase"] == "frozen-pixels"
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_continues_the_same_run(tmp_path, finished_run):
+    trainer = Trainer(tiny_config(), tmp_path, progress=False, say=lambda s: None)
+    update = trainer._update
+
+    def crash_at_190() -> float:
+        if trainer.counters.agent_steps == 190:
+            raise Crash
+        return update()
+
+    trainer._update = crash_at_190
+    with pytest.raises(Crash):
+        trainer.run()
+    resumed = Trainer(tiny_config(), tmp_path, progress=False, say=lambda s: None)
+    assert resumed.restore()
+    assert resumed.counters.agent_steps == 125 and len(resumed.replay) == 125
+    resumed.run()
+    train = rows(tmp_path, "train")
+    assert [r["agent_steps"] for r in train] == [125, 250]  # no row logged twice
+    reference = rows(finished_run, "train")
+    assert [r["episode_return"] for r in train] == [r["episode_return"] for r in reference]
