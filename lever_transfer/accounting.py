@@ -63,13 +63,16 @@ def flops_report(cfg: Config, measure_updates: bool = True) -> Iterator[str]:
     before = update_flops(agent, _pixel_batch(cfg, obs_shape, action_dim, rng))
     n = agent.freeze(cfg.freeze_layers)
     networks, feature = agent.latent_spec(n)
-    after = update_flops(agent, _latent_batch(cfg, (networks, *feature), action_dim, rng))
+    after_batch = (_latent_batch(cfg, (networks, *feature), action_dim, rng)
+                   if agent.fully_frozen else _pixel_batch(cfg, obs_shape, action_dim, rng))
+    after = update_flops(agent, after_batch)
     with FlopCounter() as store:
         agent.encode_latents(rng.integers(0, 256, (1, *obs_shape), dtype=np.uint8),
                              cfg.latent_augmentations)
     yield ""
     yield f"per update, batch {cfg.batch_size}, measured (forward + 2x backward):"
     yield f"  before Tf (pixels, encoder + CURL): {before:.3e}"
-    yield f"  after Tf  (latents, heads only):    {after:.3e}   ({before / after:.0f}x fewer)"
+    what = "latents, heads only" if agent.fully_frozen else f"pixels, {n} layers frozen"
+    yield f"  after Tf  ({what}): {after:.3e}   ({before / after:.1f}x fewer)"
     yield (f"  per stored observation after Tf (K={cfg.latent_augmentations} crops x "
            f"N={networks} latents, the EKN term): {store.total:.3e}")

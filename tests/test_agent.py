@@ -111,3 +111,28 @@ def test_state_round_trip_gives_identical_updates(small_config):
     torch.manual_seed(0)
     mb = b.update(latent_batch(8, ACTION_DIM), 4)
     assert ma == mb
+
+
+def test_converted_latents_are_the_frozen_encoder_applied_to_the_stored_pixels(small_config):
+    """Without cropping (crop = render size) and K = 1, conversion is deterministic: every
+    stored latent must equal the frozen critic and actor encoders applied to the stored stack."""
+    import numpy as np
+
+    from lever_transfer.replay import PixelReplay, convert_to_latent
+
+    agent = SacCurlAgent(small_config(crop_size=100), OBS_SHAPE, ACTION_DIM)
+    agent.freeze("all")
+    replay = PixelReplay(20, (3, 100, 100), 3, ACTION_DIM, block_items=4)
+    rng = np.random.default_rng(0)
+    replay.add_reset(rng.integers(0, 256, OBS_SHAPE, dtype=np.uint8))
+    for step in range(12):
+        replay.add_step(np.zeros(ACTION_DIM, np.float32), 0.0, False,
+                        rng.integers(0, 256, OBS_SHAPE, dtype=np.uint8))
+    ids = replay.entries_to_convert()
+    stacks = torch.as_tensor(replay.stacks(ids))
+    with torch.no_grad():
+        expected = torch.stack([agent.critic_encoder(stacks), agent.actor_encoder(stacks)], dim=1)
+    latent = convert_to_latent(replay, lambda s: agent.encode_latents(s, 1), (1, 2, 50), 40)
+    stored = torch.as_tensor(latent.latents.get(np.arange(len(ids))))[:, 0]
+    torch.testing.assert_close(stored, expected, rtol=1e-5, atol=1e-5)
+    assert len(latent) == 12
