@@ -108,13 +108,13 @@ class StepCount:
 
 def parse_memory_size(text: str) -> int:
     """Bytes in a memory budget such as "0.03GB" (decimal units: the paper's 0.03 GB = 3e7 B)."""
-    units = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-             "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-    match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?i?b)", text.strip(), re.I) \
-        if isinstance(text, str) else None
-    if not match or match[2].lower() not in units or float(match[1]) * units[match[2].lower()] < 1:
-        raise ConfigError(f"cannot read {text!r} as a memory size; write e.g. '0.03GB' or '30MB'")
-    return int(Decimal(match[1]) * units[match[2].lower()])
+    from .errors import ReplayError
+    from .replay.convert import parse_memory  # numpy only: no torch, no dm_control
+
+    try:
+        return parse_memory(text)
+    except ReplayError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _steps(value: int, unit: Unit) -> StepCount:

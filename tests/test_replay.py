@@ -1,198 +1,452 @@
-"""Replay: stacks rebuilt from single frames, conversion to latents, capacity, memory."""
+"""Replay: stacks rebuilt from single frames, latents, conversion, capacity and memory.
+
+The pixel and latent replays are checked against a reference that keeps every transition with
+explicitly stacked observations (a list, as naive replay code would). Every frame's pixels
+spell its entry number, so a sampled stack says exactly which frames it was built from.
+"""
 
 from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import lever_transfer.replay.convert as convert_module
 from lever_transfer.errors import ReplayError
-from lever_transfer.replay import (LatentReplay, PixelReplay, capacity_from_memory,
-                                   convert_to_latent, grown_capacity, paper_capacity)
+from lever_transfer.replay import (BlockArray, LatentReplay, PixelReplay, capacity_from_memory,
+                                   convert_to_latent, grown_capacity, latent_entry_bytes,
+                                   paper_capacity, parse_memory)
 
-FRAME = (1, 2, 2)  # tiny frames; every frame's pixels hold its own global frame number
-STACK = 3
-
-
-class Reference:
-    """What a naive replay would hold: every transition with explicit stacked obs/next_obs."""
-
-    def __init__(self) -> None:
-        self.transitions: list[tuple[tuple, tuple, float, float]] = []
-        self.frame = 0
-
-    def new_frame(self) -> np.ndarray:
-        self.frame += 1
-        return np.full(FRAME, self.frame % 256, np.uint8)
+FRAME = (3, 8, 8)
+ACTION_DIM = 2
 
 
-def fill(replay: PixelReplay, episodes: list[tuple[int, bool]], ref: Reference) -> None:
-    """Episodes of (length, terminated at the end); rewards are unique ids."""
+def frame(entry: int) -> np.ndarray:
+    """A frame whose channels spell its entry number (and a third, distinct pattern)."""
+    out = np.empty(FRAME, np.uint8)
+    out[0], out[1], out[2] = entry % 256, entry // 256, (entry * 37 + 11) % 256
+    return out
+
+
+def stack_of(entry: int, first: int, stack: int) -> np.ndarray:
+    """The observation an env frame stack shows at ``entry``: the reset frame repeated."""
+    return np.concatenate([frame(max(j, first)) for j in range(entry - stack + 1, entry + 1)])
+
+
+@dataclass(frozen=True)
+class Transition:
+    entry: int  # the entry it starts at; its next observation is entry + 1
+    first: int  # its episode's first entry
+    action: np.ndarray
+    reward: float  # unique: the transition's index
+    discount: float
+
+
+def play(episodes: list[tuple[int, bool]], reset: Callable, step: Callable) -> \
+        tuple[list[Transition], list[int]]:
+    """Feed episodes (steps, terminated at the end) as reset(entry, first) and
+    step(action, reward, terminated, entry, first); return the reference transitions and
+    every entry's episode start (one per entry)."""
+    entry, transitions, firsts = 0, [], []
     for length, terminated in episodes:
-        stack = [ref.new_frame()] * STACK
-        replay.add_reset(np.concatenate(stack))
+        first = entry
+        firsts += [first] * (length + 1)
+        reset(entry, first)
         for t in range(length):
-            nxt = stack[1:] + [ref.new_frame()]
-            end = t == length - 1
-            reward = float(len(ref.transitions))
-            replay.add_step(np.array([reward], np.float32), reward, terminated and end,
-                            np.concatenate(nxt))
-            ref.transitions.append((key(np.concatenate(stack)), key(np.concatenate(nxt)), reward,
-                                    0.0 if terminated and end else 1.0))
-            stack = nxt
+            done = terminated and t == length - 1
+            reward = float(len(transitions))
+            action = np.array([reward, -reward], np.float32)
+            step(action, reward, done, entry + 1, first)
+            transitions.append(Transition(entry, first, action, reward, 0.0 if done else 1.0))
+            entry += 1
+        entry += 1
+    return transitions, firsts
 
 
-def key(obs: np.ndarray) -> tuple:
-    return tuple(obs[:, 0, 0].tolist())
+def fill_pixels(replay: PixelReplay, episodes: list[tuple[int, bool]]) -> \
+        tuple[list[Transition], list[int]]:
+    s = replay.frame_stack
+    return play(episodes, lambda e, f: replay.add_reset(stack_of(e, f, s)),
+                lambda a, r, d, e, f: replay.add_step(a, r, d, stack_of(e, f, s)))
 
 
-def batch_keys(batch) -> set:
-    return {(key(o), key(n), float(r), float(d))
-            for o, n, r, d in zip(batch.obs, batch.next_obs, batch.reward, batch.discount)}
+def pixel_window(transitions: list[Transition], total: int, capacity: int,
+                 stack: int) -> dict[float, Transition]:
+    """Transitions whose frames (obs and next obs) are all still in the ring."""
+    oldest = max(0, total - capacity)
+    return {t.reward: t for t in transitions if max(t.entry - stack + 1, t.first) >= oldest}
 
 
-episodes_strategy = st.lists(st.tuples(st.integers(1, 12), st.booleans()), min_size=1, max_size=8)
+episodes_st = st.lists(st.tuples(st.integers(0, 12), st.booleans()), min_size=1, max_size=8)
 
 
+# ------------------------------------------------------------------------------ pixel replay
 @settings(max_examples=60, deadline=None)
-@given(episodes=episodes_strategy, capacity=st.integers(4, 60), block=st.integers(1, 9),
-       seed=st.integers(0, 2**16))
-def test_sampled_transitions_are_real_and_in_the_window(episodes, capacity, block, seed):
-    replay, ref = PixelReplay(capacity, FRAME, STACK, 1, block_items=block), Reference()
-    fill(replay, episodes, ref)
-    entries = sum(n + 1 for n, _ in episodes)
-    window = {t for t in ref.transitions if t[2] >= 0}
-    assert len(replay) <= len(ref.transitions)
-    if entries <= capacity:  # nothing evicted: every transition is there
-        assert len(replay) == len(ref.transitions)
-    if len(replay) == 0:
+@given(episodes=episodes_st, stack=st.integers(1, 4), capacity=st.integers(1, 70),
+       block=st.integers(1, 9), seed=st.integers(0, 2**16))
+def test_pixel_replay_samples_exactly_the_reference_transitions_in_its_window(
+        episodes, stack, capacity, block, seed):
+    replay = PixelReplay(capacity, FRAME, stack, ACTION_DIM, block_items=block)
+    transitions, firsts = fill_pixels(replay, episodes)
+    total, oldest = len(firsts), max(0, len(firsts) - capacity)
+    window = pixel_window(transitions, total, capacity, stack)
+    assert len(replay) == len(window)
+    rebuildable = [e for e in range(oldest, total) if max(e - stack + 1, firsts[e]) >= oldest]
+    np.testing.assert_array_equal(replay.entries_to_convert(), rebuildable)
+    for e, obs in zip(rebuildable, replay.stacks(np.array(rebuildable, np.int64))):
+        np.testing.assert_array_equal(obs, stack_of(e, firsts[e], stack))
+    if not window:
+        with pytest.raises(RuntimeError):
+            replay.sample(1, np.random.default_rng(seed))
         return
-    sampled = batch_keys(replay.sample(64, np.random.default_rng(seed)))
-    assert sampled <= window
-    # the newest transition is always sampleable once enough draws are made
-    many = batch_keys(replay.sample(4000, np.random.default_rng(seed)))
-    assert len(many) == len(replay)
+    batch = replay.sample(3000, np.random.default_rng(seed))
+    assert batch.obs.shape == (3000, 3 * stack, 8, 8) and batch.obs.dtype == np.uint8
+    assert batch.action.dtype == batch.reward.dtype == batch.discount.dtype == np.float32
+    for i in range(0, 3000, 7):  # every sampled transition is a reference transition
+        t = window[float(batch.reward[i])]
+        np.testing.assert_array_equal(batch.obs[i], stack_of(t.entry, t.first, stack))
+        np.testing.assert_array_equal(batch.next_obs[i], stack_of(t.entry + 1, t.first, stack))
+        np.testing.assert_array_equal(batch.action[i], t.action)
+        assert batch.discount[i] == t.discount
+    assert set(batch.reward.tolist()) == set(window)  # ...and every one of them is sampled
 
 
-def test_stacks_at_episode_start_repeat_the_first_frame():
-    replay, ref = PixelReplay(20, FRAME, STACK, 1), Reference()
-    fill(replay, [(4, False)], ref)
-    first = replay.stacks(np.array([0]))[0]
-    assert key(first) == (1, 1, 1)
-    assert key(replay.stacks(np.array([1]))[0]) == (1, 1, 2)
-    assert key(replay.stacks(np.array([4]))[0]) == (3, 4, 5)
+def test_stacks_at_episode_starts_repeat_the_first_frame():
+    replay = PixelReplay(20, FRAME, 3, ACTION_DIM)
+    fill_pixels(replay, [(4, True), (3, False)])
+    stacks = replay.stacks(np.arange(8))
+    numbers = stacks[:, 0::3, 0, 0]  # channel 0 of each stacked frame spells its entry
+    assert numbers.tolist() == [[0, 0, 0], [0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 4],
+                                [5, 5, 5], [5, 5, 6], [5, 6, 7]]
 
 
-def channel_mean_encoder(k: int):
-    """Deterministic encode: per-entry mean pixel, plus the augmentation index."""
-    def encode(stacks: np.ndarray) -> np.ndarray:
-        means = stacks.reshape(len(stacks), STACK, -1).mean(axis=2)  # [n, S]
-        return np.stack([means + i for i in range(k)], axis=1)[:, :, None, :].astype(np.float32)
-    return encode
+def test_add_step_needs_an_episode_and_observations_must_fit():
+    replay = PixelReplay(10, FRAME, 3, ACTION_DIM)
+    obs = stack_of(0, 0, 3)
+    with pytest.raises(RuntimeError, match="add_reset"):
+        replay.add_step(np.zeros(2), 0.0, False, obs)
+    replay.add_reset(obs)
+    replay.add_step(np.zeros(2), 0.0, True, obs)
+    with pytest.raises(RuntimeError, match="add_reset"):
+        replay.add_step(np.zeros(2), 0.0, False, obs)
+    with pytest.raises(ValueError, match="does not fit"):
+        replay.add_reset(obs.astype(np.float32))
+    with pytest.raises(ValueError, match="does not fit"):
+        replay.add_reset(obs[:3])
+    assert len(replay) == 1 and replay.total == 2  # the refused calls changed nothing
+
+
+def test_realistic_pixel_sampling_is_right_and_fast():
+    rng = np.random.default_rng(0)
+    replay = PixelReplay(600, (3, 100, 100), 3, 6, block_items=100)
+    pool = rng.integers(0, 256, (16, 9, 100, 100), dtype=np.uint8)
+    replay.add_reset(pool[0])
+    for i in range(1, 900):  # wraps around; episodes of 250 steps
+        if i % 251 == 0:
+            replay.add_reset(pool[i % 16])
+        else:
+            replay.add_step(np.full(6, i, np.float32), float(replay.total - 1), False, pool[i % 16])
+    batch = replay.sample(128, rng)
+    assert batch.obs.shape == batch.next_obs.shape == (128, 9, 100, 100)
+    assert batch.action.shape == (128, 6) and batch.reward.shape == (128,)
+    entries = batch.reward.astype(np.int64)  # rewards are the entry numbers here
+    np.testing.assert_array_equal(batch.obs, replay.stacks(entries))
+    np.testing.assert_array_equal(batch.next_obs, replay.stacks(entries + 1))
+    times = []
+    for _ in range(15):
+        start = time.perf_counter()
+        replay.sample(128, rng)
+        times.append(time.perf_counter() - start)
+    assert np.median(times) < 0.1  # a few ms in practice; generous for loaded machines
+
+
+# ------------------------------------------------------------------------------ latent replay
+def latents_of(entry: int, k: int, n: int) -> np.ndarray:
+    """[K, N, 2] latents whose values spell (entry, copy, network); exact in float16 too."""
+    grid = entry * 8 + np.arange(k)[:, None] * 2 + np.arange(n)[None, :]
+    return np.repeat(grid[:, :, None], 2, axis=2).astype(np.float32)
 
 
 @settings(max_examples=40, deadline=None)
-@given(episodes=episodes_strategy, capacity=st.integers(4, 60), block=st.integers(1, 9))
-def test_conversion_keeps_every_transition_and_encodes_the_stored_pixels(episodes, capacity, block):
-    replay, ref = PixelReplay(capacity, FRAME, STACK, 1, block_items=block), Reference()
-    fill(replay, episodes, ref)
-    before = len(replay)
-    ids = replay.entries_to_convert()
-    expected = channel_mean_encoder(2)(replay.stacks(ids)) if len(ids) else None
-    rewards_before = batch_keys(replay.sample(3000, np.random.default_rng(0))) if before else set()
-    latent = convert_to_latent(replay, channel_mean_encoder(2), (2, 1, STACK), capacity=200)
-    assert len(latent) == before
-    if before == 0:
+@given(episodes=episodes_st, capacity=st.integers(1, 70), k=st.integers(1, 3),
+       n=st.integers(1, 2), half=st.booleans(), block=st.integers(1, 9),
+       seed=st.integers(0, 2**16))
+def test_latent_replay_samples_one_copy_per_transition(episodes, capacity, k, n, half, block,
+                                                       seed):
+    replay = LatentReplay(capacity, (k, n, 2), ACTION_DIM, np.float16 if half else np.float32,
+                          block_items=block)
+    transitions, firsts = play(
+        episodes, lambda e, f: replay.add_reset(latents_of(e, k, n)),
+        lambda a, r, d, e, f: replay.add_step(a, r, d, latents_of(e, k, n)))
+    window = {t.reward: t for t in transitions if t.entry >= len(firsts) - capacity}
+    assert len(replay) == len(window)
+    if not window:
         return
-    stored = latent.latents.get(np.arange(len(ids)))
-    np.testing.assert_array_equal(stored, expected)
-    batch = latent.sample(3000, np.random.default_rng(1))
-    assert {(float(r), float(d)) for r, d in zip(batch.reward, batch.discount)} == \
-        {(r, d) for _, _, r, d in rewards_before}
-    # latent of obs and next obs come from the same augmentation copy
-    assert np.all((batch.latent[:, 0, 0] - np.floor(batch.latent[:, 0, 0])) ==
-                  (batch.next_latent[:, 0, 0] - np.floor(batch.next_latent[:, 0, 0])))
-    with pytest.raises(RuntimeError):
-        replay.sample(1, np.random.default_rng(0))
+    batch = replay.sample(2000, np.random.default_rng(seed))
+    assert batch.latent.dtype == batch.next_latent.dtype == np.float32
+    assert batch.latent.shape == batch.next_latent.shape == (2000, n, 2)
+    code, next_code = batch.latent[:, :, 0].astype(np.int64), batch.next_latent[:, :, 0]
+    entry, copy, net = code // 8, code % 8 // 2, code % 2
+    assert (net == np.arange(n)).all() and (copy == copy[:, :1]).all()  # one copy for all N
+    np.testing.assert_array_equal(next_code, code + 8)  # next obs: entry + 1, the same copy
+    for i in range(2000):
+        t = window[float(batch.reward[i])]
+        assert entry[i, 0] == t.entry and batch.discount[i] == t.discount
+        np.testing.assert_array_equal(batch.action[i], t.action)
+    assert set(batch.reward.tolist()) == set(window)
 
 
-def test_the_episode_under_way_continues_after_conversion():
-    replay, ref = PixelReplay(100, FRAME, STACK, 1), Reference()
-    fill(replay, [(5, False)], ref)
-    latent = convert_to_latent(replay, channel_mean_encoder(1), (1, 1, STACK), capacity=100)
-    latent.add_step(np.array([9.0], np.float32), 99.0, False, np.full((1, 1, STACK), 7.0, np.float32))
-    assert len(latent) == 6
-    batch = latent.sample(500, np.random.default_rng(0))
-    bridge = batch.reward == 99.0
-    assert bridge.any()
-    assert np.all(batch.next_latent[bridge] == 7.0)
+# ------------------------------------------------------------------------------ conversion
+def mean_encoder(k: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Deterministic encode: per-channel means, shifted by copy (1000 k) and network (500 n)."""
+    def encode(stacks: np.ndarray) -> np.ndarray:
+        means = stacks.reshape(*stacks.shape[:2], 64).mean(axis=2)  # [n, S*C]: 8x8 pixels each
+        shift = 1000 * np.arange(k)[:, None, None] + 500 * np.arange(2)[None, :, None]
+        return (means[:, None, None, :] + shift).astype(np.float32)  # [n, K, N=2, S*C]
+    return encode
 
 
-def test_conversion_releases_pixel_memory_as_it_goes():
-    replay, ref = PixelReplay(400, FRAME, STACK, 1, block_items=16), Reference()
-    fill(replay, [(99, False)] * 4, ref)
-    peak = []
+@settings(max_examples=50, deadline=None)
+@given(episodes=episodes_st, stack=st.integers(1, 3), capacity=st.integers(1, 60),
+       latent_capacity=st.integers(1, 120), block=st.integers(1, 9), chunk=st.integers(1, 12),
+       k=st.integers(1, 2), half=st.booleans())
+def test_conversion_keeps_every_transition_and_encodes_the_stored_pixels(
+        episodes, stack, capacity, latent_capacity, block, chunk, k, half):
+    pixel = PixelReplay(capacity, FRAME, stack, ACTION_DIM, block_items=block)
+    transitions, firsts = fill_pixels(pixel, episodes)
+    total = len(firsts)
+    window = pixel_window(transitions, total, capacity, stack)
+    ids = pixel.entries_to_convert()
+    kept = ids[-latent_capacity:]
+    expected = mean_encoder(k)(pixel.stacks(kept))
+    dtype = np.float16 if half else np.float32
+    latent = convert_to_latent(pixel, mean_encoder(k), (k, 2, 3 * stack), latent_capacity,
+                               dtype, chunk=chunk)
+    # every convertible entry that fits, newest kept, encoded from the stored pixels
+    assert latent.total == kept.size and latent.capacity == latent_capacity
+    np.testing.assert_array_equal(latent.latents.get(np.arange(kept.size)),
+                                  expected.astype(dtype))
+    survivors = {r: t for r, t in window.items() if kept.size and t.entry >= kept[0]}
+    if latent_capacity >= ids.size:
+        assert survivors == window
+    assert len(latent) == len(survivors)
+    with pytest.raises(RuntimeError, match="converted"):
+        pixel.sample(1, np.random.default_rng(0))
+    with pytest.raises(RuntimeError, match="converted"):
+        len(pixel)
+    assert pixel.nbytes == 0
+    if survivors:
+        batch = latent.sample(2000, np.random.default_rng(1))
+        assert set(batch.reward.tolist()) == set(survivors)
+        for i in range(0, 2000, 5):
+            t = survivors[float(batch.reward[i])]
+            copy = int(batch.latent[i, 0, 0] // 1000)
+            want = mean_encoder(k)(np.stack([stack_of(t.entry, t.first, stack),
+                                             stack_of(t.entry + 1, t.first, stack)]))
+            np.testing.assert_array_equal(batch.latent[i], want[0, copy].astype(dtype))
+            np.testing.assert_array_equal(batch.next_latent[i], want[1, copy].astype(dtype))
+            assert batch.discount[i] == t.discount
+    length, terminated = episodes[-1]
+    goes_on = not (terminated and length) and kept.size > 0 and kept[-1] == total - 1
+    check_the_episode_goes_on(latent, goes_on, kept, k, stack)
+
+
+def check_the_episode_goes_on(latent: LatentReplay, goes_on: bool, kept: np.ndarray, k: int,
+                              stack: int) -> None:
+    """After conversion, add_step chains onto the newest converted entry (or needs a reset)."""
+    nxt = np.full((k, 2, 3 * stack), 7.0, np.float32)
+    assert latent.open == goes_on
+    if not goes_on:  # terminated (or nothing converted): a new episode must begin
+        with pytest.raises(RuntimeError, match="add_reset"):
+            latent.add_step(np.zeros(2), 99.5, False, nxt)
+        return
+    before = len(latent)
+    newest = latent.latents.get(kept.size - 1).astype(np.float32)
+    latent.add_step(np.zeros(2), 99.5, False, nxt)
+    if latent.capacity == kept.size:  # full: the step evicted the oldest entry
+        return
+    assert len(latent) == before + 1
+    batch = latent.sample(600, np.random.default_rng(2))
+    bridge = np.flatnonzero(batch.reward == 99.5)
+    assert bridge.size
+    for i in bridge:
+        assert any(np.array_equal(batch.latent[i], newest[c]) for c in range(k))
+        np.testing.assert_array_equal(batch.next_latent[i], nxt[0])
+
+
+def test_the_transition_collected_at_tf_survives_conversion():
+    pixel = PixelReplay(100, FRAME, 3, ACTION_DIM)
+    transitions, _ = fill_pixels(pixel, [(5, False)])
+    latent = convert_to_latent(pixel, mean_encoder(1), (1, 2, 9), 100)
+    assert len(latent) == 5 and latent.open
+    rewards = set(latent.sample(500, np.random.default_rng(0)).reward.tolist())
+    assert rewards == {t.reward for t in transitions}  # the newest, 4.0, included
+
+
+def test_conversion_never_holds_the_buffer_twice(monkeypatch):
+    made: list[LatentReplay] = []
+
+    class Spy(LatentReplay):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(convert_module, "LatentReplay", Spy)
+    pixel = PixelReplay(160, FRAME, 3, ACTION_DIM, block_items=4)  # 40 blocks
+    fill_pixels(pixel, [(49, False)] * 6 + [(1, False)])  # 302 entries: wrapped, mid-block
+    before, seen = pixel.nbytes, []
 
     def encode(stacks: np.ndarray) -> np.ndarray:
-        peak.append(replay.frames.nbytes)
-        return channel_mean_encoder(1)(stacks)
+        seen.append(pixel.nbytes + (made[0].nbytes if made else 0))
+        return mean_encoder(1)(stacks)
 
-    start = replay.frames.nbytes
-    latent = convert_to_latent(replay, encode, (1, 1, STACK), capacity=400, chunk=32)
-    assert peak[-1] <= start / 10  # most frame blocks are gone before the last chunk
-    assert replay.nbytes == 0 and latent.nbytes > 0
+    chunk = 8
+    latent = convert_to_latent(pixel, encode, (1, 2, 9), 4000, chunk=chunk)
+    entry = latent.bytes_per_entry
+    block_bytes = latent.block_items * entry
+    assert block_bytes <= pixel.block_items * pixel.bytes_per_entry
+    slack = block_bytes + (2 * pixel.block_items + pixel.frame_stack + chunk) * entry
+    assert max(seen) <= before + slack  # the documented bound
+    assert max(seen) <= 1.1 * before  # i.e. never a second copy
+    assert seen[-1] < before / 2  # pixel blocks were handed back along the way
+    assert pixel.nbytes == 0 and latent.nbytes <= 160 * entry + block_bytes
 
 
+def test_encode_must_return_the_latent_shape():
+    pixel = PixelReplay(10, FRAME, 3, ACTION_DIM)
+    fill_pixels(pixel, [(3, False)])
+    with pytest.raises(ValueError, match="encode returned"):
+        convert_to_latent(pixel, mean_encoder(2), (1, 2, 9), 10)
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        pixel.sample(1, np.random.default_rng(0))
+
+
+# ------------------------------------------------------------------------------ capacity
 def test_capacity_follows_the_paper_formula():
     # section 4.2 with the paper's numbers: C=1000, P=3x100x100, N=2, K=4, L=50
-    assert paper_capacity(1000, 30000, networks=2, augmentations=4, latent_dim=50) == 18750
-    pixels = PixelReplay(10, (3, 100, 100), 3, 6)
-    latents = LatentReplay(10, (4, 2, 50), 6)
-    assert latents.latents.item_nbytes == 4 * 2 * 4 * 50
-    assert grown_capacity(1000, pixels.frames.item_nbytes, latents.latents.item_nbytes) == 18750
-    real = grown_capacity(1000, pixels.bytes_per_entry, latents.bytes_per_entry)
-    assert real == 1000 * pixels.bytes_per_entry // latents.bytes_per_entry
-    assert grown_capacity(1000, pixels.bytes_per_entry, latents.bytes_per_entry, 5000) == 5000
-    half = LatentReplay(10, (4, 2, 50), 6, np.float16)
-    assert half.latents.item_nbytes == 2 * 2 * 4 * 50
+    assert paper_capacity(1000, 30000, 2, 4, 50) == 18750
+    assert grown_capacity(1000, 30000, 4 * 2 * 4 * 50) == 18750  # metadata excluded
+    pixel, latent = PixelReplay(1, (3, 100, 100), 3, 6), LatentReplay(1, (4, 2, 50), 6)
+    half = LatentReplay(1, (4, 2, 50), 6, np.float16)
+    # real bytes: frame + action 24 + reward 4 + discount 4 + starts 1 + episode_first 8
+    assert pixel.bytes_per_entry == 30000 + 41
+    assert latent.bytes_per_entry == 1600 + 33 == latent_entry_bytes((4, 2, 50), 6)
+    assert half.bytes_per_entry == 800 + 33
+    assert grown_capacity(1000, 30041, 1633) == 18396  # 30_041_000 / 1633 = 18396.2
+    assert grown_capacity(1000, 30041, 833) == 36063
+    assert grown_capacity(1000, 30041, 1633, max_entries=5000) == 5000
+    assert grown_capacity(1000, 30041, 1633, max_entries=10**6) == 18396
 
 
 @given(c=st.integers(1, 10**6), p=st.integers(1, 10**5), n=st.integers(1, 4),
        k=st.integers(1, 8), dim=st.integers(1, 1024))
-def test_paper_capacity_is_the_floor_of_the_byte_ratio(c, p, n, k, dim):
+def test_grown_capacity_is_the_paper_formula_without_metadata(c, p, n, k, dim):
     assert paper_capacity(c, p, n, k, dim) == (c * p) // (4 * n * k * dim)
     assert grown_capacity(c, p, 4 * n * k * dim) == paper_capacity(c, p, n, k, dim)
 
 
+@pytest.mark.parametrize("text, size", [
+    ("0.03GB", 30_000_000), ("30 MB", 30_000_000), ("30mb", 30_000_000), ("1.5KB", 1500),
+    ("1GiB", 2**30), ("512MiB", 512 * 2**20), ("2KiB", 2048), ("123", 123), ("123B", 123),
+    (" 4 gb ", 4 * 10**9), (1000, 1000)])
+def test_parse_memory_reads_decimal_and_binary_units(text, size):
+    assert parse_memory(text) == size
+
+
+@pytest.mark.parametrize("text", ["lots", "", "0", "0GB", "-1GB", "1XB", "1e3GB", "GB", "0.1B",
+                                  None, -5, True])
+def test_parse_memory_refuses_junk_naming_the_accepted_forms(text):
+    with pytest.raises(ReplayError, match="0.03GB.*MiB") as info:
+        parse_memory(text)
+    assert "\n" not in str(info.value)
+
+
 def test_memory_budget_sets_the_capacity_and_refuses_too_small_ones():
     entry = PixelReplay(1, (3, 100, 100), 3, 6).bytes_per_entry
-    assert capacity_from_memory(30_000_000, entry, 128) == 30_000_000 // entry
-    with pytest.raises(ReplayError, match="raise --replay-memory to at least"):
+    assert capacity_from_memory(30_000_000, entry, 128) == 30_000_000 // entry == 998
+    with pytest.raises(ReplayError, match=r"at least 4\.1MB") as info:
         capacity_from_memory(1_000_000, entry, 128)
+    assert "\n" not in str(info.value)
+    minimum = parse_memory("4.1MB")  # the suggested budget is enough
+    assert capacity_from_memory(minimum, entry, 128) >= 128
+    with pytest.raises(ReplayError):
+        capacity_from_memory(0, entry, 128)
+    with pytest.raises(ReplayError, match="at least one entry"):
+        PixelReplay(0, FRAME, 3, ACTION_DIM)
 
 
-def test_reported_bytes_are_the_allocated_arrays():
-    replay, ref = PixelReplay(1000, (3, 10, 10), STACK, 2, block_items=100), Reference()
+# ------------------------------------------------------------------------------ memory, state
+def test_block_array_allocates_on_write_and_gathers_across_blocks():
+    array = BlockArray(10, (2,), np.int32, block_items=4)  # blocks of 4, 4, 2
+    assert array.nbytes == 0 and array.item_nbytes == 8
+    array.set(np.array([0, 5, 9]), np.array([[1, 1], [5, 5], [9, 9]]))
+    assert array.nbytes == 10 * 8  # all three blocks
+    np.testing.assert_array_equal(array.get(np.array([[9, 0], [5, 9]]))[..., 0], [[9, 1], [5, 9]])
+    big = np.arange(5000) % 10  # the bulk path
+    values = np.array([1, 0, 0, 0, 0, 5, 0, 0, 0, 9])
+    np.testing.assert_array_equal(array.get(big)[:, 0], values[big])
+    array.release(1)
+    assert array.nbytes == 6 * 8 and set(array.state_dict()) == {"0", "2"}
+    with pytest.raises(IndexError):
+        array.get(np.array([5]))
+    with pytest.raises(IndexError):
+        array.get(np.array([10]))
+    copy = BlockArray(10, (2,), np.int32, block_items=4)
+    copy.load_state_dict(array.state_dict())
+    np.testing.assert_array_equal(copy.get(np.array([0, 9])), array.get(np.array([0, 9])))
+
+
+def test_reported_bytes_are_the_allocated_blocks():
+    replay = PixelReplay(1000, (3, 10, 10), 3, ACTION_DIM, block_items=100)
     assert replay.nbytes == 0
-    for _ in range(150):
-        replay.add_reset(np.zeros((9, 10, 10), np.uint8)) if replay.total == 0 else \
-            replay.add_step(np.zeros(2, np.float32), 0.0, False, np.zeros((9, 10, 10), np.uint8))
+    replay.add_reset(np.zeros((9, 10, 10), np.uint8))
+    for _ in range(149):
+        replay.add_step(np.zeros(2), 0.0, False, np.zeros((9, 10, 10), np.uint8))
     assert replay.nbytes == 200 * replay.bytes_per_entry  # two blocks of 100 entries
+    latent = LatentReplay(50, (4, 2, 50), 6, block_items=30)
+    latent.add_reset(np.zeros((4, 2, 50)))
+    assert latent.nbytes == 30 * latent.bytes_per_entry
 
 
 def test_state_dict_round_trip_gives_identical_batches():
-    replay, ref = PixelReplay(30, FRAME, STACK, 1, block_items=7), Reference()
-    fill(replay, [(10, False), (15, True), (9, False)], ref)
-    copy = PixelReplay(**replay.init_args())
-    copy.load_state_dict(replay.state_dict())
-    a = replay.sample(32, np.random.default_rng(5))
-    b = copy.sample(32, np.random.default_rng(5))
-    for field in ("obs", "next_obs", "action", "reward", "discount"):
-        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
-    assert len(copy) == len(replay)
-    latent = convert_to_latent(replay, channel_mean_encoder(3), (3, 1, STACK), capacity=64)
-    copy = LatentReplay(**latent.init_args())
-    copy.load_state_dict(latent.state_dict())
-    a, b = latent.sample(16, np.random.default_rng(2)), copy.sample(16, np.random.default_rng(2))
-    np.testing.assert_array_equal(a.latent, b.latent)
+    safetensors = pytest.importorskip("safetensors.numpy")
+    pixel = PixelReplay(30, FRAME, 3, ACTION_DIM, block_items=7)
+    fill_pixels(pixel, [(10, False), (15, True), (9, False)])  # wrapped, mid-episode
+    latent = LatentReplay(25, (3, 2, 4), ACTION_DIM, np.float16, block_items=6)
+    play([(12, True), (20, False)], lambda e, f: latent.add_reset(np.full((3, 2, 4), e)),
+         lambda a, r, d, e, f: latent.add_step(a, r, d, np.full((3, 2, 4), e)))
+    for replay, make in ((pixel, PixelReplay), (latent, LatentReplay)):
+        state = replay.state_dict()
+        assert all(type(v) is np.ndarray for v in state.values())
+        assert state["total"].shape == () and state["total"].dtype == np.int64
+        # as the checkpoint code does: contiguous copies (0-d counters come back 1-d)
+        stored = safetensors.load(safetensors.save({k: np.ascontiguousarray(v)
+                                                    for k, v in state.items()}))
+        copy = make(**replay.init_args())
+        copy.load_state_dict(stored)
+        assert len(copy) == len(replay) and copy.nbytes == replay.nbytes
+        assert_same_batches(replay, copy, seed=5)
+        item = (stack_of(99, 90, 3) if replay is pixel else np.full((3, 2, 4), 99))
+        for r in (replay, copy):  # both go on the same way: counters and the open episode
+            r.add_step(np.ones(2), 77.0, False, item)
+        assert_same_batches(replay, copy, seed=6)
+        assert len(copy) == len(replay)
+
+
+def assert_same_batches(a, b, seed: int) -> None:
+    """Sampling both with the same Generator state gives identical batches."""
+    x, y = a.sample(64, np.random.default_rng(seed)), b.sample(64, np.random.default_rng(seed))
+    for field in x.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(x, field), getattr(y, field))
+
+
+def test_state_dict_holds_only_allocated_blocks():
+    replay = PixelReplay(100, FRAME, 3, ACTION_DIM, block_items=10)
+    fill_pixels(replay, [(14, False)])  # 15 entries: two blocks
+    blocks = {key.split(".")[1] for key in replay.state_dict() if "." in key}
+    assert blocks == {"0", "1"}

@@ -1,9 +1,9 @@
 """Latent replay: K augmented latents per observation, for N networks, float32 or float16.
 
-A latent already summarises the frame stack, so entries need no stacking. The K copies come from
-independent random crops (section 4.2: augmentation cannot happen after encoding, so it happens
-before); sampling picks one copy per transition and uses it for the observation and the next
-observation and for every network, so critic and actor see one consistent view.
+A latent already summarises the frame stack, so entries need no stacking (and no episode start).
+The K copies come from independent random crops (section 4.2: augmentation cannot happen after
+encoding, so it happens before); sampling picks one copy per transition and uses it for the
+observation, the next observation and every network, so critic and actor see one view.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from .ring import DEFAULT_BLOCK_BYTES, EntryRing
-from .storage import BlockArray
+from .storage import EntryRing, default_block_items, meta_dtype
+
+LATENT_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
 
 
 @dataclass(frozen=True)
@@ -23,78 +24,106 @@ class LatentBatch:
     next_latent: np.ndarray  # float32 [B, N, *feature]
     action: np.ndarray  # float32 [B, A]
     reward: np.ndarray  # float32 [B]
-    discount: np.ndarray  # float32 [B]
+    discount: np.ndarray  # float32 [B]: 0 where the episode terminated
+
+
+def latent_entry_bytes(latent_shape: tuple[int, ...], action_dim: int,
+                       dtype: np.dtype | type | str = np.float32) -> int:
+    """Real bytes of one entry of a ``LatentReplay`` of this layout, without building one."""
+    return (int(np.prod(latent_shape)) * np.dtype(dtype).itemsize
+            + meta_dtype(action_dim, episode_first=False).itemsize)
 
 
 class LatentReplay(EntryRing):
+    """A ring of ``capacity`` entries, each the [K, N, *feature] latents of one observation."""
+
+    _payload_name = "latents"
+
     def __init__(self, capacity: int, latent_shape: tuple[int, ...], action_dim: int,
-                 dtype: np.dtype | str = np.float32, block_items: int | None = None):
-        self.latent_shape = tuple(int(d) for d in latent_shape)  # (K, N, *feature)
+                 dtype: np.dtype | type | str = np.float32, block_items: int | None = None):
+        self.latent_shape = tuple(int(d) for d in latent_shape)
         self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float16)):
+        if len(self.latent_shape) < 2 or min(self.latent_shape) < 1:
+            raise ValueError(f"latent_shape {latent_shape} must be (K, N, *feature)")
+        if self.dtype not in LATENT_DTYPES:
             raise ValueError(f"latents are stored as float32 or float16, not {self.dtype}")
-        entry_bytes = int(np.prod(self.latent_shape)) * self.dtype.itemsize
-        block_items = block_items or max(1, DEFAULT_BLOCK_BYTES // entry_bytes)
-        super().__init__(capacity, action_dim, block_items)
-        self.latents = BlockArray(capacity, self.latent_shape, self.dtype, self.block_items)
+        item_bytes = int(np.prod(self.latent_shape)) * self.dtype.itemsize
+        super().__init__(capacity, action_dim, self.latent_shape, self.dtype,
+                         block_items or default_block_items(item_bytes), episode_first=False)
+
+    @property
+    def latents(self):
+        """The latent storage (a ``BlockArray``)."""
+        return self.payload
 
     @property
     def augmentations(self) -> int:
         return self.latent_shape[0]
-
-    def payload(self) -> dict[str, BlockArray]:
-        return {"latents": self.latents}
 
     def init_args(self) -> dict[str, Any]:
         return {"capacity": self.capacity, "latent_shape": list(self.latent_shape),
                 "action_dim": self.action_dim, "dtype": self.dtype.name,
                 "block_items": self.block_items}
 
-    def _check(self, latents: np.ndarray) -> np.ndarray:
-        if latents.shape != self.latent_shape:
-            raise ValueError(f"latents of shape {latents.shape} do not fit this replay "
-                             f"{self.latent_shape}")
-        return latents
+    # ------------------------------------------------------------------------------ writing
+    def _checked(self, latents: np.ndarray, count: int | None = None) -> np.ndarray:
+        latents = np.asarray(latents)
+        shape = self.latent_shape if count is None else (count, *self.latent_shape)
+        if latents.shape != shape:
+            raise ValueError(f"latents of shape {latents.shape} do not fit this replay {shape}")
+        return latents.astype(self.dtype, copy=False)
 
     def add_reset(self, latents: np.ndarray) -> None:
-        self._start_episode({"latents": self._check(latents)})
+        """Start an episode at an observation's latents [K, N, *feature]."""
+        self._check_usable()
+        self._append(self._checked(latents))
+        self.open = True
 
     def add_step(self, action: np.ndarray, reward: float, terminated: bool,
                  next_latents: np.ndarray) -> None:
-        self._continue_episode(action, reward, terminated, {"latents": self._check(next_latents)})
+        """Record the step from the newest observation to the one of ``next_latents``."""
+        self._check_usable()
+        item = self._checked(next_latents)
+        self._close_newest(action, reward, terminated)
+        self._append(item)
+        self.open = not terminated
 
-    def append_converted(self, latents: np.ndarray, action: np.ndarray, reward: np.ndarray,
-                         discount: np.ndarray, starts: np.ndarray, episode_first: np.ndarray,
-                         in_episode: bool) -> None:
-        """Append entries converted from a pixel replay, in order, with their transitions.
+    def append_entries(self, latents: np.ndarray, action: np.ndarray, reward: np.ndarray,
+                       discount: np.ndarray, starts: np.ndarray, open_after: bool) -> None:
+        """Append whole entries in order, with the transitions that start at them (conversion).
 
-        ``episode_first`` is in this replay's numbering (it may be negative for an episode that
-        began before the first converted entry); ``in_episode`` says whether the last entry's
-        episode goes on, so that ``add_step`` can chain onto it.
+        ``starts[j]`` says entry j's transition leads to entry j + 1; ``open_after`` says whether
+        the last entry's episode goes on, so that ``add_step`` chains onto it.
         """
-        n = len(latents)
+        self._check_usable()
+        n = len(starts)
+        if n > self.capacity:
+            raise ValueError(f"cannot append {n} entries to a replay of {self.capacity}")
+        if n and (starts[-1] and open_after):
+            raise ValueError("the last appended entry cannot both start a transition and be "
+                             "the newest observation of an episode under way")
         ids = np.arange(self.total, self.total + n, dtype=np.int64)
         slots = ids % self.capacity
-        evicted = ids[ids >= self.capacity] % self.capacity
+        evicted = slots[ids >= self.capacity]
         if evicted.size:
-            self.transitions -= int(self.starts.get(evicted).sum())
-        self.latents.set_many(slots, latents.astype(self.dtype, copy=False))
-        self.action.set_many(slots, action)
-        self.reward.set_many(slots, reward)
-        self.discount.set_many(slots, discount)
-        self.starts.set_many(slots, starts)
-        self.episode_first.set_many(slots, episode_first)
-        self.transitions += int(starts.sum())
+            self.transitions -= int(self.meta.get(evicted)["starts"].sum())
+        records = np.zeros(n, self.meta.dtype)
+        records["action"], records["reward"] = action, reward
+        records["discount"], records["starts"] = discount, starts
+        self.payload.set(slots, self._checked(latents, n))
+        self.meta.set(slots, records)
+        self.transitions += int(np.count_nonzero(starts))
         self.total += n
-        if n:
-            self.current_episode, self.in_episode = int(episode_first[-1]), in_episode
+        self.open = bool(open_after)
 
+    # ------------------------------------------------------------------------------ sampling
     def sample(self, batch_size: int, rng: np.random.Generator) -> LatentBatch:
-        ids = self.sample_ids(batch_size, rng)
+        """Uniform transitions, one augmentation copy each (shared by obs, next obs, networks)."""
+        self._check_usable()
+        ids, meta = self._draw(batch_size, rng)
         copy = rng.integers(0, self.augmentations, batch_size)
-        rows = np.arange(batch_size)
-        pair = self.latents.get(np.stack([ids, ids + 1], axis=1) % self.capacity)  # [B, 2, K, ...]
-        latent = pair[rows, 0, copy].astype(np.float32, copy=False)
-        next_latent = pair[rows, 1, copy].astype(np.float32, copy=False)
-        action, reward, discount = self.transition(ids)
-        return LatentBatch(latent, next_latent, action, reward, discount)
+        pair = self.latents.get(np.stack([ids, ids + 1], axis=1) % self.capacity)  # [B, 2, K..]
+        chosen = pair[np.arange(batch_size), :, copy]  # [B, 2, N, *feature]
+        action, reward, discount = self._fields(meta)
+        return LatentBatch(chosen[:, 0].astype(np.float32), chosen[:, 1].astype(np.float32),
+                           action, reward, discount)

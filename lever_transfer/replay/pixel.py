@@ -1,10 +1,10 @@
 """Pixel replay: every rendered frame stored once, frame stacks rebuilt when sampling.
 
 A stacked observation of S frames shares S-1 frames with its predecessor and its successor, so
-storing stacked obs and next_obs (as the reference code does, 9x100x100 twice per transition)
-keeps each frame 2S times. Here an entry keeps only its newest frame; the stack of entry i is
-frames i-S+1..i, clamped at the episode's first entry (a reset repeats its first frame, as the
-environment's frame stack does).
+storing stacked obs and next_obs per transition (as the reference code does, 9x100x100 twice)
+keeps each frame 2S times. Here an entry keeps only its newest frame; the stack of entry ``i`` is
+frames ``i-S+1 .. i`` clamped at the episode's first entry (the environment's frame stack repeats
+the reset frame), and the next observation is the stack of ``i + 1``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .ring import DEFAULT_BLOCK_BYTES, EntryRing
-from .storage import BlockArray
+from .storage import EntryRing
 
 
 @dataclass(frozen=True)
@@ -28,76 +27,121 @@ class PixelBatch:
 
 
 class PixelReplay(EntryRing):
+    """A ring of ``capacity`` entries, one per observation, each its newest uint8 frame."""
+
+    _payload_name = "frames"
+
     def __init__(self, capacity: int, frame_shape: tuple[int, int, int], frame_stack: int,
-                 action_dim: int, block_items: int | None = None):
+                 action_dim: int, block_items: int = 1000):
+        if len(frame_shape) != 3 or min(frame_shape) < 1 or frame_stack < 1:
+            raise ValueError(f"frame_shape {frame_shape} must be (C, H, W) and frame_stack "
+                             f"({frame_stack}) >= 1")
         self.frame_shape = tuple(int(d) for d in frame_shape)
         self.frame_stack = int(frame_stack)
-        frame_bytes = int(np.prod(self.frame_shape))
-        block_items = block_items or max(1, DEFAULT_BLOCK_BYTES // frame_bytes)
-        super().__init__(capacity, action_dim, block_items)
-        self.frames = BlockArray(capacity, self.frame_shape, np.uint8, self.block_items)
+        self._edge = self.frame_stack - 1  # after wrap-around, the oldest S-1 lack frames
+        super().__init__(capacity, action_dim, self.frame_shape, np.uint8, block_items,
+                         episode_first=True)
+        self.episode_start = 0  # number of the current episode's first entry
+        self._offsets = np.arange(-(self.frame_stack - 1), 2, dtype=np.int64)  # S + 1 frames
 
-    def payload(self) -> dict[str, BlockArray]:
-        return {"frames": self.frames}
+    @property
+    def frames(self):
+        """The frame storage (a ``BlockArray``)."""
+        return self.payload
+
+    @property
+    def obs_shape(self) -> tuple[int, int, int]:
+        channels, height, width = self.frame_shape
+        return channels * self.frame_stack, height, width
 
     def init_args(self) -> dict[str, Any]:
         return {"capacity": self.capacity, "frame_shape": list(self.frame_shape),
                 "frame_stack": self.frame_stack, "action_dim": self.action_dim,
                 "block_items": self.block_items}
 
+    # ------------------------------------------------------------------------------ writing
     def _newest_frame(self, obs: np.ndarray) -> np.ndarray:
-        channels = self.frame_shape[0]
-        if obs.shape != (channels * self.frame_stack, *self.frame_shape[1:]):
-            raise ValueError(f"observation of shape {obs.shape} does not fit this replay "
-                             f"({self.frame_stack} frames of {self.frame_shape})")
-        return obs[-channels:]
+        obs = np.asarray(obs)
+        if obs.shape != self.obs_shape or obs.dtype != np.uint8:
+            raise ValueError(f"observation {obs.dtype} {obs.shape} does not fit this replay "
+                             f"(uint8 {self.obs_shape}: {self.frame_stack} stacked frames)")
+        return obs[-self.frame_shape[0]:]
 
     def add_reset(self, obs: np.ndarray) -> None:
-        self._start_episode({"frames": self._newest_frame(obs)})
+        """Start an episode at ``obs`` (uint8 [S*C, H, W]); only its newest frame is stored."""
+        self._check_usable()
+        frame = self._newest_frame(obs)
+        self.episode_start = self.total
+        self._append(frame, episode_first=self.episode_start)
+        self.open = True
 
     def add_step(self, action: np.ndarray, reward: float, terminated: bool,
                  next_obs: np.ndarray) -> None:
-        self._continue_episode(action, reward, terminated, {"frames": self._newest_frame(next_obs)})
+        """Record the step from the newest observation to ``next_obs``."""
+        self._check_usable()
+        frame = self._newest_frame(next_obs)
+        self._close_newest(action, reward, terminated)
+        self._append(frame, episode_first=self.episode_start)
+        self.open = not terminated
 
-    # ------------------------------------------------------------------ stacks
-    def _frame_ids(self, ids: np.ndarray, extra: int = 0) -> np.ndarray:
-        """[n, S + extra] frame ids: the stack of each entry, plus ``extra`` following frames."""
-        first = self.episode_first.get(ids % self.capacity)
-        offsets = np.arange(-(self.frame_stack - 1), 1 + extra, dtype=np.int64)
+    # ------------------------------------------------------------------------------ stacks
+    def _frame_ids(self, ids: np.ndarray, first: np.ndarray, count: int) -> np.ndarray:
+        """[n, count] frame numbers from ``i-S+1`` on, clamped at each entry's episode start."""
+        offsets = self._offsets[:count]
         return np.maximum(ids[:, None] + offsets, first[:, None])
 
-    def _usable(self, ids: np.ndarray) -> np.ndarray:
-        usable = super()._usable(ids)
-        if usable.any():
-            first = self.episode_first.get(ids[usable] % self.capacity)
-            oldest_needed = np.maximum(ids[usable] - (self.frame_stack - 1), first)
-            usable[usable] = oldest_needed >= self.oldest
-        return usable
+    def _valid(self, ids: np.ndarray, meta: np.ndarray) -> np.ndarray:
+        # next_obs needs no check: same episode, and its stack starts one frame later
+        earliest = np.maximum(ids - (self.frame_stack - 1), meta["episode_first"])
+        return meta["starts"] & (earliest >= self.oldest)
 
-    def _edge(self) -> int:
-        return self.frame_stack - 1
+    def _rebuildable(self, ids: np.ndarray) -> np.ndarray:
+        in_ring = (ids >= self.oldest) & (ids < self.total)
+        first = self.meta.get(np.where(in_ring, ids, self.oldest) % self.capacity)["episode_first"]
+        return in_ring & (np.maximum(ids - (self.frame_stack - 1), first) >= self.oldest)
+
+    def frame_ids(self, entry_ids: np.ndarray) -> np.ndarray:
+        """[n, S] numbers of the frames that the stacks of ``entry_ids`` (in the ring) read."""
+        ids = np.asarray(entry_ids, dtype=np.int64).reshape(-1)
+        first = self.meta.get(ids % self.capacity)["episode_first"]
+        return self._frame_ids(ids, first, self.frame_stack)
 
     def entries_to_convert(self) -> np.ndarray:
-        """Ids of every entry whose stack can be rebuilt, oldest first (the newest included)."""
-        self._check_usable()
-        ids = np.arange(self.oldest, self.total, dtype=np.int64)
-        if ids.size == 0:
-            return ids
-        first = self.episode_first.get(ids % self.capacity)
-        return ids[np.maximum(ids - (self.frame_stack - 1), first) >= self.oldest]
+        """Numbers of the entries whose stack can be rebuilt, oldest first (the newest included).
 
-    def stacks(self, ids: np.ndarray) -> np.ndarray:
-        """uint8 [n, S*C, H, W] observations of entries ``ids``."""
+        Only the oldest S-1 entries can lack frames, and once one has them all later ones do.
+        """
         self._check_usable()
-        frames = self.frames.get(self._frame_ids(np.asarray(ids, dtype=np.int64)) % self.capacity)
-        return frames.reshape(len(ids), -1, *self.frame_shape[1:])
+        edge = np.arange(self.oldest, min(self.total, self.oldest + self._edge), dtype=np.int64)
+        bad = int((~self._rebuildable(edge)).sum()) if edge.size else 0
+        return np.arange(self.oldest + bad, self.total, dtype=np.int64)
 
+    def stacks(self, entry_ids: np.ndarray) -> np.ndarray:
+        """uint8 [n, S*C, H, W] observations of entries ``entry_ids`` (rebuildable ones)."""
+        self._check_usable()
+        ids = np.asarray(entry_ids, dtype=np.int64).reshape(-1)
+        if not self._rebuildable(ids).all():
+            raise IndexError("some entries are not in the ring or lack frames of their stack")
+        frames = self.frames.get(self.frame_ids(ids) % self.capacity)
+        return frames.reshape(ids.size, *self.obs_shape)
+
+    # ------------------------------------------------------------------------------ sampling
     def sample(self, batch_size: int, rng: np.random.Generator) -> PixelBatch:
-        ids = self.sample_ids(batch_size, rng)
-        # S + 1 frames per transition: obs and next_obs are overlapping views of one gather
-        frames = self.frames.get(self._frame_ids(ids, extra=1) % self.capacity)
-        height, width = self.frame_shape[1:]
-        obs = frames[:, :-1].reshape(batch_size, -1, height, width)
-        next_obs = frames[:, 1:].reshape(batch_size, -1, height, width)
-        action, reward, discount = self.transition(ids)
+        """Uniform transitions; obs and next_obs are overlapping views of one gather."""
+        self._check_usable()
+        ids, meta = self._draw(batch_size, rng)
+        frame_ids = self._frame_ids(ids, meta["episode_first"], self.frame_stack + 1)
+        frames = self.frames.get(frame_ids % self.capacity)  # [B, S + 1, C, H, W]
+        shape = (batch_size, *self.obs_shape)
+        obs = frames[:, :-1].reshape(shape)
+        next_obs = frames[:, 1:].reshape(shape)
+        action, reward, discount = self._fields(meta)
         return PixelBatch(obs, action, reward, discount, next_obs)
+
+    # ------------------------------------------------------------------------------ state
+    def _counters(self) -> dict[str, int]:
+        return {**super()._counters(), "episode_start": self.episode_start}
+
+    def _load_counters(self, counters: dict[str, int]) -> None:
+        super()._load_counters(counters)
+        self.episode_start = counters["episode_start"]

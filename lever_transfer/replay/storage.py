@@ -1,92 +1,352 @@
-"""Fixed-capacity arrays stored in blocks that are allocated on first write and can be released.
+"""Where replay bytes live: blocks allocated on first write, and the ring of entries on top.
 
-Replay memory must be honest (what it reports is what it holds) and must be handed back block by
-block while the pixel replay is converted into latents, so that the buffer never exists twice.
-A ``BlockArray`` is that storage and nothing more: where items go and which items are sampled
-are the replays' business.
+Replay memory must be honest (``nbytes`` is what is allocated, not what the capacity promises)
+and must be handed back block by block while the pixel replay is re-encoded into latents, so
+that the buffer never exists twice. ``BlockArray`` is that storage and nothing more.
+
+``EntryRing`` is the layout both replays share: one entry per observation the agent saw, with
+absolute (ever-growing) entry numbers and slot ``number % capacity``. An entry holds a payload
+(the newest frame, or the latents) and one metadata record for the transition that *starts* at
+it (action, reward, discount, and whether a transition starts there at all); the next
+observation of entry ``i`` is entry ``i + 1``, so nothing is stored twice. Which entries may be
+sampled is the replays' business (``_valid``); the ring only draws uniformly among them.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
+from typing import Any
 
 import numpy as np
+
+from ..errors import ReplayError
+
+_LOOP_MAX = 2048  # gathers up to this size copy item by item: one copy, no sort
 
 
 class BlockArray:
     """``capacity`` items of one shape and dtype, in lazily allocated blocks of ``block_items``."""
 
-    def __init__(self, capacity: int, item_shape: tuple[int, ...], dtype: np.dtype | type,
+    def __init__(self, capacity: int, item_shape: tuple[int, ...], dtype: np.dtype | type | str,
                  block_items: int):
-        if capacity <= 0 or block_items <= 0:
-            raise ValueError("capacity and block_items must be positive")
+        if capacity < 1 or block_items < 1:
+            raise ValueError(f"capacity ({capacity}) and block_items ({block_items}) must be >= 1")
         self.capacity = int(capacity)
         self.item_shape = tuple(int(d) for d in item_shape)
         self.dtype = np.dtype(dtype)
         self.block_items = int(min(block_items, capacity))
-        self.blocks: list[np.ndarray | None] = [None] * math.ceil(capacity / self.block_items)
+        self.num_blocks = math.ceil(self.capacity / self.block_items)
+        self._blocks: list[np.ndarray | None] = [None] * self.num_blocks
+        self._nbytes = 0
 
     @property
     def item_nbytes(self) -> int:
-        return int(np.prod(self.item_shape, dtype=np.int64)) * self.dtype.itemsize
+        """Bytes of one item, exactly as stored (records are packed, no padding)."""
+        return math.prod(self.item_shape) * self.dtype.itemsize
 
     @property
     def nbytes(self) -> int:
         """Bytes allocated right now (not the capacity)."""
-        return sum(block.nbytes for block in self.blocks if block is not None)
+        return self._nbytes
 
-    def _block(self, b: int) -> np.ndarray:
-        block = self.blocks[b]
-        if block is None:
-            items = min(self.block_items, self.capacity - b * self.block_items)
-            block = self.blocks[b] = np.zeros((items, *self.item_shape), self.dtype)
-        return block
+    def allocated(self, block: int) -> bool:
+        return self._blocks[block] is not None
 
-    def set(self, index: int, value: np.ndarray | float) -> None:
-        b, offset = divmod(int(index), self.block_items)
-        self._block(b)[offset] = value
+    def _block_len(self, block: int) -> int:
+        return min(self.block_items, self.capacity - block * self.block_items)
 
-    def set_many(self, indices: np.ndarray, values: np.ndarray) -> None:
-        blocks, offsets = np.divmod(np.asarray(indices, dtype=np.int64), self.block_items)
-        for b in np.unique(blocks):
-            mask = blocks == b
-            self._block(int(b))[offsets[mask]] = values[mask]
+    def _writable(self, block: int) -> np.ndarray:
+        array = self._blocks[block]
+        if array is None:
+            array = np.zeros((self._block_len(block), *self.item_shape), self.dtype)
+            self._blocks[block] = array
+            self._nbytes += array.nbytes
+        return array
 
-    def get(self, indices: np.ndarray) -> np.ndarray:
-        """Items at ``indices`` (any shape of int array), as a new array."""
-        indices = np.asarray(indices, dtype=np.int64)
-        flat = indices.reshape(-1)
+    def _readable(self, block: int) -> np.ndarray:
+        array = self._blocks[block]
+        if array is None:
+            raise IndexError(f"block {block} was never written or has been released")
+        return array
+
+    def _locate(self, index: int) -> tuple[int, int]:
+        if not 0 <= index < self.capacity:
+            raise IndexError(f"index {index} out of range [0, {self.capacity})")
+        return divmod(index, self.block_items)
+
+    def _split(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if indices.size and (indices.min() < 0 or indices.max() >= self.capacity):
+            raise IndexError(f"index out of range [0, {self.capacity})")
+        return np.divmod(indices, self.block_items)
+
+    def get(self, indices: np.ndarray | int) -> np.ndarray:
+        """Copies of the items at ``indices`` (an int, or an int array of any shape)."""
+        if isinstance(indices, (int, np.integer)):  # one item: plain integer arithmetic
+            block, offset = self._locate(int(indices))
+            return np.array(self._readable(block)[offset])
+        index = np.asarray(indices, dtype=np.int64)
+        flat = index.reshape(-1)
         out = np.empty((flat.size, *self.item_shape), self.dtype)
-        blocks, offsets = np.divmod(flat, self.block_items)
-        first = blocks[0] if flat.size else 0
-        if flat.size and (blocks == first).all():  # the common case: one block
-            np.take(self._checked(int(first)), offsets, axis=0, out=out)
-        else:
-            for b in np.unique(blocks):
-                mask = blocks == b
-                out[mask] = self._checked(int(b))[offsets[mask]]
-        return out.reshape(*indices.shape, *self.item_shape)
+        blocks, offsets = self._split(flat)
+        if flat.size and blocks.min() == blocks.max():  # one block: a single take
+            np.take(self._readable(int(blocks[0])), offsets, axis=0, out=out)
+        elif flat.size <= _LOOP_MAX:
+            self._gather_items(blocks, offsets, out)
+        elif flat.size:
+            self._gather_grouped(blocks, offsets, out)
+        return out.reshape(*index.shape, *self.item_shape)
 
-    def _checked(self, b: int) -> np.ndarray:
-        block = self.blocks[b]
-        if block is None:
-            raise IndexError(f"block {b} was never written or was released")
-        return block
+    def _gather_items(self, blocks: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> None:
+        """A batch: one copy per item beats sorting by block (one copy in, one out)."""
+        block_list, offset_list = blocks.tolist(), offsets.tolist()
+        for b in set(block_list):
+            self._readable(b)
+        arrays = self._blocks
+        for i, (b, o) in enumerate(zip(block_list, offset_list)):
+            out[i] = arrays[b][o]  # type: ignore[index]
 
-    def release(self, b: int) -> None:
-        self.blocks[b] = None
+    def _gather_grouped(self, blocks: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> None:
+        """Bulk reads (conversion, state): one vectorised take per block."""
+        order = np.argsort(blocks, kind="stable")
+        ordered = blocks[order]
+        cuts = (np.flatnonzero(ordered[1:] != ordered[:-1]) + 1).tolist()
+        for lo, hi in zip([0, *cuts], [*cuts, blocks.size]):
+            rows = order[lo:hi]
+            out[rows] = self._readable(int(ordered[lo]))[offsets[rows]]
 
-    def state_dict(self, prefix: str) -> dict[str, np.ndarray]:
-        return {f"{prefix}.{b}": block for b, block in enumerate(self.blocks) if block is not None}
+    def set(self, indices: np.ndarray | int, values: Any) -> None:
+        """Write ``values`` (broadcast to the items) at ``indices``, allocating blocks as needed."""
+        if isinstance(indices, (int, np.integer)):
+            block, offset = self._locate(int(indices))
+            self._writable(block)[offset] = values
+            return
+        index = np.asarray(indices, dtype=np.int64)
+        flat = index.reshape(-1)
+        values = np.broadcast_to(np.asarray(values, dtype=self.dtype),
+                                 (*index.shape, *self.item_shape)).reshape(flat.size,
+                                                                           *self.item_shape)
+        blocks, offsets = self._split(flat)
+        for b in np.unique(blocks).tolist():
+            rows = blocks == b
+            self._writable(b)[offsets[rows]] = values[rows]
 
-    def load_state_dict(self, state: dict[str, np.ndarray], prefix: str) -> None:
-        self.blocks = [None] * len(self.blocks)
-        for key, value in state.items():
-            head, _, b = key.rpartition(".")
-            if head != prefix:
+    def release(self, block: int) -> None:
+        """Hand a block's memory back; reading it afterwards is an error, writing reallocates."""
+        array = self._blocks[block]
+        if array is not None:
+            self._nbytes -= array.nbytes
+            self._blocks[block] = None
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Allocated blocks only, as views (``"<block>"``; records as ``"<block>.<field>"``)."""
+        state: dict[str, np.ndarray] = {}
+        for b, array in enumerate(self._blocks):
+            if array is None:
                 continue
-            block = np.asarray(value, dtype=self.dtype)
-            expected = min(self.block_items, self.capacity - int(b) * self.block_items)
-            if block.shape != (expected, *self.item_shape):
-                raise ValueError(f"{key}: shape {block.shape} does not fit this replay")
-            self.blocks[int(b)] = np.array(block)
+            if self.dtype.names:  # records do not go into safetensors: one array per field
+                state.update({f"{b}.{name}": array[name] for name in self.dtype.names})
+            else:
+                state[str(b)] = array
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Replace the contents with ``state`` (copied), as made by ``state_dict``."""
+        for b in range(self.num_blocks):
+            self.release(b)
+        for key, value in state.items():
+            block, _, field = key.partition(".")
+            if not block.isdigit() or int(block) >= self.num_blocks or bool(field) != bool(
+                    self.dtype.names) or (field and field not in self.dtype.names):
+                raise ValueError(f"state key {key!r} does not fit this array")
+            target = self._writable(int(block))
+            target = target[field] if field else target
+            value = np.asarray(value)
+            if value.shape != target.shape:
+                raise ValueError(f"state {key!r} has shape {value.shape}, expected {target.shape}")
+            target[...] = value
+        fields = len(self.dtype.names or ()) or 1
+        if any(n != fields for n in Counter(key.partition(".")[0] for key in state).values()):
+            raise ValueError("state holds some but not all fields of a block")
+
+
+# ---------------------------------------------------------------------------------- the ring
+DEFAULT_BLOCK_BYTES = 32 * 2**20  # about 32 MB a block: fine-grained release, few blocks
+
+
+def default_block_items(item_bytes: int) -> int:
+    """Items per block for blocks of about ``DEFAULT_BLOCK_BYTES``."""
+    return max(1, DEFAULT_BLOCK_BYTES // max(1, item_bytes))
+
+
+def meta_dtype(action_dim: int, episode_first: bool) -> np.dtype:
+    """One packed record per entry: one gather fetches everything a sampled transition needs."""
+    fields: list[tuple[Any, ...]] = [("action", np.float32, (action_dim,)),
+                                     ("reward", np.float32), ("discount", np.float32),
+                                     ("starts", np.bool_)]
+    if episode_first:  # pixel replays rebuild frame stacks, clamped at the episode's first entry
+        fields.append(("episode_first", np.int64))
+    return np.dtype(fields)
+
+
+class EntryRing:
+    """Entries with absolute numbers in a ring of ``capacity`` slots; subclasses add meaning."""
+
+    _payload_name = "payload"  # its name in state dicts: "frames" or "latents"
+    _edge = 0  # how many of the oldest entries may start a transition that cannot be sampled
+    _max_redraws = 32  # rejection rounds before falling back to listing the valid entries
+
+    def __init__(self, capacity: int, action_dim: int, payload_shape: tuple[int, ...],
+                 payload_dtype: np.dtype | type | str, block_items: int, episode_first: bool):
+        if capacity < 1:
+            raise ReplayError(f"a replay capacity of {capacity} entries cannot hold anything: "
+                              f"use a capacity (or memory budget) of at least one entry")
+        if action_dim < 1 or block_items < 1:
+            raise ValueError(f"action_dim ({action_dim}) and block_items ({block_items}) "
+                             f"must be >= 1")
+        self.capacity, self.action_dim = int(capacity), int(action_dim)
+        self.payload = BlockArray(capacity, payload_shape, payload_dtype, block_items)
+        self.meta = BlockArray(capacity, (), meta_dtype(action_dim, episode_first), block_items)
+        self.block_items = self.payload.block_items
+        self.total = 0  # entries ever written: the next entry's number
+        self.open = False  # whether an episode is under way (add_step may follow)
+        self.transitions = 0  # entries in the ring where a transition starts
+        self._retired: str | None = None
+
+    @property
+    def bytes_per_entry(self) -> int:
+        """Real bytes of one entry: payload plus its metadata record."""
+        return self.payload.item_nbytes + self.meta.item_nbytes
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes allocated right now."""
+        return self.payload.nbytes + self.meta.nbytes
+
+    @property
+    def oldest(self) -> int:
+        """Number of the oldest entry still in the ring."""
+        return max(0, self.total - self.capacity)
+
+    def _check_usable(self) -> None:
+        if self._retired is not None:
+            raise RuntimeError(self._retired)
+
+    # ------------------------------------------------------------------------------ writing
+    def _append(self, item: np.ndarray, **fields: Any) -> None:
+        """Write a new newest entry (no transition yet) over the oldest slot."""
+        slot = self.total % self.capacity
+        if self.total >= self.capacity and self.meta.get(slot)["starts"]:
+            self.transitions -= 1  # the evicted entry's transition is gone
+        record = np.zeros((), self.meta.dtype)
+        record["discount"] = 1.0
+        for name, value in fields.items():
+            record[name] = value
+        self.payload.set(slot, item)
+        self.meta.set(slot, record)
+        self.total += 1
+
+    def _close_newest(self, action: Any, reward: float, terminated: bool) -> None:
+        """Record the transition that starts at the newest entry (its next entry comes next)."""
+        if not self.open:
+            raise RuntimeError("add_step needs an episode under way: call add_reset first "
+                               "(also after a terminated step)")
+        slot = (self.total - 1) % self.capacity
+        record = self.meta.get(slot)
+        record["action"] = np.asarray(action, dtype=np.float32).reshape(self.action_dim)
+        record["reward"] = reward
+        record["discount"] = 0.0 if terminated else 1.0
+        record["starts"] = True
+        self.meta.set(slot, record)
+        self.transitions += 1
+
+    # ------------------------------------------------------------------------------ sampling
+    def _valid(self, ids: np.ndarray, meta: np.ndarray) -> np.ndarray:
+        """Which in-ring entries ``ids`` (with their records) start a sampleable transition."""
+        return meta["starts"]
+
+    def __len__(self) -> int:
+        """Transitions that can be sampled now."""
+        self._check_usable()
+        if self._edge == 0 or self.total == 0:
+            return self.transitions
+        ids = np.arange(self.oldest, min(self.total, self.oldest + self._edge), dtype=np.int64)
+        meta = self.meta.get(ids % self.capacity)
+        return self.transitions - int((meta["starts"] & ~self._valid(ids, meta)).sum())
+
+    def _draw(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Uniform sampleable entries and their records: draw in the ring, redraw rejects."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if len(self) == 0:
+            raise RuntimeError("the replay holds no sampleable transition yet: add steps first")
+        low, high = self.oldest, self.total - 1  # the newest entry starts no transition
+        ids = rng.integers(low, high, batch_size, dtype=np.int64)
+        meta = self.meta.get(ids % self.capacity)
+        bad = np.flatnonzero(~self._valid(ids, meta))
+        for _ in range(self._max_redraws):
+            if bad.size == 0:
+                return ids, meta
+            ids[bad] = rng.integers(low, high, bad.size, dtype=np.int64)
+            meta[bad] = self.meta.get(ids[bad] % self.capacity)
+            bad = bad[~self._valid(ids[bad], meta[bad])]
+        valid = np.arange(low, high, dtype=np.int64)  # few valid entries: list them once
+        valid = valid[self._valid(valid, self.meta.get(valid % self.capacity))]
+        ids[bad] = valid[rng.integers(0, valid.size, bad.size)]
+        meta[bad] = self.meta.get(ids[bad] % self.capacity)
+        return ids, meta
+
+    @staticmethod
+    def _fields(meta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Contiguous action, reward, discount (record fields are strided: torch refuses them)."""
+        return (np.ascontiguousarray(meta["action"]), np.ascontiguousarray(meta["reward"]),
+                np.ascontiguousarray(meta["discount"]))
+
+    # ------------------------------------------------------------------------------ memory
+    def release_block(self, block: int) -> None:
+        """Free block ``block`` of every array (used while converting)."""
+        self.payload.release(block)
+        self.meta.release(block)
+
+    def retire(self, reason: str) -> None:
+        """Free everything; any later use raises ``RuntimeError(reason)``."""
+        for block in range(self.payload.num_blocks):
+            self.release_block(block)
+        self._retired = reason
+
+    # ------------------------------------------------------------------------------ state
+    def init_args(self) -> dict[str, Any]:
+        """Constructor arguments (plain values) that rebuild an empty replay of this layout."""
+        raise NotImplementedError
+
+    def _counters(self) -> dict[str, int]:
+        return {"total": self.total, "open": int(self.open)}
+
+    def _load_counters(self, counters: dict[str, int]) -> None:
+        self.total, self.open = counters["total"], bool(counters["open"])
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Counters (0-d int64) and allocated blocks (views): numpy only, no pickles, no RNG."""
+        self._check_usable()
+        state = {k: np.array(v, dtype=np.int64) for k, v in self._counters().items()}
+        state.update({f"{self._payload_name}.{k}": v for k, v in self.payload.state_dict().items()})
+        state.update({f"meta.{k}": v for k, v in self.meta.state_dict().items()})
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what ``state_dict`` returned (arrays are copied)."""
+        self._check_usable()
+        # 0-d, or 1-d of one item: np.ascontiguousarray (as in checkpoint code) adds a dimension
+        counters = {k: int(np.asarray(state[k]).item()) for k in self._counters()}
+        arrays: dict[str, dict[str, np.ndarray]] = {self._payload_name: {}, "meta": {}}
+        for key, value in state.items():
+            head, _, rest = key.partition(".")
+            if head in arrays:
+                arrays[head][rest] = value
+            elif key not in counters:
+                raise ValueError(f"state key {key!r} does not belong to a {type(self).__name__}")
+        self.payload.load_state_dict(arrays[self._payload_name])
+        self.meta.load_state_dict(arrays["meta"])
+        self._load_counters(counters)
+        self.transitions = sum(int(v.sum()) for k, v in self.meta.state_dict().items()
+                               if k.endswith(".starts"))
