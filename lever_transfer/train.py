@@ -198,9 +198,9 @@ class Trainer:
                obs: np.ndarray) -> None:
         """Add an observation to the replay: its pixels, or its K augmented latents."""
         if isinstance(self.replay, LatentReplay):
-            with FlopCounter() as counter:
-                item = self.agent.encode_latents(obs[None], self.cfg.latent_augmentations)[0]
-            self.counters.flops += counter.total  # the EKN term of appendix B
+            item, flops = self.update_flops.run("store", lambda: self.agent.encode_latents(
+                obs[None], self.cfg.latent_augmentations)[0])
+            self.counters.flops += flops  # the EKN term of appendix B
         else:
             item = obs
         if action is None:

@@ -181,14 +181,13 @@ class SacCurlAgent(nn.Module):
         consistent (critic latent, actor latent) pair.
         """
         n, x = self.frozen_layers, self._tensor(stacks)
-        out = []
-        for _ in range(augmentations):
-            crop = random_crop(x, self.crop, self.generator)
-            if n < self.num_layers:
-                out.append(self.critic_encoder(crop, 0, n)[:, None])
-            else:
-                out.append(self._both_latents(crop))
-        return torch.stack(out, dim=1).float().cpu().numpy()
+        crops = torch.cat([random_crop(x, self.crop, self.generator) for _ in range(augmentations)])
+        if n < self.num_layers:  # one forward for all K crops: [K * n, ...]
+            latents = self.critic_encoder(crops, 0, n)[:, None]
+        else:
+            latents = self._both_latents(crops)
+        latents = latents.reshape(augmentations, len(x), *latents.shape[1:]).transpose(0, 1)
+        return latents.float().cpu().numpy()
 
     # ----------------------------------------------------------------- updates
     def _pixel_inputs(self, batch: PixelBatch) -> Inputs:
