@@ -61,14 +61,15 @@ def time_updates(update, replay: PixelReplay | LatentReplay, batch: int,
     return statistics.median(total), statistics.median(sampling)
 
 
-def end_to_end() -> dict[str, float]:
+def end_to_end(render_quality: str) -> dict[str, float]:
     """Agent steps per second of a real walker_walk run (batch 128) in its latent phase."""
     from lever_transfer.metrics import read_metrics
     from lever_transfer.train import Trainer
 
     cfg = load_config("walker_walk", {"steps": "4000", "init_steps": "250 agent_steps",
                                       "freeze_at": "500 agent_steps", "eval_every": "1M",
-                                      "checkpoint_every": "1M", "device": "cpu"})
+                                      "checkpoint_every": "1M", "device": "cpu",
+                                      "render_quality": render_quality})
     with tempfile.TemporaryDirectory() as tmp:
         Trainer(cfg, Path(tmp), progress=False, say=lambda s: None).run()
         rows = [r for r in read_metrics(Path(tmp) / "metrics.jsonl") if r["kind"] == "train"]
@@ -86,6 +87,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--e2e", action="store_true",
                         help="also time a real walker_walk run (about 5 minutes)")
+    parser.add_argument("--render-quality", default="paper", choices=["paper", "fast"],
+                        help="rendering of the --e2e run")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     parser.add_argument("--no-malloc-tuning", action="store_true",
                         help="measure with glibc's default malloc thresholds")
@@ -116,7 +119,7 @@ def main() -> None:
         "memory_ratio_f32": pixel_entry / latents.bytes_per_entry,
     }
     if args.e2e:
-        figures.update(end_to_end())
+        figures.update(end_to_end(args.render_quality))
     print(f"walker_walk, batch {args.batch}, {args.threads} threads, median of {args.repeats}, "
           f"malloc tuning {'on' if tuned else 'off'}")
     print(f"{'':32}{'before Tf':>12}{'after Tf':>12}{'ratio':>8}")
@@ -130,7 +133,8 @@ def main() -> None:
     if args.e2e:
         print(f"{'in a real run: ms per update':32}{figures['update_ms_before_tf_in_run']:12.1f}"
               f"{figures['update_ms_after_tf_in_run']:12.2f}")
-        print(f"{'agent steps/s end to end':32}{'':12}{figures['sps_after_tf']:12.1f}")
+        print(f"{'agent steps/s end to end':32}{'':12}{figures['sps_after_tf']:12.1f}"
+              f"  ({args.render_quality} rendering)")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 
