@@ -34,6 +34,7 @@ from .metrics import MetricsLog
 from .package import encoder_spec, save_encoder_package
 from .replay import (LatentReplay, PixelReplay, capacity_from_memory, convert_to_latent,
                      grown_capacity)
+from .replay.latent import latent_entry_bytes
 from .runtime import keep_freed_memory
 
 DMC_EPISODE_ENV_STEPS = 1000  # every DMC task ends by its 1000-step time limit
@@ -115,9 +116,8 @@ class Trainer:
         n = self.agent.critic_encoder.resolve_layers(self.cfg.freeze_layers)
         networks, feature = self.agent.latent_spec(n) if n else (1, ())
         shape = (self.cfg.latent_augmentations, networks, *feature)
-        probe = LatentReplay(1, shape, self.action_dim, np.dtype(self.cfg.latent_dtype))
-        use = n > 0 and probe.bytes_per_entry < self._pixel_entry_bytes()
-        return n, shape, probe.bytes_per_entry, use
+        latent_bytes = latent_entry_bytes(shape, self.action_dim, np.dtype(self.cfg.latent_dtype))
+        return n, shape, latent_bytes, n > 0 and latent_bytes < self._pixel_entry_bytes()
 
     def _pixel_entry_bytes(self) -> int:
         obs_shape = self.agent.critic_encoder.obs_shape
@@ -152,7 +152,7 @@ class Trainer:
     # ------------------------------------------------------------------ LeVER's switch
     def freeze(self) -> dict[str, Any]:
         """Freeze the encoder; convert the replay to latents if they are smaller."""
-        n, shape, _, use = self.latent_plan()
+        n, shape, latent_bytes, use = self.latent_plan()
         self.agent.freeze(n)
         row: dict[str, Any] = {"kind": "freeze", "frozen_layers": n, "latent_replay": use,
                                "capacity_before": self.replay.capacity,
@@ -161,8 +161,7 @@ class Trainer:
         if use and isinstance(self.replay, PixelReplay):
             remaining = self._entries_for(max(0, self.total - self.counters.agent_steps))
             capacity = grown_capacity(self.replay.capacity, self.replay.bytes_per_entry,
-                                      self._latent_probe(shape).bytes_per_entry,
-                                      max_entries=len(self.replay) + remaining)
+                                      latent_bytes, max_entries=len(self.replay) + remaining)
             with FlopCounter() as counter:
                 self.replay = convert_to_latent(
                     self.replay, lambda stacks: self.agent.encode_latents(stacks, shape[0]),
@@ -173,9 +172,6 @@ class Trainer:
                    conversion_s=round(time.perf_counter() - start, 3))
         self.save_encoder()
         return row
-
-    def _latent_probe(self, shape: tuple[int, ...]) -> LatentReplay:
-        return LatentReplay(1, shape, self.action_dim, np.dtype(self.cfg.latent_dtype))
 
     def save_encoder(self) -> Path:
         agent, cfg = self.agent, self.cfg
