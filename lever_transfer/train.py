@@ -35,6 +35,7 @@ from .package import encoder_spec, save_encoder_package
 from .replay import (LatentReplay, PixelReplay, capacity_from_memory, convert_to_latent,
                      grown_capacity)
 from .replay.latent import latent_entry_bytes
+from .replay.pixel import pixel_entry_bytes
 from .runtime import keep_freed_memory
 
 DMC_EPISODE_ENV_STEPS = 1000  # every DMC task ends by its 1000-step time limit
@@ -85,9 +86,10 @@ class Trainer:
         except BaseException:
             self.env.close()
             raise
+        self.frame_shape = (obs_shape[0] // cfg.frame_stack, *obs_shape[1:])
+        self.pixel_entry_bytes = pixel_entry_bytes(self.frame_shape, self.action_dim)
         self.replay: PixelReplay | LatentReplay = PixelReplay(
-            self._pixel_capacity(obs_shape), (obs_shape[0] // cfg.frame_stack, *obs_shape[1:]),
-            cfg.frame_stack, self.action_dim)
+            self._pixel_capacity(), self.frame_shape, cfg.frame_stack, self.action_dim)
         self.counters = Counters(next_eval=cfg.eval_every.to_agent_steps(self.ar),
                                  next_checkpoint=cfg.checkpoint_every.to_agent_steps(self.ar))
         self.update_flops = CachedFlops()
@@ -100,12 +102,10 @@ class Trainer:
         episode = math.ceil(DMC_EPISODE_ENV_STEPS / self.ar)
         return agent_steps + math.ceil(agent_steps / episode) + 1
 
-    def _pixel_capacity(self, obs_shape: tuple[int, ...]) -> int:
+    def _pixel_capacity(self) -> int:
         cfg = self.cfg
         if cfg.replay_memory is not None:
-            probe = PixelReplay(1, (obs_shape[0] // cfg.frame_stack, *obs_shape[1:]),
-                                cfg.frame_stack, self.action_dim)
-            return capacity_from_memory(cfg.replay_memory_bytes, probe.bytes_per_entry,
+            return capacity_from_memory(cfg.replay_memory_bytes, self.pixel_entry_bytes,
                                         cfg.batch_size)
         if cfg.replay_capacity is not None:
             return cfg.replay_capacity
@@ -117,12 +117,7 @@ class Trainer:
         networks, feature = self.agent.latent_spec(n) if n else (1, ())
         shape = (self.cfg.latent_augmentations, networks, *feature)
         latent_bytes = latent_entry_bytes(shape, self.action_dim, np.dtype(self.cfg.latent_dtype))
-        return n, shape, latent_bytes, n > 0 and latent_bytes < self._pixel_entry_bytes()
-
-    def _pixel_entry_bytes(self) -> int:
-        obs_shape = self.agent.critic_encoder.obs_shape
-        frame = (obs_shape[0] // self.cfg.frame_stack, self.cfg.render_size, self.cfg.render_size)
-        return PixelReplay(1, frame, self.cfg.frame_stack, self.action_dim).bytes_per_entry
+        return n, shape, latent_bytes, n > 0 and latent_bytes < self.pixel_entry_bytes
 
     def header(self) -> str:
         cfg, c = self.cfg, self.counters
@@ -139,11 +134,11 @@ class Trainer:
             if use:
                 lines.append(f"LeVER: {when}; freeze {n}/{self.agent.num_layers} encoder layers, "
                              f"then latent replay {shape} {cfg.latent_dtype} = {latent_bytes} B "
-                             f"per entry vs {self._pixel_entry_bytes()} B of pixels")
+                             f"per entry vs {self.pixel_entry_bytes} B of pixels")
             else:
                 lines.append(f"LeVER: {when}; freeze {n}/{self.agent.num_layers} layers; the latent "
                              f"{shape} = {latent_bytes} B is not smaller than the pixels "
-                             f"({self._pixel_entry_bytes()} B): keeping pixels, frozen layers run "
+                             f"({self.pixel_entry_bytes} B): keeping pixels, frozen layers run "
                              f"without gradients")
         if c.agent_steps:
             lines.append(f"resuming at agent step {c.agent_steps} (episode {c.episodes})")

@@ -21,6 +21,7 @@ from lever_transfer.errors import ReplayError
 from lever_transfer.replay import (BlockArray, LatentReplay, PixelReplay, capacity_from_memory,
                                    convert_to_latent, grown_capacity, latent_entry_bytes,
                                    paper_capacity, parse_memory)
+from lever_transfer.replay.pixel import pixel_entry_bytes
 
 FRAME = (3, 8, 8)
 ACTION_DIM = 2
@@ -334,7 +335,7 @@ def test_capacity_follows_the_paper_formula():
     pixel, latent = PixelReplay(1, (3, 100, 100), 3, 6), LatentReplay(1, (4, 2, 50), 6)
     half = LatentReplay(1, (4, 2, 50), 6, np.float16)
     # real bytes: frame + action 24 + reward 4 + discount 4 + starts 1 + episode_first 8
-    assert pixel.bytes_per_entry == 30000 + 41
+    assert pixel.bytes_per_entry == 30000 + 41 == pixel_entry_bytes((3, 100, 100), 6)
     assert latent.bytes_per_entry == 1600 + 33 == latent_entry_bytes((4, 2, 50), 6)
     assert half.bytes_per_entry == 800 + 33
     assert grown_capacity(1000, 30041, 1633) == 18396  # 30_041_000 / 1633 = 18396.2

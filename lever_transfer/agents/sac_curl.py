@@ -122,7 +122,7 @@ class SacCurlAgent(nn.Module):
     @property
     def uses_curl(self) -> bool:
         """CURL trains the critic's encoder, so it stops once nothing in it is trainable."""
-        return self.frozen_layers < self.num_layers
+        return not self.fully_frozen
 
     @property
     def alpha(self) -> torch.Tensor:

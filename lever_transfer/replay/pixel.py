@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .storage import EntryRing
+from .storage import EntryRing, meta_dtype
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,11 @@ class PixelBatch:
     reward: np.ndarray  # float32 [B]
     discount: np.ndarray  # float32 [B]: 0 where the episode terminated
     next_obs: np.ndarray  # uint8 [B, S*C, H, W]
+
+
+def pixel_entry_bytes(frame_shape: tuple[int, int, int], action_dim: int) -> int:
+    """Real bytes of one entry of a ``PixelReplay`` of this layout, without building one."""
+    return int(np.prod(frame_shape)) + meta_dtype(action_dim, episode_first=True).itemsize
 
 
 class PixelReplay(EntryRing):
