@@ -5,3 +5,13 @@ metrics, checkpoints and frozen encoders.
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["load_encoder", "ZooEncoder"]
+
+
+def __getattr__(name: str):  # lazy: `lever-transfer --help` should not import torch
+    if name in __all__:
+        from . import pretrained
+
+        return getattr(pretrained, name)
+    raise AttributeError(f"module 'lever_transfer' has no attribute {name!r}")

@@ -7,6 +7,7 @@ tracebacks are for bugs.
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import time
 from pathlib import Path
@@ -109,6 +110,107 @@ def resume(run_dir: Path, no_progress: bool) -> None:
         trainer.close()
         raise LeverError(f"{run_dir} has no checkpoint yet; start it again with "
                          f"'lever-transfer train --out {run_dir}'")
+    if cfg.snapshot_every is not None:
+        trainer.on_snapshot = _publisher(None)
+    trainer.run()
+    click.echo(f"run directory: {run_dir}")
+
+
+def _publisher(push_to: str | None) -> Callable[[Path], None]:
+    """What pretrain does with each snapshot: package it, publish it, optionally push it."""
+    def publish_snapshot(snapshot: Path) -> None:
+        from .zoo import package_snapshot, publish, push
+
+        name, package = package_snapshot(snapshot, snapshot.parent.parent / "packages")
+        publish(package, name, say=click.echo)
+        if push_to:
+            push(f"hub:{name}", push_to, say=click.echo)
+    return publish_snapshot
+
+
+@main.command()
+@click.argument("recipe")
+@click.option("--steps", default="60k", show_default=True,
+              help="Source training length (the paper pretrains for 60K env steps).")
+@click.option("--snapshot-every", default="20k", show_default=True,
+              help="Publish TASK-20k, TASK-40k, ... every this many env steps.")
+@click.option("--seed", type=int)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--push-to-hub", "push_to", metavar="ORG/NAME",
+              help="Also upload every snapshot to this Hugging Face repo (one commit each).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Run directory (default runs/pretrain-TASK-sSEED); an existing one is resumed.")
+@click.option("--no-progress", is_flag=True)
+@one_line_errors
+def pretrain(recipe: str, steps: str, snapshot_every: str, seed: int | None, device: str | None,
+             push_to: str | None, sets: tuple[str, ...], out: Path | None,
+             no_progress: bool) -> None:
+    """Train a CURL source agent on RECIPE and publish its encoder snapshots to the local hub."""
+    options = {"steps": steps, "snapshot_every": snapshot_every, "seed": seed, "device": device,
+               "lever": False}
+    cfg = load_run_config(recipe, options, sets)
+    run_dir = out or Path("runs") / f"pretrain-{cfg.task}-s{cfg.seed}"
+    from .train import Trainer
+
+    trainer = Trainer(cfg, run_dir, progress=not no_progress)
+    if (run_dir / "checkpoints").exists():
+        if not trainer.restore():
+            trainer.close()
+            raise LeverError(f"{run_dir} holds no usable checkpoint; choose another --out")
+        click.echo(f"resuming the pretraining in {run_dir}")
+    trainer.on_snapshot = _publisher(push_to)
+    trainer.run()
+    click.echo(f"run directory: {run_dir}")
+
+
+@main.command()
+@click.option("--from", "source", required=True, metavar="REF",
+              help="Encoder: hub:NAME[@REV], hf://ORG/REPO[@REV], hf-hub:ORG/REPO or a folder.")
+@click.option("--to", "recipe", required=True, help="Target recipe or DMC task, e.g. hopper_hop.")
+@click.option("--freeze-layers", default="all", show_default=True,
+              help="Encoder layers to freeze from step 0: 1..N or 'all' (convs and fc).")
+@click.option("--transfer", type=click.Choice(["encoder", "full"]), default="encoder",
+              show_default=True, help="encoder: new heads (domain transfer); full: heads too.")
+@click.option("--steps", help="Training length, e.g. 100k (env steps).")
+@click.option("--replay-memory", help="Replay memory budget, e.g. 0.03GB.")
+@click.option("--seed", type=int)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--out", type=click.Path(path_type=Path))
+@click.option("--no-progress", is_flag=True)
+@one_line_errors
+def finetune(source: str, recipe: str, freeze_layers: str, transfer: str, steps: str | None,
+             replay_memory: str | None, seed: int | None, device: str | None,
+             sets: tuple[str, ...], out: Path | None, no_progress: bool) -> None:
+    """Train on a target task from a zoo encoder, its first N layers frozen, on latent replay."""
+    from .config import load_config, parse_set_options
+    from .envs import parse_task
+    from .hub import resolve
+    from .transfer import architecture_overrides
+
+    package = resolve(source, say=lambda m: click.echo(m, err=True)).package
+    overrides = architecture_overrides(package)
+    if transfer == "full" and package.has_heads:
+        overrides["hidden_dim"] = package.config["heads"]["hidden_dim"]
+    overrides.update(pretrained=source, transfer=transfer, freeze_layers=freeze_layers)
+    overrides.update(_overrides({"steps": steps, "replay_memory": replay_memory, "seed": seed,
+                                 "device": device}, sets))
+    cfg = load_config(recipe, overrides)
+    parse_task(cfg.task)
+    run_dir = out or Path("runs") / f"{cfg.task}-from-{package.path.name}-s{cfg.seed}-" \
+                                    f"{time.strftime('%Y%m%d-%H%M%S')}"
+    if (run_dir / "checkpoints").exists():
+        raise LeverError(f"{run_dir} already holds a run; continue it with "
+                         f"'lever-transfer resume {run_dir}' or choose another --out")
+    from .train import Trainer
+
+    trainer = Trainer(cfg, run_dir, progress=not no_progress)
+    try:
+        trainer.load_pretrained(package)
+    except BaseException:
+        trainer.close()
+        raise
     trainer.run()
     click.echo(f"run directory: {run_dir}")
 
@@ -145,6 +247,93 @@ def recipes() -> None:
     width = max(len(name) for name, _, _ in rows)
     for name, paper, description in rows:
         click.echo(f"{name:<{width}}  {paper or '-':<28}  {description}")
+
+
+@main.group()
+def zoo() -> None:
+    """The encoder zoo: list, show, verify, push, pull and publish encoders."""
+
+
+@zoo.command("list")
+@one_line_errors
+def zoo_list() -> None:
+    """A table of every encoder the local hub and the shipped zoo know."""
+    from .zoo import entries
+
+    rows = [(name, str(e.get("source_task")), _steps_text(e), str(e.get("latent_dim")),
+             "-" if e.get("eval_return") is None else f"{e['eval_return']:.1f}", where)
+            for name, where, e in entries()]
+    if not rows:
+        click.echo("no encoders yet: 'lever-transfer pretrain walker_stand' publishes some")
+        return
+    head = ("name", "source task", "env steps", "latent", "eval return", "where")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    for row in [head, *rows]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def _steps_text(entry: dict[str, Any]) -> str:
+    return "-" if entry.get("env_steps") is None else f"{entry['env_steps']:,}"
+
+
+@zoo.command("show")
+@click.argument("reference")
+@one_line_errors
+def zoo_show(reference: str) -> None:
+    """Print an encoder's model card (REFERENCE: NAME, hub:NAME, hf://ORG/REPO or a folder)."""
+    from .hub import resolve
+    from .package import CARD
+
+    ref = reference if ":" in reference or Path(reference).is_dir() else f"hub:{reference}"
+    package = resolve(ref, say=lambda m: click.echo(m, err=True)).package
+    card = package.path / CARD
+    click.echo(card.read_text(encoding="utf-8") if card.is_file()
+               else json.dumps(package.config, indent=2))
+
+
+@zoo.command("verify")
+@one_line_errors
+def zoo_verify() -> None:
+    """Re-hash every encoder on disk against its config and index."""
+    from .zoo import verify
+
+    failed = verify(say=click.echo)
+    if failed:
+        raise LeverError(f"{len(failed)} encoder(s) failed verification: {', '.join(failed)}; "
+                         f"pull or publish them again")
+
+
+@zoo.command("push")
+@click.argument("name")
+@click.option("--repo-id", required=True, metavar="ORG/NAME")
+@click.option("--private", is_flag=True, default=None)
+@one_line_errors
+def zoo_push(name: str, repo_id: str, private: bool | None) -> None:
+    """Upload encoder NAME to the Hugging Face Hub (HF_ENDPOINT and your token honoured)."""
+    from .zoo import push
+
+    push(name if ":" in name else f"hub:{name}", repo_id, private, say=click.echo)
+
+
+@zoo.command("pull")
+@click.argument("reference")
+@click.option("--name", help="Name in the local hub (default: from the reference).")
+@one_line_errors
+def zoo_pull(reference: str, name: str | None) -> None:
+    """Download an encoder (NAME from the index, or hf://ORG/REPO[@REV]) into the local hub."""
+    from .zoo import pull
+
+    pull(reference if ":" in reference else f"hub:{reference}", name, say=click.echo)
+
+
+@zoo.command("publish")
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@one_line_errors
+def zoo_publish(run_dir: Path) -> None:
+    """Package a run's snapshots and publish them to the local hub (what pretrain does)."""
+    from .zoo import publish_run_snapshots
+
+    publish_run_snapshots(run_dir, say=click.echo)
 
 
 if __name__ == "__main__":

@@ -145,6 +145,7 @@ class Config:
     eval_every: StepCount = _steps(10000, "agent_steps")   # table 4 (cartpole: 2500)
     eval_episodes: int = 10                                # table 4: evaluation episodes
     checkpoint_every: StepCount = _steps(10000, "agent_steps")  # ours, not in the paper
+    snapshot_every: Union[StepCount, None] = None  # keep the agent's weights every N (pretrain)
 
     # -- LeVER
     lever: bool = True                  # freeze at Tf and replay latents; False = CURL baseline
@@ -154,6 +155,10 @@ class Config:
     latent_dtype: str = "float32"       # "float32" (reference code) | "float16"
     replay_capacity: Union[int, None] = None  # None = training agent steps (table 4, figure 2)
     replay_memory: Union[str, None] = None    # budget such as "0.03GB" (figure 5); or capacity
+
+    # -- transfer (finetune from a zoo encoder; section 5.5, appendix C)
+    pretrained: Union[str, None] = None  # hub:NAME, hf://ORG/REPO or a folder; frozen from step 0
+    transfer: str = "encoder"           # "encoder" (domain transfer: new heads) | "full" (task)
 
     # -- SAC + CURL (table 4; the CURL code where table 4 is silent)
     batch_size: int = 128               # table 4 (cheetah: 512)
@@ -251,6 +256,7 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
                                "init_temperature")},
     **{k: _STEP_RULE for k in ("steps", "init_steps", "eval_every", "checkpoint_every",
                                "freeze_at")},
+    "snapshot_every": ("null or " + _STEP_RULE[0], lambda v: True),
     "task": ("a DMC task name such as 'walker_walk'",
              lambda v: re.fullmatch(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+", v) is not None),
     "description": ("one line of text", _line),
@@ -261,6 +267,9 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "lever": ("true or false", lambda v: True),
     "freeze_layers": ("a positive integer or 'all'", lambda v: v == "all" or v > 0),
     "latent_dtype": _enum("float32", "float16"),
+    "pretrained": ("an encoder reference (hub:NAME, hf://ORG/REPO, a folder) or null",
+                   lambda v: v is None or (_line(v) and v.strip() != "")),
+    "transfer": _enum("encoder", "full"),
     "replay_capacity": ("a positive integer or null", lambda v: v is None or v > 0),
     "replay_memory": ("a memory size such as '0.03GB' or null",
                       lambda v: v is None or _memory_ok(v)),
@@ -329,10 +338,10 @@ def _check_consistency(c: Config) -> None:
                           f"actor_log_std_max={c.actor_log_std_max}")
     for key in _STEP_KEYS:
         count = getattr(c, key)
-        if c.agent_steps(count) < 1:
+        if count is not None and c.agent_steps(count) < 1:
             raise ConfigError(f"{key}={count} is less than one agent step at action_repeat="
                               f"{c.action_repeat}; use at least {c.action_repeat} env_steps")
-    if c.lever and c.agent_steps(c.freeze_at) >= c.agent_steps(c.steps):
+    if c.lever and not c.pretrained and c.agent_steps(c.freeze_at) >= c.agent_steps(c.steps):
         raise ConfigError(f"freeze_at={c.freeze_at} is not before the end of training "
                           f"(steps={c.steps}, action_repeat={c.action_repeat}); lower freeze_at "
                           f"or set lever=false for the plain CURL baseline")
@@ -340,7 +349,7 @@ def _check_consistency(c: Config) -> None:
 
 _HINTS: dict[str, Any] = typing.get_type_hints(Config)
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Config))
-_STEP_KEYS = tuple(k for k in FIELD_NAMES if _HINTS[k] is StepCount)
+_STEP_KEYS = tuple(k for k in FIELD_NAMES if _HINTS[k] in (StepCount, Union[StepCount, None]))
 assert set(_RULES) == set(FIELD_NAMES), "every Config field needs a rule"
 
 
@@ -357,6 +366,8 @@ def _check_known(key: object, origin: str, what: str) -> None:
 def _to_step(key: str, value: Any, where: str, cli: bool) -> Any:
     """StepCount from a mapping; on the CLI also from strings and bare numbers (env steps)."""
     try:
+        if value is None:
+            return None
         if isinstance(value, Mapping):
             return StepCount.from_mapping(value)
         if cli and isinstance(value, str):
@@ -392,7 +403,7 @@ def _override_value(key: str, raw: Any) -> Any:
     except yaml.YAMLError:
         parsed = raw
     if key in _STEP_KEYS and not isinstance(parsed, Mapping):
-        return raw
+        return None if parsed is None else raw
     if _HINTS[key] is str and not isinstance(parsed, str):
         return raw.strip()
     return parsed

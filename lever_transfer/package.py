@@ -1,10 +1,19 @@
-"""Frozen encoder packages: ``model.safetensors`` (weights only) + ``config.json``.
+"""Encoder packages: the folder a zoo encoder lives in, and the only way one is read.
 
-The folder is what any Hugging Face model repo can hold, so a run's frozen encoder can be
-published to the zoo as it is. The config says everything a loader needs and must never guess:
-the architecture and its layers, the latent shape after each layer, and the observation spec
-(channels, frame stack, render size, crop, pixel scaling). ``sha256`` of the weights lets every
-load check that the file is the one the config describes.
+A package is what any Hugging Face model repo can hold:
+
+- ``model.safetensors``: weights only, under four prefixes: ``encoder.`` (the critic's encoder,
+  layers 1..E), ``actor_fc.`` (the actor's own fc + LayerNorm; its convs are the encoder's),
+  and optionally ``heads.actor.`` / ``heads.critic.`` (the SAC heads, for task transfer);
+- ``config.json``: everything a loader needs and must never guess: the architecture and its
+  arguments, the latent shape after each layer, the observation spec (channels, frame stack,
+  render size, crop, pixel scaling), where it came from (task, steps, seed, recipe, FLOPs,
+  evaluation return), and the sha256 of the weights;
+- ``README.md``: the model card (see ``card.py``).
+
+Reading is strict: the sha256 must match, the config must describe exactly the tensors in the
+file (names, shapes, dtypes), and nothing is ever unpickled. Every failure is one ``PackageError``
+line that says which file is wrong and what to do.
 """
 
 from __future__ import annotations
@@ -14,18 +23,29 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import __version__
 from .checkpoint import _fsync_dir, write_atomic
-from .encoders import LayeredEncoder
+from .encoders import LayeredEncoder, make_encoder
+from .errors import LeverError
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+CARD = "README.md"
+FORMAT = "lever-transfer/encoder-package/1"
+PARTS = ("encoder", "actor_fc", "heads")
+MAX_WEIGHTS_BYTES = 2 << 30  # no zoo encoder comes near 2 GB; refuse before reading one that does
+
+
+class PackageError(LeverError):
+    """An encoder package that is missing, damaged, tampered with or inconsistent."""
 
 
 def sha256_file(path: Path) -> str:
@@ -36,13 +56,19 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+# ---------------------------------------------------------------------------- writing
+
 def encoder_spec(encoder: LayeredEncoder, architecture: str, frame_stack: int, render_size: int,
-                 crop_size: int) -> dict[str, Any]:
+                 crop_size: int, num_filters: int = 32) -> dict[str, Any]:
     """The architecture and observation part of an encoder's config."""
     return {
         "architecture": architecture,
+        "architecture_args": {"obs_shape": list(encoder.obs_shape),
+                              "feature_dim": encoder.feature_dim, "num_filters": num_filters,
+                              "num_conv_layers": encoder.num_layers - 1},
         "layers": [{"index": i + 1, "name": name, "output_shape": list(shape)}
-                   for i, (name, shape) in enumerate(zip(encoder.layer_names, encoder.output_shapes()))],
+                   for i, (name, shape) in enumerate(zip(encoder.layer_names,
+                                                         encoder.output_shapes()))],
         "feature_dim": encoder.feature_dim,
         "observation": {
             "channels": encoder.obs_shape[0] // frame_stack, "frame_stack": frame_stack,
@@ -53,26 +79,211 @@ def encoder_spec(encoder: LayeredEncoder, architecture: str, frame_stack: int, r
     }
 
 
-def save_encoder_package(directory: Path, tensors: dict[str, torch.Tensor],
-                         config: dict[str, Any]) -> Path:
-    """Write weights and config into ``directory`` atomically (temporary folder, then rename)."""
+def agent_tensors(weights: Mapping[str, torch.Tensor], num_layers: int,
+                  with_heads: bool) -> dict[str, torch.Tensor]:
+    """Package tensors from a SacCurlAgent state dict (targets, CURL and optimizers dropped)."""
+    fc = f"actor_encoder.layers.{num_layers - 1}."
+    out: dict[str, torch.Tensor] = {}
+    for key, value in weights.items():
+        if key.startswith("critic_encoder."):
+            out["encoder." + key[len("critic_encoder."):]] = value
+        elif key.startswith(fc):
+            out["actor_fc." + key[len(fc):]] = value
+        elif with_heads and key.startswith(("actor.", "critic.")):
+            out["heads." + key] = value
+        elif with_heads and key == "log_alpha":
+            out["heads.log_alpha"] = value
+    return out
+
+
+def write_package(directory: Path, tensors: Mapping[str, torch.Tensor], config: dict[str, Any],
+                  card: Callable[[dict[str, Any]], str] | None = None) -> Path:
+    """Write weights, config (with their sha256) and ``card(final config)`` into ``directory``.
+
+    Everything goes into a temporary sibling folder that is renamed into place, so a reader sees
+    the old package or the new one, never a mix; a crash leaves at most a ``.tmp`` folder.
+    """
+    directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
                   str(tmp / WEIGHTS), metadata={"format": "pt"})
-        config = {**config, "package_version": __version__, "sha256": sha256_file(tmp / WEIGHTS)}
+        parts = sorted({key.split(".", 1)[0] for key in tensors})
+        config = {**config, "format": FORMAT, "parts": parts, "package_version": __version__,
+                  "sha256": sha256_file(tmp / WEIGHTS)}
         write_atomic(tmp / CONFIG, json.dumps(config, indent=2, sort_keys=True).encode())
+        if card is not None:
+            write_atomic(tmp / CARD, card(config).encode())
         _fsync_dir(tmp)
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
+        _replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def _replace_dir(new: Path, directory: Path) -> None:
+    if directory.exists():
+        old = directory.with_name(f".{directory.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(directory, old)
+        os.replace(new, directory)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, directory)
+    _fsync_dir(directory.parent)
+
+
+# ---------------------------------------------------------------------------- reading
+
+@dataclass(frozen=True)
+class EncoderPackage:
+    """A verified package: its folder, its config and its tensors (checked against the config)."""
+
+    path: Path
+    config: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+
+    @property
+    def observation(self) -> dict[str, Any]:
+        return self.config["observation"]
+
+    @property
+    def has_heads(self) -> bool:
+        return "heads" in self.config["parts"]
+
+    def part(self, name: str) -> dict[str, torch.Tensor]:
+        """The tensors under ``name.`` with the prefix removed (a state dict)."""
+        prefix = name + "."
+        return {k[len(prefix):]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+
+    def build_encoder(self, channels_last: bool = False) -> LayeredEncoder:
+        """The encoder with this package's weights loaded strictly."""
+        encoder = build_encoder(self.config, channels_last)
+        encoder.load_state_dict(self.part("encoder"), strict=True)
+        return encoder
+
+
+def build_encoder(config: Mapping[str, Any], channels_last: bool = False) -> LayeredEncoder:
+    """An untrained encoder of the architecture a package config describes."""
+    args = config["architecture_args"]
+    return make_encoder(config["architecture"], tuple(args["obs_shape"]), args["feature_dim"],
+                        args["num_filters"], args["num_conv_layers"], channels_last)
+
+
+_REQUIRED = {"format": str, "architecture": str, "architecture_args": dict, "layers": list,
+             "observation": dict, "parts": list, "sha256": str}
+_OBSERVATION = ("channels", "frame_stack", "render_size", "crop_size", "pixel_scaling")
+
+
+def read_config(directory: Path) -> dict[str, Any]:
+    """config.json of a package, checked for the keys every loader relies on."""
+    path = Path(directory) / CONFIG
+    if not path.is_file():
+        raise PackageError(f"{directory} is not an encoder package: {CONFIG} is missing "
+                           f"(publish one with 'lever-transfer pretrain', or pull it again)")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PackageError(f"{path} is not valid JSON ({exc}); pull the package again") from None
+    if not isinstance(config, dict):
+        raise PackageError(f"{path} must hold a JSON object; pull the package again")
+    for key, kind in _REQUIRED.items():
+        if not isinstance(config.get(key), kind):
+            raise PackageError(f"{path} lacks '{key}' ({kind.__name__}); it was not written by "
+                               f"lever-transfer or is damaged: pull the package again")
+    if config["format"] != FORMAT:
+        raise PackageError(f"{path} has format {config['format']!r}, this lever-transfer reads "
+                           f"{FORMAT!r}; upgrade lever-transfer or re-publish the encoder")
+    missing = [k for k in _OBSERVATION if k not in config["observation"]]
+    if missing:
+        raise PackageError(f"{path}: observation spec lacks {', '.join(missing)}; preprocessing "
+                           f"is never guessed: re-publish the encoder")
+    return config
+
+
+def read_package(directory: Path, expected_sha256: str | None = None) -> EncoderPackage:
+    """Open and verify a package: sha256 (against config and ``expected_sha256``), then tensors."""
+    directory = Path(directory)
+    config = read_config(directory)
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise PackageError(f"{directory}: {WEIGHTS} is missing; pull the package again")
+    if weights.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise PackageError(f"{weights} is {weights.stat().st_size} bytes, more than any encoder "
+                           f"package holds; refusing to read it")
+    digest = sha256_file(weights)
+    if digest != config["sha256"]:
+        raise PackageError(f"{weights} does not match its config (sha256 {digest[:12]}…, config "
+                           f"says {config['sha256'][:12]}…): the weights were changed or damaged; "
+                           f"pull the package again")
+    if expected_sha256 is not None and digest != expected_sha256:
+        raise PackageError(f"{weights} has sha256 {digest[:12]}…, but the zoo index says "
+                           f"{expected_sha256[:12]}…: not the encoder the index names; pull it "
+                           f"again or fix the index")
+    tensors = _load_tensors(weights)
+    _check_tensors(config, tensors, weights)
+    return EncoderPackage(directory, config, tensors)
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {key: f.get_tensor(key) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise PackageError(f"{path} is not a readable safetensors file ({exc}); pull the package "
+                           f"again") from None
+
+
+def expected_shapes(config: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Name -> (shape, dtype) of every tensor the config's parts must contain."""
+    try:
+        encoder = build_encoder(config)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise PackageError(f"config.json describes no buildable encoder ({exc}); re-publish "
+                           f"it") from None
+    out = {f"encoder.{k}": (tuple(v.shape), v.dtype) for k, v in encoder.state_dict().items()}
+    if "actor_fc" in config["parts"]:
+        out.update({f"actor_fc.{k}": (tuple(v.shape), v.dtype)
+                    for k, v in encoder.layers[-1].state_dict().items()})
+    if "heads" in config["parts"]:
+        out.update({f"heads.{k}": (tuple(v.shape), v.dtype)
+                    for k, v in head_modules(config).state_dict().items()})
+    return out
+
+
+def head_modules(config: Mapping[str, Any]) -> torch.nn.Module:
+    """Untrained SAC heads of the sizes ``config['heads']`` gives (actor, critic, log_alpha)."""
+    from .agents.networks import Actor, Critic
+
+    spec = config.get("heads")
+    if not isinstance(spec, dict):
+        raise PackageError("config.json lists 'heads' in parts but has no 'heads' sizes; "
+                           "re-publish the encoder")
+    feature, actions, hidden = config["feature_dim"], spec["action_dim"], spec["hidden_dim"]
+    heads = torch.nn.Module()
+    heads.actor = Actor(feature, actions, hidden)
+    heads.critic = Critic(feature, actions, hidden)
+    heads.log_alpha = torch.nn.Parameter(torch.zeros(()))
+    return heads
+
+
+def _check_tensors(config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor],
+                   path: Path) -> None:
+    unknown = set(config["parts"]) - set(PARTS)
+    if unknown or "encoder" not in config["parts"]:
+        raise PackageError(f"{path}: config parts {config['parts']} must include 'encoder' and "
+                           f"only {', '.join(PARTS)}")
+    expected = expected_shapes(config)
+    extra, missing = sorted(set(tensors) - set(expected)), sorted(set(expected) - set(tensors))
+    if extra or missing:
+        raise PackageError(f"{path} does not match its config: "
+                           + "; ".join(s for s in (f"extra tensors {extra[:3]}" if extra else "",
+                                                   f"missing tensors {missing[:3]}" if missing else "")
+                                       if s) + "; re-publish the encoder")
+    for name, (shape, dtype) in expected.items():
+        tensor = tensors[name]
+        if tuple(tensor.shape) != shape or tensor.dtype != dtype:
+            raise PackageError(f"{path}: tensor {name} is {tuple(tensor.shape)} {tensor.dtype}, "
+                               f"the config's architecture needs {shape} {dtype}; re-publish it")

@@ -31,7 +31,7 @@ from .envs import DMCEnv, EnvWorker
 from .errors import LeverError
 from .flops import CachedFlops, FlopCounter
 from .metrics import MetricsLog
-from .package import encoder_spec, save_encoder_package
+from .package import EncoderPackage, agent_tensors, write_package
 from .replay import (LatentReplay, PixelReplay, capacity_from_memory, convert_to_latent,
                      grown_capacity)
 from .replay.latent import latent_entry_bytes
@@ -51,6 +51,7 @@ class Counters:
     wall_s: float = 0.0
     next_eval: int = 0
     next_checkpoint: int = 0
+    next_snapshot: int = 0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -72,7 +73,9 @@ class Trainer:
         self.ar = cfg.action_repeat
         self.total = cfg.steps.to_agent_steps(self.ar)
         self.init_steps = cfg.init_steps.to_agent_steps(self.ar)
-        self.freeze_step = cfg.freeze_at.to_agent_steps(self.ar) if cfg.lever else None
+        # Tf; a finetune freezes its pretrained layers before the first step
+        self.freeze_step = (0 if cfg.pretrained else
+                            cfg.freeze_at.to_agent_steps(self.ar) if cfg.lever else None)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.env = EnvWorker(cfg.task, action_repeat=self.ar, frame_stack=cfg.frame_stack,
@@ -90,8 +93,13 @@ class Trainer:
         self.pixel_entry_bytes = pixel_entry_bytes(self.frame_shape, self.action_dim)
         self.replay: PixelReplay | LatentReplay = PixelReplay(
             self._pixel_capacity(), self.frame_shape, cfg.frame_stack, self.action_dim)
+        self.snapshot_every = (cfg.snapshot_every.to_agent_steps(self.ar)
+                               if cfg.snapshot_every is not None else None)
         self.counters = Counters(next_eval=cfg.eval_every.to_agent_steps(self.ar),
-                                 next_checkpoint=cfg.checkpoint_every.to_agent_steps(self.ar))
+                                 next_checkpoint=cfg.checkpoint_every.to_agent_steps(self.ar),
+                                 next_snapshot=self.snapshot_every or 0)
+        self.on_snapshot: Callable[[Path], None] | None = None
+        self._last_eval: tuple[int, float, float] | None = None
         self.update_flops = CachedFlops()
         self._eval_env: DMCEnv | None = None
         self._stop = False
@@ -131,6 +139,10 @@ class Trainer:
         else:
             n, shape, latent_bytes, use = self.latent_plan()
             when = f"Tf = {self.freeze_step} agent steps = {self.freeze_step * self.ar} env steps"
+            if cfg.pretrained:
+                when = (f"finetune from {cfg.pretrained} (transfer {cfg.transfer}: "
+                        f"{'encoder and heads' if cfg.transfer == 'full' else 'encoder, new heads'}"
+                        f"), frozen from step 0")
             if use:
                 lines.append(f"LeVER: {when}; freeze {n}/{self.agent.num_layers} encoder layers, "
                              f"then latent replay {shape} {cfg.latent_dtype} = {latent_bytes} B "
@@ -169,20 +181,25 @@ class Trainer:
         return row
 
     def save_encoder(self) -> Path:
-        agent, cfg = self.agent, self.cfg
-        tensors = {f"encoder.{k}": v for k, v in agent.critic_encoder.state_dict().items()}
-        tensors.update({f"actor_head.{k}": v
-                        for k, v in agent.actor_encoder.layers[-1].state_dict().items()})
-        config = {
-            **encoder_spec(agent.critic_encoder, cfg.encoder, cfg.frame_stack, cfg.render_size,
-                           cfg.crop_size),
-            "frozen_layers": agent.frozen_layers, "source_task": cfg.task, "algorithm": "sac_curl",
-            "agent_steps": self.counters.agent_steps,
-            "env_steps": self.counters.agent_steps * self.ar, "seed": cfg.seed,
-            "flops": self.counters.flops, "render_quality": cfg.render_quality,
-            "recipe": cfg.to_dict(),
-        }
-        return save_encoder_package(self.run_dir / "encoder", tensors, config)
+        """The run's encoder (and heads) as a zoo package in ``RUN_DIR/encoder``."""
+        from .card import model_card
+        from .zoo import package_config
+
+        c = self.counters
+        config = package_config(self.cfg, self.action_dim, agent_steps=c.agent_steps,
+                                flops=c.flops, eval_return=None, eval_return_std=None,
+                                wall_s=round(c.wall_s + self._elapsed(), 1), with_heads=True)
+        config["frozen_layers"] = self.agent.frozen_layers
+        tensors = agent_tensors(self.agent.state_dict(), self.agent.num_layers, with_heads=True)
+        name = f"{self.cfg.task}-run-encoder"
+        return write_package(self.run_dir / "encoder", tensors, config,
+                             lambda final: model_card(name, final))
+
+    def load_pretrained(self, package: EncoderPackage) -> None:
+        """Start from a zoo encoder: its observation spec must fit, its weights load strictly."""
+        from .transfer import load_into_agent
+
+        load_into_agent(self.agent, package, self.cfg, self.action_dim)
 
     # ------------------------------------------------------------------ loop
     def _store(self, action: np.ndarray | None, reward: float, terminated: bool,
@@ -308,16 +325,27 @@ class Trainer:
                    "sps": f"{c.agent_steps / max(c.wall_s + self._elapsed(), 1e-9):.1f}",
                    "Tf": ("off" if self.freeze_step is None else
                           "frozen" if self.agent.frozen_layers else str(self.freeze_step))}
-        if c.agent_steps >= c.next_eval or c.agent_steps >= self.total:
+        snapshot_due = self.snapshot_every is not None and c.agent_steps >= c.next_snapshot
+        if c.agent_steps >= c.next_eval or c.agent_steps >= self.total or snapshot_due:
             mean, std = self.evaluate(cfg.eval_episodes)
             self.log({"kind": "eval", "eval_return": mean, "eval_return_std": std})
             bar.write(f"eval at {c.agent_steps * self.ar} env steps: {mean:.1f} ± {std:.1f}")
-            c.next_eval += cfg.eval_every.to_agent_steps(self.ar)
+            while c.next_eval <= c.agent_steps:
+                c.next_eval += cfg.eval_every.to_agent_steps(self.ar)
             postfix["eval"] = f"{mean:.0f}"
+            self._last_eval = (c.agent_steps, mean, std)
         bar.set_postfix(postfix, refresh=False)
-        if c.agent_steps >= c.next_checkpoint:
+        if snapshot_due:
+            path = self.snapshot()
+            bar.write(f"snapshot at {c.agent_steps * self.ar} env steps: {path}")
+            while c.next_snapshot <= c.agent_steps:
+                c.next_snapshot += self.snapshot_every
+        if c.agent_steps >= c.next_checkpoint or snapshot_due:
             self.checkpoint()
-            c.next_checkpoint += cfg.checkpoint_every.to_agent_steps(self.ar)
+            while c.next_checkpoint <= c.agent_steps:
+                c.next_checkpoint += cfg.checkpoint_every.to_agent_steps(self.ar)
+        if snapshot_due and self.on_snapshot is not None:
+            self.on_snapshot(path)
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         self.say("\ninterrupted: writing a checkpoint, then stopping (resume with lever-transfer resume)")
@@ -331,6 +359,23 @@ class Trainer:
             self.metrics.close()
 
     # ------------------------------------------------------------------ checkpoints
+    def snapshot(self) -> Path:
+        """Keep the agent's weights (no optimizers, no replay) at this step, with its evaluation.
+
+        Snapshots are what ``pretrain`` publishes as ``TASK-20k`` etc.; they are never pruned.
+        """
+        c = self.counters
+        assert self._last_eval is not None and self._last_eval[0] == c.agent_steps
+        state = {
+            "weights": {k: v.detach().clone() for k, v in self.agent.state_dict().items()},
+            "frozen_layers": self.agent.frozen_layers,
+            "agent_steps": c.agent_steps, "env_steps": c.agent_steps * self.ar,
+            "flops": c.flops, "wall_s": round(c.wall_s + self._elapsed(), 1),
+            "eval_return": self._last_eval[1], "eval_return_std": self._last_eval[2],
+            "eval_episodes": self.cfg.eval_episodes, "config": self.cfg.to_dict(),
+        }
+        return save_checkpoint(self.run_dir / "snapshots", c.agent_steps, state, keep=1 << 30)
+
     def checkpoint(self) -> Path:
         c = self.counters
         state = {

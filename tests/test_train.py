@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from lever_transfer.config import load_config
 from lever_transfer.metrics import read_metrics
+from lever_transfer.package import read_package
 from lever_transfer.train import Trainer
 
 # walker_walk at action repeat 8: 125 agent steps per episode, so a run of 250 agent steps is
@@ -50,10 +50,10 @@ def test_run_freezes_converts_and_keeps_learning(finished_run):
 def test_run_directory_holds_config_checkpoint_and_frozen_encoder(finished_run):
     assert (finished_run / "config.yaml").exists()
     assert (finished_run / "checkpoints" / "LATEST").read_text() == "ckpt-0000000250"
-    config = json.loads((finished_run / "encoder" / "config.json").read_text())
-    assert config["frozen_layers"] == 5 and config["agent_steps"] == 100
+    config = read_package(finished_run / "encoder").config  # a verified zoo package
+    assert config["frozen_layers"] == 5 and config["source"]["agent_steps"] == 100
     assert config["observation"]["frame_stack"] == 3 and len(config["sha256"]) == 64
-    assert (finished_run / "encoder" / "model.safetensors").exists()
+    assert config["parts"] == ["actor_fc", "encoder", "heads"]
 
 
 def test_latent_phase_grows_capacity_under_a_memory_budget(tmp_path):

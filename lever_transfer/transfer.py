@@ -1,0 +1,77 @@
+"""Transfer from a zoo encoder (section 5.5, appendix C): check that it fits, then load it.
+
+Two kinds, as in the paper: domain transfer (``transfer: encoder``, e.g. walker_stand ->
+hopper_hop) loads only the encoder (the critic's convs + fc and the actor's fc) and trains new
+heads; task transfer (``transfer: full``, e.g. walker_stand -> walker_walk) loads the heads too,
+which needs the same action space. The frozen layers are then frozen by the trainer at step 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import Config
+from .errors import LeverError
+from .package import EncoderPackage
+
+ARCHITECTURE_KEYS = ("encoder", "feature_dim", "num_filters", "num_conv_layers")
+
+
+def architecture_overrides(package: EncoderPackage) -> dict[str, Any]:
+    """Recipe values that must come from the package: the encoder's architecture (and heads)."""
+    args = package.config["architecture_args"]
+    out: dict[str, Any] = {"encoder": package.config["architecture"],
+                           "feature_dim": args["feature_dim"], "num_filters": args["num_filters"],
+                           "num_conv_layers": args["num_conv_layers"]}
+    return out
+
+
+def check_fits(package: EncoderPackage, cfg: Config, action_dim: int) -> None:
+    """Refuse, saying what differs, an encoder whose observation spec or heads do not fit."""
+    obs, name = package.observation, package.path.name
+    wanted = {"channels": 3, "frame_stack": cfg.frame_stack, "render_size": cfg.render_size,
+              "crop_size": cfg.crop_size}
+    differ = [f"{k} {obs[k]} vs {v}" for k, v in wanted.items() if obs[k] != v]
+    if differ:
+        raise LeverError(f"encoder {name} does not fit {cfg.task}'s observations "
+                         f"({'; '.join(differ)}: encoder vs this run); set them to the encoder's "
+                         f"values, e.g. --set frame_stack={obs['frame_stack']}, or pick another "
+                         f"encoder")
+    arch = architecture_overrides(package)
+    differ = [f"{k} {arch[k]} vs {getattr(cfg, k)}" for k in ARCHITECTURE_KEYS
+              if arch[k] != getattr(cfg, k)]
+    if differ:
+        raise LeverError(f"encoder {name} has another architecture ({'; '.join(differ)}); "
+                         f"drop those overrides: finetune takes them from the encoder")
+    if cfg.transfer != "full":
+        return
+    if not package.has_heads:
+        raise LeverError(f"encoder {name} has no actor/critic heads, so --transfer full cannot "
+                         f"load them; use --transfer encoder (new heads)")
+    heads = package.config["heads"]
+    if heads["action_dim"] != action_dim:
+        source = package.config.get("source", {}).get("task", "the source task")
+        raise LeverError(f"--transfer full needs the same action space: {source} has "
+                         f"{heads['action_dim']} actions, {cfg.task} has {action_dim}; use "
+                         f"--transfer encoder (domain transfer, new heads)")
+    if heads["hidden_dim"] != cfg.hidden_dim:
+        raise LeverError(f"--transfer full: the heads have hidden_dim {heads['hidden_dim']}, this "
+                         f"run {cfg.hidden_dim}; set --set hidden_dim={heads['hidden_dim']}")
+
+
+def load_into_agent(agent: Any, package: EncoderPackage, cfg: Config, action_dim: int) -> None:
+    """Copy the package's weights into a fresh SacCurlAgent (online and target networks)."""
+    check_fits(package, cfg, action_dim)
+    encoder = package.part("encoder")
+    agent.critic_encoder.load_state_dict(encoder, strict=True)
+    agent.target_encoder.load_state_dict(encoder, strict=True)
+    if "actor_fc" in package.config["parts"]:
+        agent.actor_encoder.layers[-1].load_state_dict(package.part("actor_fc"), strict=True)
+    if cfg.transfer == "full":
+        heads = package.part("heads")
+        agent.actor.load_state_dict({k[6:]: v for k, v in heads.items()
+                                     if k.startswith("actor.")}, strict=True)
+        critic = {k[7:]: v for k, v in heads.items() if k.startswith("critic.")}
+        agent.critic.load_state_dict(critic, strict=True)
+        agent.target_critic.load_state_dict(critic, strict=True)
+        agent.log_alpha.data.copy_(heads["log_alpha"])

@@ -1,0 +1,199 @@
+"""The zoo's operations: publish snapshots into the local hub, list, verify, push and pull.
+
+The local hub folder holds one package folder per name and an ``index.yaml``; the shipped zoo
+(``zoo/`` in the checkout) has the same layout. Pushing uploads a package folder unchanged to a
+Hugging Face model repo (so its sha256 still holds) and records the repo and commit in the local
+index; pulling downloads one into the local hub.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from .card import model_card
+from .checkpoint import load_checkpoint
+from .config import Config
+from .encoders import make_encoder
+from .errors import LeverError
+from .hub import (Resolved, Say, check_name, index_entry, local_hub, read_index, resolve,
+                  shipped_zoo, stderr, write_index)
+from .package import (CONFIG, EncoderPackage, PackageError, _replace_dir, agent_tensors,
+                      encoder_spec, read_package, write_package)
+
+
+def snapshot_name(task: str, env_steps: int) -> str:
+    """``walker_stand-20k`` for 20,000 env steps; the exact count when it is not whole thousands."""
+    return f"{task}-{env_steps // 1000}k" if env_steps % 1000 == 0 else f"{task}-{env_steps}"
+
+
+def package_config(cfg: Config, action_dim: int, *, agent_steps: int, flops: int,
+                   eval_return: float | None, eval_return_std: float | None, wall_s: float,
+                   with_heads: bool) -> dict[str, Any]:
+    """config.json of an encoder trained by a run with ``cfg`` (everything but the sha256)."""
+    obs_shape = (3 * cfg.frame_stack, cfg.crop_size, cfg.crop_size)
+    encoder = make_encoder(cfg.encoder, obs_shape, cfg.feature_dim, cfg.num_filters,
+                           cfg.num_conv_layers)
+    config = encoder_spec(encoder, cfg.encoder, cfg.frame_stack, cfg.render_size, cfg.crop_size,
+                          cfg.num_filters)
+    config["source"] = {
+        "task": cfg.task, "algorithm": "SAC+CURL" + ("+LeVER" if cfg.lever else ""),
+        "action_repeat": cfg.action_repeat, "agent_steps": agent_steps,
+        "env_steps": agent_steps * cfg.action_repeat, "seed": cfg.seed, "flops": flops,
+        "eval_return": eval_return, "eval_return_std": eval_return_std,
+        "eval_episodes": cfg.eval_episodes, "wall_s": wall_s, "render_quality": cfg.render_quality,
+        "recipe": cfg.to_dict(),
+    }
+    if with_heads:
+        config["heads"] = {"action_dim": action_dim, "hidden_dim": cfg.hidden_dim}
+    return config
+
+
+def package_snapshot(snapshot: Path, packages: Path, name: str | None = None) -> tuple[str, Path]:
+    """Turn a run's snapshot (weights + evaluation, see ``Trainer.snapshot``) into the package
+    ``packages/NAME`` (NAME from the task and the true env steps unless given)."""
+    _, state = load_checkpoint(snapshot)
+    cfg = Config.from_dict(state["config"], origin=f"{snapshot}/state.json")
+    weights = state["weights"]
+    action_dim = int(weights["actor.trunk.4.weight"].shape[0]) // 2
+    name = check_name(name or snapshot_name(cfg.task, int(state["env_steps"])))
+    config = package_config(cfg, action_dim, agent_steps=int(state["agent_steps"]),
+                            flops=int(state["flops"]), eval_return=state["eval_return"],
+                            eval_return_std=state["eval_return_std"], wall_s=state["wall_s"],
+                            with_heads=True)
+    tensors = agent_tensors(weights, len(config["layers"]), with_heads=True)
+    path = write_package(Path(packages) / name, tensors, config, lambda c: model_card(name, c))
+    return name, path
+
+
+def publish(package_dir: Path, name: str, root: Path | None = None, say: Say = stderr) -> Path:
+    """Copy a verified package into a hub folder (the local hub by default) under ``name``."""
+    root = Path(root or local_hub())
+    check_name(name)
+    package = read_package(package_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".tmp"))
+    try:
+        for file in Path(package_dir).iterdir():
+            if file.is_file():
+                shutil.copy2(file, tmp / file.name)
+        read_package(tmp, package.config["sha256"])  # the copy is the package, byte for byte
+        _replace_dir(tmp, root / name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    entries = read_index(root)
+    old = entries.get(name, {})
+    keep = {k: old[k] for k in ("repo_id", "revision")
+            if old.get("sha256") == package.config["sha256"] and k in old}
+    entries[name] = index_entry(name, package, **keep)
+    write_index(root, entries)
+    say(f"published {name} -> {root / name}")
+    return root / name
+
+
+def publish_run_snapshots(run_dir: Path, root: Path | None = None,
+                          say: Say = stderr) -> list[str]:
+    """Package and publish every snapshot of a run (``runs/.../snapshots/ckpt-*``)."""
+    names = []
+    for snapshot in sorted(Path(run_dir, "snapshots").glob("ckpt-*")):
+        if snapshot.is_dir():
+            name, path = package_snapshot(snapshot, Path(run_dir) / "packages")
+            publish(path, name, root, say)
+            names.append(name)
+    if not names:
+        raise LeverError(f"{run_dir} has no snapshots yet; 'lever-transfer pretrain' writes them "
+                         f"every snapshot_every steps")
+    return names
+
+
+def entries() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(name, where, entry) of every encoder the local hub and the shipped zoo know."""
+    seen: dict[str, str] = {}
+    for source, root in (("local hub", local_hub()), ("shipped", shipped_zoo())):
+        for name, entry in read_index(root).items():
+            on_disk = (root / name / CONFIG).is_file()
+            where = source if on_disk else (f"hf://{entry['repo_id']}" if entry.get("repo_id")
+                                            else f"{source} (missing)")
+            if seen.get(name) == entry.get("sha256"):
+                continue
+            seen[name] = entry.get("sha256")
+            yield name, where, entry
+
+
+def verify(say: Say = stderr) -> list[str]:
+    """Re-hash every package on disk against its config and index; the names that fail."""
+    failed = []
+    for source, root in (("local hub", local_hub()), ("shipped", shipped_zoo())):
+        for name, entry in read_index(root).items():
+            folder = root / name
+            if not (folder / CONFIG).is_file():
+                continue
+            try:
+                read_package(folder, entry.get("sha256"))
+                say(f"ok      {name} ({source}) sha256 {entry.get('sha256', '')[:12]}")
+            except PackageError as exc:
+                failed.append(name)
+                say(f"FAILED  {name} ({source}): {exc}")
+    return failed
+
+
+def push(reference: str, repo_id: str, private: bool | None = None, say: Say = stderr) -> str:
+    """Upload a package folder as it is to ``repo_id``; record repo and commit in the local index."""
+    from huggingface_hub import HfApi
+    from huggingface_hub import errors as hf
+
+    resolved = resolve(reference, say)
+    package = resolved.package
+    api = HfApi()
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.upload_folder(repo_id=repo_id, folder_path=str(package.path),
+                                 allow_patterns=["model.safetensors", "config.json", "README.md"],
+                                 commit_message=f"lever-transfer: {reference}")
+    except (hf.HfHubHTTPError, OSError, ValueError) as exc:
+        raise LeverError(f"could not push to {repo_id} ({exc.__class__.__name__}: "
+                         f"{str(exc).splitlines()[0][:160]}); check the network, HF_ENDPOINT and "
+                         f"your token ('hf auth login')") from None
+    commit = info.oid
+    if reference.startswith("hub:"):
+        name = reference[4:].partition("@")[0]
+        root = local_hub()
+        local = read_index(root)
+        entry = local.get(name) or index_entry(name, package)
+        local[name] = {**entry, "repo_id": repo_id, "revision": commit}
+        write_index(root, local)
+    say(f"pushed {reference} -> hf://{repo_id}@{commit}")
+    return commit
+
+
+def pull(reference: str, name: str | None = None, say: Say = stderr) -> Path:
+    """Download an encoder (``hub:NAME`` known to an index, or ``hf://ORG/REPO``) into the local hub."""
+    resolved: Resolved = resolve(reference, say)
+    if name is None:
+        name = (reference[4:].partition("@")[0] if reference.startswith("hub:")
+                else resolved.package.path.parent.parent.name.split("--")[-1].lower())
+    path = publish(resolved.package.path, check_name(name), local_hub(), say)
+    if resolved.source == "hugging face":
+        root = local_hub()
+        local = read_index(root)
+        repo = (reference.split(":", 1)[1].lstrip("/").partition("@")[0]
+                if reference.startswith(("hf://", "hf-hub:")) else
+                _shipped_repo(name))
+        local[name] = {**local[name], "repo_id": repo, "revision": resolved.commit}
+        write_index(root, local)
+    return path
+
+
+def _shipped_repo(name: str) -> str | None:
+    for root in (local_hub(), shipped_zoo()):
+        entry = read_index(root).get(name)
+        if entry and entry.get("repo_id"):
+            return entry["repo_id"]
+    return None
+
+
+def show(reference: str, say: Say = stderr) -> EncoderPackage:
+    return resolve(reference, say).package

@@ -1,0 +1,116 @@
+"""Push and pull through the real huggingface_hub client, against a Hub-compatible server that
+the tests start on 127.0.0.1 (the Hugging Face Hub is unreachable from CI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lever_transfer import hub, zoo
+from lever_transfer.package import read_package
+
+from .local_hub import hub_server  # noqa: F401  (fixture)
+from .test_zoo import make_package
+
+
+def cli(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, "-m", "lever_transfer.cli", *args], env=env,
+                         capture_output=True, text=True, timeout=180)
+    if ok:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+def load(env: dict[str, str], reference: str) -> subprocess.CompletedProcess:
+    script = ("import sys\nfrom lever_transfer import load_encoder\n"
+              f"enc = load_encoder({reference!r})\nprint(enc.config['sha256'])")
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=180)
+
+
+@pytest.fixture
+def env(hub_server, tmp_path):  # noqa: F811
+    return {**os.environ, "HF_ENDPOINT": hub_server.endpoint, "HF_TOKEN": "test-token",
+            "HF_HOME": str(tmp_path / "hf"), "LEVER_HUB": str(tmp_path / "hub"),
+            "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+def test_push_pull_revisions_and_offline(small_config, tmp_path, env, hub_server):  # noqa: F811
+    first, _ = make_package(small_config, tmp_path / "a", seed=0)
+    second, _ = make_package(small_config, tmp_path / "b", seed=1)
+    sha1, sha2 = (read_package(p).config["sha256"] for p in (first, second))
+    local = Path(env["LEVER_HUB"])
+    zoo.publish(first, "walker_walk-1k", local, say=lambda m: None)
+    cli(env, "zoo", "push", "walker_walk-1k", "--repo-id", "lever/walker")
+    commit1 = hub.read_index(local)["walker_walk-1k"]["revision"]
+    assert hub.read_index(local)["walker_walk-1k"]["repo_id"] == "lever/walker"
+    zoo.publish(second, "walker_walk-1k", local, say=lambda m: None)
+    cli(env, "zoo", "push", "walker_walk-1k", "--repo-id", "lever/walker")
+    commit2 = hub.read_index(local)["walker_walk-1k"]["revision"]
+    assert commit1 != commit2 and len(commit1) == 40
+
+    # a fresh user: empty local hub, same Hub; revision pinning picks the old weights
+    fresh = {**env, "LEVER_HUB": str(tmp_path / "fresh"), "HF_HOME": str(tmp_path / "hf2")}
+    old = load(fresh, f"hf://lever/walker@{commit1}")
+    assert old.returncode == 0, old.stderr
+    assert old.stdout.strip() == sha1 and "hugging face" in old.stderr and commit1 in old.stderr
+    new = load(fresh, "hf-hub:lever/walker")
+    assert new.returncode == 0 and new.stdout.strip() == sha2
+
+    # offline from the cache: works for what was downloaded, makes no request
+    seen = len(hub_server.requests)
+    offline = {**fresh, "HF_HUB_OFFLINE": "1"}
+    again = load(offline, f"hf://lever/walker@{commit1}")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == sha1 and len(hub_server.requests) == seen
+
+    # pull into the local hub; then hub:NAME resolves locally, bit-exact
+    cli(fresh, "zoo", "pull", f"hf://lever/walker@{commit1}", "--name", "walker_walk-1k")
+    entry = hub.read_index(tmp_path / "fresh")["walker_walk-1k"]
+    assert entry["sha256"] == sha1 and entry["revision"] == commit1
+    listed = cli(fresh, "zoo", "list").stdout
+    assert "walker_walk-1k" in listed and "local hub" in listed
+    assert cli(fresh, "zoo", "verify").returncode == 0
+
+
+def test_index_entry_without_files_downloads_the_pinned_commit(small_config, tmp_path, env,
+                                                               hub_server):  # noqa: F811
+    path, _ = make_package(small_config, tmp_path / "a")
+    local = Path(env["LEVER_HUB"])
+    zoo.publish(path, "walker_walk-1k", local, say=lambda m: None)
+    cli(env, "zoo", "push", "walker_walk-1k", "--repo-id", "lever/walker")
+    entry = hub.read_index(local)["walker_walk-1k"]
+    other = tmp_path / "other"
+    hub.write_index(other, {"walker_walk-1k": entry})  # an index that only points at the Hub
+    result = load({**env, "LEVER_HUB": str(other)}, "hub:walker_walk-1k")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == entry["sha256"] and "hugging face" in result.stderr
+
+
+def test_unreachable_hub_and_unknown_repos_are_one_line_errors(tmp_path, env,
+                                                               hub_server):  # noqa: F811
+    missing = cli(env, "zoo", "pull", "hf://lever/nothing", ok=False)
+    assert missing.returncode == 2 and "no Hugging Face repo" in missing.stderr
+    hub_server.online = False
+    down = cli({**env, "HF_HUB_ETAG_TIMEOUT": "2", "HF_HUB_DOWNLOAD_TIMEOUT": "2"},
+               "zoo", "pull", "hf://lever/walker", ok=False)
+    assert down.returncode == 2 and "Traceback" not in down.stderr
+    assert len([x for x in down.stderr.splitlines() if x.startswith("error:")]) == 1
+    offline = cli({**env, "HF_HUB_OFFLINE": "1"}, "zoo", "pull", "hf://lever/walker", ok=False)
+    assert offline.returncode == 2 and "not in the Hugging Face cache" in offline.stderr
+
+
+def test_model_card_metadata_survives_the_push(small_config, tmp_path, env,
+                                               hub_server):  # noqa: F811
+    path, _ = make_package(small_config, tmp_path / "a")
+    zoo.publish(path, "walker_walk-1k", Path(env["LEVER_HUB"]), say=lambda m: None)
+    cli(env, "zoo", "push", "walker_walk-1k", "--repo-id", "lever/walker")
+    card = cli(env, "zoo", "show", "hf://lever/walker").stdout
+    assert "model-index" in card and "library_name: lever-transfer" in card
+    config = json.loads((path / "config.json").read_text())
+    assert config["sha256"] in card

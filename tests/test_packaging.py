@@ -1,0 +1,34 @@
+"""The shipped zoo is package data: found from an installed wheel, without the checkout."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_shipped_encoder_loads_from_an_installed_wheel(tmp_path):
+    dist, site = tmp_path / "dist", tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                    "--no-build-isolation", "-w", str(dist), str(ROOT)], check=True, timeout=300)
+    (wheel,) = dist.glob("lever_transfer-*.whl")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                    str(site), str(wheel)], check=True, timeout=300)
+    script = ("import lever_transfer, sys\n"
+              "from lever_transfer import load_encoder\n"
+              "enc = load_encoder('hub:walker_stand-20k', freeze_layers='all')\n"
+              "print(lever_transfer.__file__)\n"
+              "print(enc.metadata['env_steps'], enc.metadata['task'])")
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120,
+                         env={"PYTHONPATH": str(site), "LEVER_HUB": str(tmp_path / "empty"),
+                              "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    module_file, steps = out.stdout.strip().splitlines()
+    assert module_file.startswith(str(site))  # not the checkout
+    assert steps == "20000 walker_stand" and "shipped zoo" in out.stderr

@@ -1,0 +1,92 @@
+"""Real tiny pretrain -> publish -> finetune runs through the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lever_transfer import hub
+from lever_transfer.cli import main
+from lever_transfer.metrics import read_metrics
+from lever_transfer.package import read_package
+
+from .test_train import TINY
+
+# walker at action repeat 8: 125 agent steps (1000 env steps) per episode
+SETS = [x for k, v in TINY.items() if k not in ("steps", "freeze_at")
+        for x in ("--set", f"{k}={v}")]
+
+
+def invoke(*args: str) -> str:
+    result = CliRunner().invoke(main, [*args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pretrain")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("LEVER_HUB", str(root / "hub"))
+    run = root / "run"
+    # 125 agent steps, then resume the same run to 250: snapshots at 1k and 2k env steps
+    invoke("pretrain", "walker_stand", "--steps", "125 agent_steps", "--snapshot-every", "1k",
+           "--out", str(run), "--no-progress", *SETS)
+    first = read_package(root / "hub" / "walker_stand-1k").config["sha256"]
+    output = invoke("pretrain", "walker_stand", "--steps", "250 agent_steps", "--snapshot-every",
+                    "1k", "--out", str(run), "--no-progress", *SETS)
+    assert "resuming" in output
+    yield root, run, first
+    patch.undo()
+
+
+def test_pretrain_publishes_true_steps_and_resumes(pretrained):
+    root, run, first = pretrained
+    index = hub.read_index(root / "hub")
+    assert sorted(index) == ["walker_stand-1k", "walker_stand-2k"]
+    assert index["walker_stand-1k"]["sha256"] == first  # the resume did not rewrite it
+    for name, env_steps in (("walker_stand-1k", 1000), ("walker_stand-2k", 2000)):
+        source = read_package(root / "hub" / name).config["source"]
+        assert source["env_steps"] == env_steps and source["task"] == "walker_stand"
+        assert source["eval_return"] is not None and source["algorithm"] == "SAC+CURL"
+    train = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "train"]
+    assert [r["agent_steps"] for r in train] == [125, 250]
+
+
+def test_zoo_list_shows_the_snapshots(pretrained, monkeypatch):
+    monkeypatch.setenv("LEVER_HUB", str(pretrained[0] / "hub"))
+    output = invoke("zoo", "list")
+    assert "walker_stand-2k" in output and "2,000" in output and "local hub" in output
+
+
+@pytest.mark.parametrize("transfer, target, layers", [("full", "walker_walk", "all"),
+                                                      ("encoder", "hopper_hop", "4")])
+def test_finetune_from_a_published_snapshot(pretrained, monkeypatch, tmp_path, transfer, target,
+                                            layers):
+    monkeypatch.setenv("LEVER_HUB", str(pretrained[0] / "hub"))
+    run = tmp_path / "ft"
+    output = invoke("finetune", "--from", "hub:walker_stand-2k", "--to", target,
+                    "--freeze-layers", layers, "--transfer", transfer, "--steps", "125 agent_steps",
+                    "--out", str(run), "--no-progress", *SETS)
+    assert f"transfer {transfer}" in output
+    rows = list(read_metrics(run / "metrics.jsonl"))
+    freeze = [r for r in rows if r["kind"] == "freeze"][0]
+    assert freeze["agent_steps"] == 0
+    assert freeze["latent_replay"] == (layers == "all")  # conv features are bigger than pixels
+    assert [r["agent_steps"] for r in rows if r["kind"] == "train"] == [125]
+
+
+def test_finetune_from_the_shipped_encoder(tmp_path, monkeypatch):
+    """The README's main command, shortened: task transfer from the encoder shipped in zoo/."""
+    monkeypatch.setenv("LEVER_HUB", str(tmp_path / "empty-hub"))
+    run = tmp_path / "ft"
+    output = invoke("finetune", "--from", "hub:walker_stand-20k", "--to", "walker_walk",
+                    "--transfer", "full", "--steps", "250 agent_steps", "--out", str(run),
+                    "--no-progress", *SETS)
+    assert "finetune from hub:walker_stand-20k (transfer full" in output
+    rows = list(read_metrics(run / "metrics.jsonl"))
+    assert [r["agent_steps"] for r in rows if r["kind"] == "train"] == [125, 250]
+    assert all(r["phase"] == "latents" for r in rows if r["kind"] == "train")
+    assert read_package(run / "encoder").config["source"]["task"] == "walker_walk"
