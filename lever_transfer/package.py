@@ -196,10 +196,20 @@ def read_config(directory: Path) -> dict[str, Any]:
     if config["format"] != FORMAT:
         raise PackageError(f"{path} has format {config['format']!r}, this lever-transfer reads "
                            f"{FORMAT!r}; upgrade lever-transfer or re-publish the encoder")
-    missing = [k for k in _OBSERVATION if k not in config["observation"]]
+    obs, args = config["observation"], config["architecture_args"]
+    missing = [k for k in _OBSERVATION if k not in obs]
     if missing:
         raise PackageError(f"{path}: observation spec lacks {', '.join(missing)}; preprocessing "
                            f"is never guessed: re-publish the encoder")
+    try:
+        consistent = (list(args["obs_shape"]) == [obs["channels"] * obs["frame_stack"],
+                                                  obs["crop_size"], obs["crop_size"]]
+                      and 0 < obs["crop_size"] <= obs["render_size"])
+    except (KeyError, TypeError):
+        consistent = False
+    if not consistent:
+        raise PackageError(f"{path}: the observation spec (channels, frame_stack, crop_size, "
+                           f"render_size) does not match the encoder's input shape; re-publish it")
     return config
 
 

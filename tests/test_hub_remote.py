@@ -114,3 +114,22 @@ def test_model_card_metadata_survives_the_push(small_config, tmp_path, env,
     assert "model-index" in card and "library_name: lever-transfer" in card
     config = json.loads((path / "config.json").read_text())
     assert config["sha256"] in card
+
+
+def test_zoo_encoder_follows_huggingface_hub_conventions(small_config, tmp_path, env,
+                                                         hub_server):  # noqa: F811
+    """save_pretrained / push_to_hub / from_pretrained through huggingface_hub's ModelHubMixin."""
+    path, _ = make_package(small_config, tmp_path / "a")
+    script = f"""
+import torch
+from lever_transfer import ZooEncoder, load_encoder
+enc = load_encoder({str(path)!r}, freeze_layers=4)
+enc.push_to_hub("lever/mixin")
+back = ZooEncoder.from_pretrained("lever/mixin", freeze_layers=4)
+same = all(torch.equal(a, b) for a, b in zip(enc.state_dict().values(), back.state_dict().values()))
+print(same, back.frozen_layers, back.observation_spec["crop_size"])
+"""
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "4", "84"]
