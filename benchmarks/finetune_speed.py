@@ -15,12 +15,12 @@ import sys
 
 import numpy as np
 import torch
+from update_speed import ACTION_DIM, filled_pixel_replay, time_updates
 
 from lever_transfer.agents.sac_curl import SacCurlAgent
 from lever_transfer.config import load_config
 from lever_transfer.replay import convert_to_latent
 from lever_transfer.runtime import keep_freed_memory
-from update_speed import ACTION_DIM, filled_pixel_replay, time_updates
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
         replay = pixels
         if frozen == 5:
             replay = convert_to_latent(filled_pixel_replay(2 * args.batch + 64, rng),
-                                       lambda s: agent.encode_latents(s, 4), (4, 2, 50), 4096)
+                                       lambda s, a=agent: a.encode_latents(s, 4), (4, 2, 50), 4096)
         ms, _ = time_updates(agent.update, replay, args.batch, args.repeats, rng)
         rows.append((frozen, ms))
     scratch = rows[0][1]

@@ -184,7 +184,7 @@ def finetune(source: str, recipe: str, freeze_layers: str, transfer: str, steps:
              replay_memory: str | None, seed: int | None, device: str | None,
              sets: tuple[str, ...], out: Path | None, no_progress: bool) -> None:
     """Train on a target task from a zoo encoder, its first N layers frozen, on latent replay."""
-    from .config import load_config, parse_set_options
+    from .config import load_config
     from .envs import parse_task
     from .hub import resolve
     from .transfer import architecture_overrides

@@ -187,7 +187,7 @@ def _resolve_name(ref: str, name: str, revision: str | None) -> Resolved:
     remote = [c for c in (pinned or candidates) if c[2].get("repo_id")]
     if not remote:
         raise LeverError(f"hub:{name}" + (f"@{revision}" if revision else "") + " is in the index "
-                         f"but not on disk and has no Hugging Face repo; pull or publish it again")
+                         "but not on disk and has no Hugging Face repo; pull or publish it again")
     _, _, entry = remote[0]
     if revision is None or _matches(entry, revision):  # the commit the index recorded
         hub_revision, expected = entry.get("revision"), entry.get("sha256")
@@ -200,8 +200,8 @@ def _resolve_name(ref: str, name: str, revision: str | None) -> Resolved:
 def download(repo_id: str, revision: str | None,
              expected_sha256: str | None = None) -> tuple[EncoderPackage, str]:
     """Fetch a package's files from one commit of a Hub repo (or the cache); verify them."""
-    from huggingface_hub import hf_hub_download
     from huggingface_hub import errors as hf
+    from huggingface_hub import hf_hub_download
 
     where = f"{repo_id}" + (f"@{revision}" if revision else "")
     try:

@@ -32,8 +32,13 @@ from .errors import LeverError
 from .flops import CachedFlops, FlopCounter
 from .metrics import MetricsLog
 from .package import EncoderPackage, agent_tensors, write_package
-from .replay import (LatentReplay, PixelReplay, capacity_from_memory, convert_to_latent,
-                     grown_capacity)
+from .replay import (
+    LatentReplay,
+    PixelReplay,
+    capacity_from_memory,
+    convert_to_latent,
+    grown_capacity,
+)
 from .replay.latent import latent_entry_bytes
 from .replay.pixel import pixel_entry_bytes
 from .runtime import keep_freed_memory

@@ -18,10 +18,28 @@ from .checkpoint import load_checkpoint
 from .config import Config
 from .encoders import make_encoder
 from .errors import LeverError
-from .hub import (Resolved, Say, check_name, index_entry, local_hub, read_index, resolve,
-                  shipped_zoo, stderr, write_index)
-from .package import (CONFIG, EncoderPackage, PackageError, _replace_dir, agent_tensors,
-                      encoder_spec, read_package, write_package)
+from .hub import (
+    Resolved,
+    Say,
+    check_name,
+    index_entry,
+    local_hub,
+    read_index,
+    resolve,
+    shipped_zoo,
+    stderr,
+    write_index,
+)
+from .package import (
+    CONFIG,
+    EncoderPackage,
+    PackageError,
+    _replace_dir,
+    agent_tensors,
+    encoder_spec,
+    read_package,
+    write_package,
+)
 
 
 def snapshot_name(task: str, env_steps: int) -> str:

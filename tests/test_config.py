@@ -13,8 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lever_transfer.config import (
-    FIELD_NAMES, Config, StepCount, list_recipes, load_config, parse_memory_size,
-    parse_set_options)
+    FIELD_NAMES,
+    Config,
+    StepCount,
+    list_recipes,
+    load_config,
+    parse_memory_size,
+    parse_set_options,
+)
 from lever_transfer.errors import ConfigError
 
 RECIPES = [name for name, _, _ in list_recipes()]

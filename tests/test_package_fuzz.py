@@ -7,13 +7,11 @@ import struct
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import torch
-
 from lever_transfer.package import CONFIG, WEIGHTS, PackageError, read_package, sha256_file
-
 from lever_transfer.pretrained import ZooEncoder
 
 from .test_zoo import make_package

@@ -18,9 +18,17 @@ from hypothesis import strategies as st
 
 import lever_transfer.replay.convert as convert_module
 from lever_transfer.errors import ReplayError
-from lever_transfer.replay import (BlockArray, LatentReplay, PixelReplay, capacity_from_memory,
-                                   convert_to_latent, grown_capacity, latent_entry_bytes,
-                                   paper_capacity, parse_memory)
+from lever_transfer.replay import (
+    BlockArray,
+    LatentReplay,
+    PixelReplay,
+    capacity_from_memory,
+    convert_to_latent,
+    grown_capacity,
+    latent_entry_bytes,
+    paper_capacity,
+    parse_memory,
+)
 from lever_transfer.replay.pixel import pixel_entry_bytes
 
 FRAME = (3, 8, 8)

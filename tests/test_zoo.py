@@ -14,12 +14,18 @@ import torch
 
 from lever_transfer import hub, zoo
 from lever_transfer.agents.sac_curl import SacCurlAgent
+from lever_transfer.card import model_card
 from lever_transfer.errors import LeverError
-from lever_transfer.package import CONFIG, WEIGHTS, PackageError, agent_tensors, read_package
+from lever_transfer.package import (
+    CONFIG,
+    WEIGHTS,
+    PackageError,
+    agent_tensors,
+    read_package,
+    write_package,
+)
 from lever_transfer.pretrained import load_encoder
 from lever_transfer.transfer import load_into_agent
-from lever_transfer.card import model_card
-from lever_transfer.package import write_package
 
 from .conftest import OBS_SHAPE, latent_batch, pixel_batch
 

@@ -3,8 +3,13 @@
 numpy only (no torch): the agent hands conversion an ``encode`` callable.
 """
 
-from .convert import (capacity_from_memory, convert_to_latent, grown_capacity, paper_capacity,
-                      parse_memory)
+from .convert import (
+                      capacity_from_memory,
+                      convert_to_latent,
+                      grown_capacity,
+                      paper_capacity,
+                      parse_memory,
+)
 from .latent import LatentBatch, LatentReplay, latent_entry_bytes
 from .pixel import PixelBatch, PixelReplay
 from .storage import BlockArray
