@@ -14,7 +14,7 @@ import pytest
 from lever_transfer import hub, zoo
 from lever_transfer.package import read_package
 
-from .local_hub import hub_server  # noqa: F401  (fixture)
+from .hub_server import hub_server  # noqa: F401  (fixture)
 from .test_zoo import make_package
 
 
