@@ -72,10 +72,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def default_permissions(path: Path) -> None:
+    """Give a file or folder made by ``tempfile`` (0600/0700) the usual umask-based mode, so
+    packages and hubs can be shared and shipped like any other files."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write a small file so that readers see the old or the new content, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    default_permissions(Path(tmp))
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

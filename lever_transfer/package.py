@@ -32,7 +32,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import __version__
-from .checkpoint import _fsync_dir, write_atomic
+from .checkpoint import _fsync_dir, default_permissions, write_atomic
 from .encoders import LayeredEncoder, make_encoder
 from .errors import LeverError
 
@@ -106,9 +106,11 @@ def write_package(directory: Path, tensors: Mapping[str, torch.Tensor], config: 
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    default_permissions(tmp)
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
                   str(tmp / WEIGHTS), metadata={"format": "pt"})
+        default_permissions(tmp / WEIGHTS)
         parts = sorted({key.split(".", 1)[0] for key in tensors})
         config = {**config, "format": FORMAT, "parts": parts, "package_version": __version__,
                   "sha256": sha256_file(tmp / WEIGHTS)}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .card import model_card
-from .checkpoint import load_checkpoint
+from .checkpoint import default_permissions, load_checkpoint
 from .config import Config
 from .encoders import make_encoder
 from .errors import LeverError
@@ -93,6 +93,7 @@ def publish(package_dir: Path, name: str, root: Path | None = None, say: Say = s
     package = read_package(package_dir)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".tmp"))
+    default_permissions(tmp)
     try:
         for file in Path(package_dir).iterdir():
             if file.is_file():

@@ -16,6 +16,9 @@ from .test_train import TINY
 SETS = [x for k, v in TINY.items() if k not in ("steps", "freeze_at")
         for x in ("--set", f"{k}={v}")]
 
+HEAD_SIZED_SETS = [x for k, v in TINY.items() if k not in ("steps", "freeze_at", "hidden_dim")
+                   for x in ("--set", f"{k}={v}")]  # --transfer full takes the heads' size
+
 
 def invoke(*args: str) -> str:
     result = CliRunner().invoke(main, [*args], catch_exceptions=False)
@@ -82,7 +85,7 @@ def test_finetune_from_the_shipped_encoder(tmp_path, monkeypatch):
     run = tmp_path / "ft"
     output = invoke("finetune", "--from", "hub:walker_stand-20k", "--to", "walker_walk",
                     "--transfer", "full", "--steps", "250 agent_steps", "--out", str(run),
-                    "--no-progress", *SETS)
+                    "--no-progress", *HEAD_SIZED_SETS)
     assert "finetune from hub:walker_stand-20k (transfer full" in output
     rows = list(read_metrics(run / "metrics.jsonl"))
     assert [r["agent_steps"] for r in rows if r["kind"] == "train"] == [125, 250]
