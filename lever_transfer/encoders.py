@@ -194,7 +194,23 @@ class ImpalaEncoder(LayeredEncoder):
         self.apply(orthogonal_init)
 
 
-ENCODERS = {"curl": CurlEncoder, "impala": ImpalaEncoder}
+class DataEfficientEncoder(LayeredEncoder):
+    """Data-efficient Rainbow's Atari encoder (van Hasselt et al. 2019; LeVER appendix H):
+    conv1 32 x 5x5 stride 5, conv2 64 x 5x5 stride 5, ReLU after each: 4x84x84 -> 64x3x3 = 576.
+
+    LeVER on Atari freezes both convs (the last conv layer, N = 1 network, K = 1) and stores the
+    576-d output; the dueling noisy heads flatten it.
+    """
+
+    def __init__(self, obs_shape: tuple[int, int, int] = (4, 84, 84),
+                 channels_last: bool = False):
+        layers = [nn.Sequential(nn.Conv2d(obs_shape[0], 32, 5, stride=5), nn.ReLU(inplace=True)),
+                  nn.Sequential(nn.Conv2d(32, 64, 5, stride=5), nn.ReLU(inplace=True))]
+        super().__init__(layers, ["conv1", "conv2"], obs_shape, channels_last)
+        self.num_conv_layers = 2
+
+
+ENCODERS = {"curl": CurlEncoder, "impala": ImpalaEncoder, "der": DataEfficientEncoder}
 
 
 def make_encoder(name: str, obs_shape: tuple[int, int, int], feature_dim: int = 50,
@@ -204,6 +220,8 @@ def make_encoder(name: str, obs_shape: tuple[int, int, int], feature_dim: int = 
         return CurlEncoder(obs_shape, feature_dim, num_filters, num_conv_layers, channels_last)
     if name == "impala":
         return ImpalaEncoder(obs_shape, feature_dim, channels_last=channels_last)
+    if name == "der":
+        return DataEfficientEncoder(obs_shape, channels_last)
     raise ValueError(f"unknown encoder {name!r}; choose one of {sorted(ENCODERS)}")
 
 
