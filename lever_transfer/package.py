@@ -41,6 +41,7 @@ CONFIG = "config.json"
 CARD = "README.md"
 FORMAT = "lever-transfer/encoder-package/1"
 PARTS = ("encoder", "actor_fc", "heads")
+MAX_LAYER_SIZE = 8192  # refuse configs that would build absurd networks before building them
 MAX_WEIGHTS_BYTES = 2 << 30  # no zoo encoder comes near 2 GB; refuse before reading one that does
 
 
@@ -212,6 +213,13 @@ def read_config(directory: Path) -> dict[str, Any]:
     if not consistent:
         raise PackageError(f"{path}: the observation spec (channels, frame_stack, crop_size, "
                            f"render_size) does not match the encoder's input shape; re-publish it")
+    sizes = [args.get(k) for k in ("feature_dim", "num_filters", "num_conv_layers")]
+    heads = config.get("heads")
+    if isinstance(heads, dict):
+        sizes += [heads.get("action_dim"), heads.get("hidden_dim")]
+    if not all(isinstance(v, int) and 0 < v <= MAX_LAYER_SIZE for v in sizes):
+        raise PackageError(f"{path}: layer sizes {sizes} are not positive integers up to "
+                           f"{MAX_LAYER_SIZE}; not a config lever-transfer wrote: re-publish it")
     return config
 
 
@@ -273,10 +281,15 @@ def head_modules(config: Mapping[str, Any]) -> torch.nn.Module:
     if not isinstance(spec, dict):
         raise PackageError("config.json lists 'heads' in parts but has no 'heads' sizes; "
                            "re-publish the encoder")
-    feature, actions, hidden = config["feature_dim"], spec["action_dim"], spec["hidden_dim"]
-    heads = torch.nn.Module()
-    heads.actor = Actor(feature, actions, hidden)
-    heads.critic = Critic(feature, actions, hidden)
+    try:
+        feature = int(config["architecture_args"]["feature_dim"])
+        actions, hidden = int(spec["action_dim"]), int(spec["hidden_dim"])
+        heads = torch.nn.Module()
+        heads.actor = Actor(feature, actions, hidden)
+        heads.critic = Critic(feature, actions, hidden)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise PackageError(f"config.json 'heads' sizes are unusable ({exc.__class__.__name__}: "
+                           f"{exc}); re-publish the encoder") from None
     heads.log_alpha = torch.nn.Parameter(torch.zeros(()))
     return heads
 

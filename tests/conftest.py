@@ -9,6 +9,14 @@ import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+# Property tests draw the same examples on every run, so CI is reproducible; set
+# HYPOTHESIS_PROFILE=explore (and FUZZ_EXAMPLES=1000 for the package fuzzer) to search further.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("default", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
 OBS_SHAPE = (9, 100, 100)  # 3 stacked RGB frames at the paper's render size
 
 
