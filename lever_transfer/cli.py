@@ -55,6 +55,15 @@ def load_run_config(recipe: str, options: dict[str, Any], sets: tuple[str, ...])
     return cfg
 
 
+def new_run_dir(out: Path | None, stem: str) -> Path:
+    """``--out``, or ``runs/STEM-DATE-TIME``; refused if it already holds a run."""
+    run_dir = out or Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (run_dir / "checkpoints").exists():
+        raise LeverError(f"{run_dir} already holds a run; continue it with "
+                         f"'lever-transfer resume {run_dir}' or choose another --out")
+    return run_dir
+
+
 @main.command()
 @click.argument("recipe")
 @click.option("--steps", help="Training length, e.g. 500k (env steps) or '250k agent_steps'.")
@@ -77,11 +86,7 @@ def train(recipe: str, steps: str | None, freeze_at: str | None, freeze_layers: 
                "replay_memory": replay_memory, "seed": seed, "device": device,
                "lever": False if no_lever else None}
     cfg = load_run_config(recipe, options, sets)
-    run_dir = out or Path("runs") / f"{cfg.task}-{'lever' if cfg.lever else 'curl'}-s{cfg.seed}-" \
-                                    f"{time.strftime('%Y%m%d-%H%M%S')}"
-    if (run_dir / "checkpoints").exists():
-        raise LeverError(f"{run_dir} already holds a run; continue it with "
-                         f"'lever-transfer resume {run_dir}' or choose another --out")
+    run_dir = new_run_dir(out, f"{cfg.task}-{'lever' if cfg.lever else 'curl'}-s{cfg.seed}")
     from .train import Trainer
 
     trainer = Trainer(cfg, run_dir, progress=not no_progress)
@@ -189,7 +194,8 @@ def finetune(source: str, recipe: str, freeze_layers: str, transfer: str, steps:
     from .hub import resolve
     from .transfer import architecture_overrides
 
-    package = resolve(source, say=lambda m: click.echo(m, err=True)).package
+    resolved = resolve(source, say=lambda m: click.echo(m, err=True))
+    package = resolved.package
     overrides = architecture_overrides(package)
     if transfer == "full" and package.has_heads:
         overrides["hidden_dim"] = package.config["heads"]["hidden_dim"]
@@ -198,11 +204,7 @@ def finetune(source: str, recipe: str, freeze_layers: str, transfer: str, steps:
                                  "device": device}, sets))
     cfg = load_config(recipe, overrides)
     parse_task(cfg.task)
-    run_dir = out or Path("runs") / f"{cfg.task}-from-{package.path.name}-s{cfg.seed}-" \
-                                    f"{time.strftime('%Y%m%d-%H%M%S')}"
-    if (run_dir / "checkpoints").exists():
-        raise LeverError(f"{run_dir} already holds a run; continue it with "
-                         f"'lever-transfer resume {run_dir}' or choose another --out")
+    run_dir = new_run_dir(out, f"{cfg.task}-from-{resolved.name}-s{cfg.seed}")
     from .train import Trainer
 
     trainer = Trainer(cfg, run_dir, progress=not no_progress)
@@ -281,10 +283,10 @@ def _steps_text(entry: dict[str, Any]) -> str:
 @one_line_errors
 def zoo_show(reference: str) -> None:
     """Print an encoder's model card (REFERENCE: NAME, hub:NAME, hf://ORG/REPO or a folder)."""
-    from .hub import resolve
+    from .hub import as_reference, resolve
     from .package import CARD
 
-    ref = reference if ":" in reference or Path(reference).is_dir() else f"hub:{reference}"
+    ref = reference if Path(reference).is_dir() else as_reference(reference)
     package = resolve(ref, say=lambda m: click.echo(m, err=True)).package
     card = package.path / CARD
     click.echo(card.read_text(encoding="utf-8") if card.is_file()
@@ -310,9 +312,10 @@ def zoo_verify() -> None:
 @one_line_errors
 def zoo_push(name: str, repo_id: str, private: bool | None) -> None:
     """Upload encoder NAME to the Hugging Face Hub (HF_ENDPOINT and your token honoured)."""
+    from .hub import as_reference
     from .zoo import push
 
-    push(name if ":" in name else f"hub:{name}", repo_id, private, say=click.echo)
+    push(as_reference(name), repo_id, private, say=click.echo)
 
 
 @zoo.command("pull")
@@ -321,9 +324,10 @@ def zoo_push(name: str, repo_id: str, private: bool | None) -> None:
 @one_line_errors
 def zoo_pull(reference: str, name: str | None) -> None:
     """Download an encoder (NAME from the index, or hf://ORG/REPO[@REV]) into the local hub."""
+    from .hub import as_reference
     from .zoo import pull
 
-    pull(reference if ":" in reference else f"hub:{reference}", name, say=click.echo)
+    pull(as_reference(reference), name, say=click.echo)
 
 
 @zoo.command("publish")

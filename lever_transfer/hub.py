@@ -61,6 +61,16 @@ def shipped_zoo() -> Path:
     return Path(str(resources.files("lever_transfer.shipped_zoo")))
 
 
+def sources() -> list[tuple[str, Path]]:
+    """(label, root) of the folders that hold indexes and packages, in lookup order."""
+    return [("local hub", local_hub()), ("shipped zoo", shipped_zoo())]
+
+
+def as_reference(text: str) -> str:
+    """A bare ``NAME`` on the command line means ``hub:NAME``; anything with a scheme is kept."""
+    return text if ":" in text else f"hub:{text}"
+
+
 # ---------------------------------------------------------------------------- indexes
 
 def read_index(root: Path) -> dict[str, dict[str, Any]]:
@@ -105,9 +115,11 @@ class Resolved:
     """A reference resolved to a verified package and where it came from."""
 
     reference: str
+    name: str  # the index name, the Hub repo's name, or the folder's name
     package: EncoderPackage
     source: str  # "local hub", "shipped zoo", "hugging face", "path"
     commit: str | None = None
+    repo_id: str | None = None  # the Hugging Face repo it was downloaded from
 
     def describe(self) -> str:
         sha = self.package.config["sha256"][:12]
@@ -132,14 +144,15 @@ def resolve(reference: str, say: Say = stderr) -> Resolved:
         if not REPO_RE.fullmatch(repo):
             raise LeverError(f"{ref!r}: expected hf://ORG/REPO[@REVISION]")
         package, commit = download(repo, revision)
-        resolved = Resolved(ref, package, "hugging face", commit)
+        resolved = Resolved(ref, repo.split("/")[-1].lower(), package, "hugging face", commit,
+                            repo)
     else:
         path = Path(ref).expanduser()
         if not path.is_dir():
             hint = f"; did you mean hub:{ref}?" if NAME_RE.fullmatch(ref) else ""
             raise LeverError(f"no encoder folder {ref!r}: use hub:NAME (see 'lever-transfer zoo "
                              f"list'), hf://ORG/REPO or an existing folder{hint}")
-        resolved = Resolved(ref, read_package(path), "path")
+        resolved = Resolved(ref, path.name, read_package(path), "path")
     say(f"encoder: {resolved.describe()}")
     return resolved
 
@@ -147,7 +160,7 @@ def resolve(reference: str, say: Say = stderr) -> Resolved:
 def _candidates(name: str) -> list[tuple[str, Path, dict[str, Any]]]:
     """(source, root, entry) of every index holding ``name``, in lookup order."""
     found = []
-    for source, root in (("local hub", local_hub()), ("shipped zoo", shipped_zoo())):
+    for source, root in sources():
         entry = read_index(root).get(name)
         if entry is not None:
             found.append((source, root, entry))
@@ -155,7 +168,7 @@ def _candidates(name: str) -> list[tuple[str, Path, dict[str, Any]]]:
 
 
 def known_names() -> list[str]:
-    return sorted({n for root in (local_hub(), shipped_zoo()) for n in read_index(root)})
+    return sorted({n for _, root in sources() for n in read_index(root)})
 
 
 def _matches(entry: dict[str, Any], revision: str | None) -> bool:
@@ -182,7 +195,7 @@ def _resolve_name(ref: str, name: str, revision: str | None) -> Resolved:
                          f"hub:{name}@SHA256_PREFIX or remove the local copy")
     if present:
         source, root, entry = present[0]
-        return Resolved(ref, read_package(root / name, entry.get("sha256")), source,
+        return Resolved(ref, name, read_package(root / name, entry.get("sha256")), source,
                         entry.get("revision"))
     remote = [c for c in (pinned or candidates) if c[2].get("repo_id")]
     if not remote:
@@ -194,7 +207,7 @@ def _resolve_name(ref: str, name: str, revision: str | None) -> Resolved:
     else:  # a branch, tag or commit the index does not describe: the config's sha256 still holds
         hub_revision, expected = revision, None
     package, commit = download(entry["repo_id"], hub_revision, expected)
-    return Resolved(ref, package, "hugging face", commit)
+    return Resolved(ref, name, package, "hugging face", commit, entry["repo_id"])
 
 
 def download(repo_id: str, revision: str | None,

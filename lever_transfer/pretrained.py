@@ -106,6 +106,4 @@ def load_encoder(reference: str, freeze_layers: FreezeSpec = 0, device: str | to
     package folder. Weights are checked against their sha256 and loaded strictly.
     """
     resolved = resolve(reference, say)
-    name = reference[4:].partition("@")[0] if reference.startswith("hub:") else \
-        resolved.package.path.name
-    return ZooEncoder.from_package(resolved.package, name, freeze_layers).to(device)
+    return ZooEncoder.from_package(resolved.package, resolved.name, freeze_layers).to(device)

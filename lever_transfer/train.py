@@ -59,6 +59,13 @@ class Counters:
     next_snapshot: int = 0
 
 
+def _next_due(due: int, every: int, now: int) -> int:
+    """The first multiple-of-``every`` step after ``now`` on the schedule that ``due`` is on."""
+    while due <= now:
+        due += every
+    return due
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -104,7 +111,6 @@ class Trainer:
                                  next_checkpoint=cfg.checkpoint_every.to_agent_steps(self.ar),
                                  next_snapshot=self.snapshot_every or 0)
         self.on_snapshot: Callable[[Path], None] | None = None
-        self._last_eval: tuple[int, float, float] | None = None
         self.update_flops = CachedFlops()
         self._eval_env: DMCEnv | None = None
         self._stop = False
@@ -335,20 +341,19 @@ class Trainer:
             mean, std = self.evaluate(cfg.eval_episodes)
             self.log({"kind": "eval", "eval_return": mean, "eval_return_std": std})
             bar.write(f"eval at {c.agent_steps * self.ar} env steps: {mean:.1f} ± {std:.1f}")
-            while c.next_eval <= c.agent_steps:
-                c.next_eval += cfg.eval_every.to_agent_steps(self.ar)
+            c.next_eval = _next_due(c.next_eval, cfg.eval_every.to_agent_steps(self.ar),
+                                    c.agent_steps)
             postfix["eval"] = f"{mean:.0f}"
-            self._last_eval = (c.agent_steps, mean, std)
         bar.set_postfix(postfix, refresh=False)
-        if snapshot_due:
-            path = self.snapshot()
+        if snapshot_due:  # the evaluation above is the snapshot's
+            path = self.snapshot(mean, std)
             bar.write(f"snapshot at {c.agent_steps * self.ar} env steps: {path}")
-            while c.next_snapshot <= c.agent_steps:
-                c.next_snapshot += self.snapshot_every
+            c.next_snapshot = _next_due(c.next_snapshot, self.snapshot_every, c.agent_steps)
         if c.agent_steps >= c.next_checkpoint or snapshot_due:
             self.checkpoint()
-            while c.next_checkpoint <= c.agent_steps:
-                c.next_checkpoint += cfg.checkpoint_every.to_agent_steps(self.ar)
+            c.next_checkpoint = _next_due(c.next_checkpoint,
+                                          cfg.checkpoint_every.to_agent_steps(self.ar),
+                                          c.agent_steps)
         if snapshot_due and self.on_snapshot is not None:
             self.on_snapshot(path)
 
@@ -364,19 +369,19 @@ class Trainer:
             self.metrics.close()
 
     # ------------------------------------------------------------------ checkpoints
-    def snapshot(self) -> Path:
-        """Keep the agent's weights (no optimizers, no replay) at this step, with its evaluation.
+    def snapshot(self, eval_return: float, eval_return_std: float) -> Path:
+        """Keep the agent's weights (no optimizers, no replay) at this step, with the evaluation
+        just made at it.
 
         Snapshots are what ``pretrain`` publishes as ``TASK-20k`` etc.; they are never pruned.
         """
         c = self.counters
-        assert self._last_eval is not None and self._last_eval[0] == c.agent_steps
         state = {
             "weights": {k: v.detach().clone() for k, v in self.agent.state_dict().items()},
             "frozen_layers": self.agent.frozen_layers,
             "agent_steps": c.agent_steps, "env_steps": c.agent_steps * self.ar,
             "flops": c.flops, "wall_s": round(c.wall_s + self._elapsed(), 1),
-            "eval_return": self._last_eval[1], "eval_return_std": self._last_eval[2],
+            "eval_return": eval_return, "eval_return_std": eval_return_std,
             "eval_episodes": self.cfg.eval_episodes, "config": self.cfg.to_dict(),
         }
         return save_checkpoint(self.run_dir / "snapshots", c.agent_steps, state, keep=1 << 30)

@@ -13,20 +13,19 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from . import hub
 from .card import model_card
 from .checkpoint import default_permissions, load_checkpoint
 from .config import Config
 from .encoders import make_encoder
 from .errors import LeverError
 from .hub import (
-    Resolved,
     Say,
     check_name,
     index_entry,
     local_hub,
     read_index,
     resolve,
-    shipped_zoo,
     stderr,
     write_index,
 )
@@ -131,7 +130,7 @@ def publish_run_snapshots(run_dir: Path, root: Path | None = None,
 def entries() -> Iterator[tuple[str, str, dict[str, Any]]]:
     """(name, where, entry) of every encoder the local hub and the shipped zoo know."""
     seen: dict[str, str] = {}
-    for source, root in (("local hub", local_hub()), ("shipped", shipped_zoo())):
+    for source, root in hub.sources():
         for name, entry in read_index(root).items():
             on_disk = (root / name / CONFIG).is_file()
             where = source if on_disk else (f"hf://{entry['repo_id']}" if entry.get("repo_id")
@@ -145,7 +144,7 @@ def entries() -> Iterator[tuple[str, str, dict[str, Any]]]:
 def verify(say: Say = stderr) -> list[str]:
     """Re-hash every package on disk against its config and index; the names that fail."""
     failed = []
-    for source, root in (("local hub", local_hub()), ("shipped", shipped_zoo())):
+    for source, root in hub.sources():
         for name, entry in read_index(root).items():
             folder = root / name
             if not (folder / CONFIG).is_file():
@@ -178,7 +177,7 @@ def push(reference: str, repo_id: str, private: bool | None = None, say: Say = s
                          f"your token ('hf auth login')") from None
     commit = info.oid
     if reference.startswith("hub:"):
-        name = reference[4:].partition("@")[0]
+        name = resolved.name
         root = local_hub()
         local = read_index(root)
         entry = local.get(name) or index_entry(name, package)
@@ -190,28 +189,15 @@ def push(reference: str, repo_id: str, private: bool | None = None, say: Say = s
 
 def pull(reference: str, name: str | None = None, say: Say = stderr) -> Path:
     """Download an encoder (``hub:NAME`` known to an index, or ``hf://ORG/REPO``) into the local hub."""
-    resolved: Resolved = resolve(reference, say)
-    if name is None:
-        name = (reference[4:].partition("@")[0] if reference.startswith("hub:")
-                else resolved.package.path.parent.parent.name.split("--")[-1].lower())
-    path = publish(resolved.package.path, check_name(name), local_hub(), say)
-    if resolved.source == "hugging face":
+    resolved = resolve(reference, say)
+    name = check_name(name or resolved.name)
+    path = publish(resolved.package.path, name, local_hub(), say)
+    if resolved.repo_id is not None:  # downloaded: remember where from
         root = local_hub()
         local = read_index(root)
-        repo = (reference.split(":", 1)[1].lstrip("/").partition("@")[0]
-                if reference.startswith(("hf://", "hf-hub:")) else
-                _shipped_repo(name))
-        local[name] = {**local[name], "repo_id": repo, "revision": resolved.commit}
+        local[name] = {**local[name], "repo_id": resolved.repo_id, "revision": resolved.commit}
         write_index(root, local)
     return path
-
-
-def _shipped_repo(name: str) -> str | None:
-    for root in (local_hub(), shipped_zoo()):
-        entry = read_index(root).get(name)
-        if entry and entry.get("repo_id"):
-            return entry["repo_id"]
-    return None
 
 
 def show(reference: str, say: Say = stderr) -> EncoderPackage:

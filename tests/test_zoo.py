@@ -50,7 +50,6 @@ def hubs(tmp_path, monkeypatch):
     shipped.mkdir()
     monkeypatch.setenv("LEVER_HUB", str(local))
     monkeypatch.setattr(hub, "shipped_zoo", lambda: shipped)
-    monkeypatch.setattr(zoo, "shipped_zoo", lambda: shipped)
     return local, shipped
 
 
