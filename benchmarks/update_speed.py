@@ -1,12 +1,14 @@
 """Update cost before and after LeVER's freeze, and replay bytes per transition.
 
-Walker-walk shapes (3 stacked 100x100 RGB frames cropped to 84x84, 6 action dims), the paper's
-networks, batch 128 by default. Times one full training step of the agent as the loop pays it:
-sampling a batch from a real replay plus ``agent.update``, alternating actor/no-actor steps as
-training does. Prints a short table of medians. Optional ``--e2e`` runs a real short
-``train`` and reports agent steps per second after Tf.
+DMC: walker-walk shapes (3 stacked 100x100 RGB frames cropped to 84x84, 6 action dims), SAC+CURL,
+batch 128 by default. Atari: Qbert shapes (4 stacked 84x84 grayscale frames, 6 actions),
+data-efficient Rainbow with 20-step returns, batch 32. Times one full training step of the agent
+as the loop pays it: sampling a batch from a real replay plus ``agent.update``. Prints a short
+table of medians per suite. Optional ``--e2e`` runs real short ``train`` runs and reports agent
+steps per second (DMC: after Tf; Atari: before and after Tf, and the implied 100K-step time).
 
-    python benchmarks/update_speed.py [--batch 128] [--repeats 20] [--threads 2] [--e2e]
+    python benchmarks/update_speed.py [--suite dmc|atari|both] [--batch 128] [--repeats 20]
+                                      [--threads 2] [--e2e]
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lever_transfer.agents.rainbow import RainbowAgent
 from lever_transfer.agents.sac_curl import SacCurlAgent
 from lever_transfer.config import load_config
 from lever_transfer.replay import LatentReplay, PixelReplay, convert_to_latent
@@ -44,15 +47,29 @@ def filled_pixel_replay(entries: int, rng: np.random.Generator) -> PixelReplay:
     return replay
 
 
+def filled_atari_replay(entries: int, rng: np.random.Generator) -> PixelReplay:
+    """Single 84x84 frames, 4-stacks rebuilt on sampling, episodes of 500 steps."""
+    replay = PixelReplay(entries, (1, 84, 84), 4, 1)
+    frames = rng.integers(0, 256, (64, 4, 84, 84), dtype=np.uint8)
+    replay.add_reset(frames[0])
+    for i in range(1, entries - 1):
+        if i % 500 == 0:
+            replay.add_reset(frames[i % 64])
+        else:
+            replay.add_step(np.array([i % 6], np.float32), float(rng.random() < 0.1), False,
+                            frames[i % 64])
+    return replay
+
+
 def time_updates(update, replay: PixelReplay | LatentReplay, batch: int,
-                 repeats: int, rng: np.random.Generator) -> tuple[float, float]:
+                 repeats: int, rng: np.random.Generator, **sampling_args) -> tuple[float, float]:
     """(median ms of sample + update, median ms of sampling alone)."""
     for step in range(3):  # warm-up: allocator, first-call overheads
-        update(replay.sample(batch, rng), step)
+        update(replay.sample(batch, rng, **sampling_args), step)
     total, sampling = [], []
     for step in range(repeats):
         start = time.perf_counter()
-        sample = replay.sample(batch, rng)
+        sample = replay.sample(batch, rng, **sampling_args)
         mid = time.perf_counter()
         update(sample, step)
         end = time.perf_counter()
@@ -80,13 +97,77 @@ def end_to_end(render_quality: str) -> dict[str, float]:
             "update_ms_after_tf_in_run": rows[-1]["update_ms"]}
 
 
+def atari_end_to_end() -> dict[str, float]:
+    """Agent steps per second of a real atari:qbert run (batch 32), before and after Tf."""
+    from lever_transfer.metrics import read_metrics
+    from lever_transfer.train import Trainer
+
+    cfg = load_config("atari:qbert", {"steps": "8000 agent_steps", "freeze_at": "4000 agent_steps",
+                                      "eval_every": "1M agent_steps", "eval_episodes": 1,
+                                      "checkpoint_every": "1M agent_steps", "device": "cpu"})
+    with tempfile.TemporaryDirectory() as tmp:
+        Trainer(cfg, Path(tmp), progress=False, say=lambda s: None).run()
+        rows = [r for r in read_metrics(Path(tmp) / "metrics.jsonl")
+                if r["kind"] in ("train", "freeze")]
+    freeze = next(r for r in rows if r["kind"] == "freeze")
+    trains = [r for r in rows if r["kind"] == "train"]
+    learning = next(r for r in trains if r["agent_steps"] >= 2000)  # updates started at 1600
+    last_pixel = [r for r in trains if r["agent_steps"] < 4000][-1]
+    first_latent = next(r for r in trains if r["agent_steps"] > 4000 + 500)
+    last = trains[-2]  # the final row also holds the end-of-run evaluation
+    before = (last_pixel["agent_steps"] - learning["agent_steps"]) / (
+        last_pixel["wall_s"] - learning["wall_s"])
+    after = (last["agent_steps"] - first_latent["agent_steps"]) / (
+        last["wall_s"] - first_latent["wall_s"])
+    return {"atari_sps_before_tf": before, "atari_sps_after_tf": after,
+            "atari_conversion_s_per_1k": freeze["conversion_s"] / 4,
+            "atari_minutes_for_100k_tf_50k": (50_000 / before + 50_000 / after) / 60}
+
+
+def atari(args: argparse.Namespace, rng: np.random.Generator) -> dict[str, float]:
+    """Rainbow update medians at batch 32 before and after Tf, and bytes per transition."""
+    cfg = load_config("atari:qbert", {"device": "cpu"})
+    agent = RainbowAgent(cfg, (4, 84, 84), 6)
+    pixels = filled_atari_replay(20_000, rng)
+    pixel_entry = pixels.bytes_per_entry
+    sampling = {"n_step": cfg.multi_step, "gamma": cfg.discount}
+    before, sample_px = time_updates(agent.update, pixels, cfg.batch_size, 5 * args.repeats, rng,
+                                     **sampling)
+    agent.freeze("all")
+    latents = convert_to_latent(pixels, lambda s: agent.encode_latents(s, 1), (1, 1, 64, 3, 3),
+                                capacity=20_000)
+    after, sample_lat = time_updates(agent.update, latents, cfg.batch_size, 5 * args.repeats, rng,
+                                     **sampling)
+    figures = {"atari_ms_per_update_before_tf": before, "atari_ms_per_update_after_tf": after,
+               "atari_speedup": before / after, "atari_ms_sampling_pixels": sample_px,
+               "atari_ms_sampling_latents": sample_lat,
+               "atari_bytes_per_transition_pixels": pixel_entry,
+               "atari_bytes_per_transition_latents": latents.bytes_per_entry}
+    if args.e2e:
+        figures.update(atari_end_to_end())
+    print(f"atari:qbert (data-efficient Rainbow), batch {cfg.batch_size}, {args.threads} threads, "
+          f"median of {5 * args.repeats}")
+    print(f"{'':32}{'before Tf':>12}{'after Tf':>12}{'ratio':>8}")
+    print(f"{'ms per update (sample+update)':32}{before:12.2f}{after:12.2f}{before / after:8.1f}")
+    print(f"{'  of which sampling (ms)':32}{sample_px:12.2f}{sample_lat:12.2f}")
+    print(f"{'bytes per transition':32}{pixel_entry:12d}{latents.bytes_per_entry:12d}"
+          f"{pixel_entry / latents.bytes_per_entry:8.1f}")
+    if args.e2e:
+        print(f"{'agent steps/s end to end':32}{figures['atari_sps_before_tf']:12.1f}"
+              f"{figures['atari_sps_after_tf']:12.1f}")
+        print(f"{'minutes for 100K steps, Tf 50K':32}{'':12}"
+              f"{figures['atari_minutes_for_100k_tf_50k']:12.1f}")
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--suite", choices=["dmc", "atari", "both"], default="both")
+    parser.add_argument("--batch", type=int, default=128, help="DMC batch (Atari: table 5's 32)")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--e2e", action="store_true",
-                        help="also time a real walker_walk run (about 5 minutes)")
+                        help="also time real short runs (about 5 minutes each)")
     parser.add_argument("--render-quality", default="paper", choices=["paper", "fast"],
                         help="rendering of the --e2e run")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
@@ -96,6 +177,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     tuned = keep_freed_memory() if not args.no_malloc_tuning else False
     rng = np.random.default_rng(0)
+    figures: dict[str, float] = {"threads": args.threads, "malloc_tuned": tuned}
+    if args.suite in ("dmc", "both"):
+        figures.update(dmc(args, rng, tuned))
+    if args.suite in ("atari", "both"):
+        figures.update(atari(args, rng))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+def dmc(args: argparse.Namespace, rng: np.random.Generator, tuned: bool) -> dict[str, float]:
+    """SAC+CURL update medians before and after Tf, and bytes per transition."""
     cfg = load_config("walker_walk", {"batch_size": args.batch, "device": "cpu"})
     agent = SacCurlAgent(cfg, (9, 100, 100), ACTION_DIM)
     pixels = filled_pixel_replay(2 * args.batch + 64, rng)
@@ -109,7 +201,7 @@ def main() -> None:
     after, sample_lat = time_updates(agent.update, latents, args.batch, args.repeats, rng)
     half = LatentReplay(1, (4, 2, 50), ACTION_DIM, np.dtype("float16")).bytes_per_entry
     figures = {
-        "threads": args.threads, "batch": args.batch, "malloc_tuned": tuned,
+        "batch": args.batch,
         "ms_per_update_reference_order": reference,
         "ms_per_update_before_tf": before, "ms_per_update_after_tf": after,
         "speedup": before / after, "ms_sampling_pixels": sample_px, "ms_sampling_latents": sample_lat,
@@ -135,8 +227,8 @@ def main() -> None:
               f"{figures['update_ms_after_tf_in_run']:12.2f}")
         print(f"{'agent steps/s end to end':32}{'':12}{figures['sps_after_tf']:12.1f}"
               f"  ({args.render_quality} rendering)")
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+    print()
+    return figures
 
 
 if __name__ == "__main__":

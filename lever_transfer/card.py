@@ -22,25 +22,31 @@ def _source_line(source: Mapping[str, Any]) -> str:
 def model_card(name: str, config: Mapping[str, Any]) -> str:
     """README.md of a package: YAML front matter, then a short human description and usage."""
     source, obs = config["source"], config["observation"]
+    atari = str(source["task"]).startswith("atari:")
+    suite = "atari" if atari else "dm_control"
     evaluation = source.get("eval_return")
     results = [] if evaluation is None else [EvalResult(
         task_type="reinforcement-learning", task_name="reinforcement-learning",
-        dataset_type=f"dm_control/{source['task']}", dataset_name=source["task"],
+        dataset_type=f"{suite}/{source['task'].removeprefix('atari:')}",
+        dataset_name=source["task"],
         metric_type="mean_reward", metric_name="mean_reward",
         metric_value=f"{evaluation:.2f} +/- {source.get('eval_return_std', 0.0):.2f}")]
     data = ModelCardData(
         library_name="lever-transfer", model_name=name, license="mit",
         tags=["reinforcement-learning", "deep-reinforcement-learning", "pixel-rl", "lever",
-              "encoder", "dm_control", source["task"], config["architecture"]],
+              "encoder", suite, source["task"], config["architecture"]],
         eval_results=results or None,
     )
     layers = "\n".join(f"| {layer['index']} | {layer['name']} | {tuple(layer['output_shape'])} |"
                        for layer in config["layers"])
-    heads = ("Includes the actor and critic heads (`--transfer full` for task transfer)."
+    kind = "dueling C51 Q heads" if atari else "actor and critic heads"
+    heads = (f"Includes the {kind} (`--transfer full` for task transfer)."
              if "heads" in config["parts"] else "Encoder only (new heads are trained).")
     evaluation_line = ("not evaluated" if evaluation is None else
                        f"{evaluation:.1f} ± {source.get('eval_return_std', 0.0):.1f} over "
-                       f"{source.get('eval_episodes', '?')} episodes (centre crop, deterministic)")
+                       f"{source.get('eval_episodes', '?')} episodes "
+                       f"({'greedy, epsilon 0.001' if atari else 'centre crop, deterministic'})")
+    frozen, target = (len(config["layers"]), "atari:alien") if atari else (4, "hopper_hop")
     return f"""---
 {data.to_yaml()}
 ---
@@ -61,8 +67,8 @@ the policy and Q heads on latent replay.
 
 uint8 `[{obs['channels'] * obs['frame_stack']}, {obs['render_size']}, {obs['render_size']}]`:
 {obs['frame_stack']} stacked {obs['channels']}-channel frames ({obs['layout']}), rendered at
-{obs['render_size']}x{obs['render_size']}, {obs['crop']} to {obs['crop_size']}x{obs['crop_size']},
-scaled {obs['pixel_scaling']}.
+{obs['render_size']}x{obs['render_size']}, crop: {obs['crop']}, {obs['crop_size']}x{obs['crop_size']}
+into the encoder, scaled {obs['pixel_scaling']}.
 
 | layer | name | output shape |
 |---|---|---|
@@ -73,11 +79,11 @@ scaled {obs['pixel_scaling']}.
 ```python
 from lever_transfer import load_encoder
 
-encoder = load_encoder("hub:{name}", freeze_layers=4)   # a torch.nn.Module
+encoder = load_encoder("hub:{name}", freeze_layers={frozen})   # a torch.nn.Module
 latent = encoder(obs)                                    # obs: uint8 as the task renders it
 ```
 
 ```bash
-lever-transfer finetune --from hub:{name} --to hopper_hop --freeze-layers 4
+lever-transfer finetune --from hub:{name} --to {target} --freeze-layers {frozen}
 ```
 """

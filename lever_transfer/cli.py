@@ -46,13 +46,19 @@ def _overrides(options: dict[str, Any], sets: tuple[str, ...]) -> dict[str, Any]
 
 
 def load_run_config(recipe: str, options: dict[str, Any], sets: tuple[str, ...]):
-    """Recipe + flags + --set overrides, validated, with the task checked against dm_control."""
+    """Recipe + flags + --set overrides, validated, with the task checked against dm_control
+    or ale-py."""
     from .config import load_config
-    from .envs import parse_task
+    from .envs import check_task
 
     cfg = load_config(recipe, _overrides(options, sets))
-    parse_task(cfg.task)
+    check_task(cfg.task)
     return cfg
+
+
+def _stem(task: str) -> str:
+    """A task as a folder name: ``atari:qbert`` -> ``atari-qbert``."""
+    return task.replace(":", "-")
 
 
 def new_run_dir(out: Path | None, stem: str) -> Path:
@@ -86,7 +92,8 @@ def train(recipe: str, steps: str | None, freeze_at: str | None, freeze_layers: 
                "replay_memory": replay_memory, "seed": seed, "device": device,
                "lever": False if no_lever else None}
     cfg = load_run_config(recipe, options, sets)
-    run_dir = new_run_dir(out, f"{cfg.task}-{'lever' if cfg.lever else 'curl'}-s{cfg.seed}")
+    baseline = "rainbow" if cfg.algorithm == "rainbow" else "curl"
+    run_dir = new_run_dir(out, f"{_stem(cfg.task)}-{'lever' if cfg.lever else baseline}-s{cfg.seed}")
     from .train import Trainer
 
     trainer = Trainer(cfg, run_dir, progress=not no_progress)
@@ -151,11 +158,12 @@ def _publisher(push_to: str | None) -> Callable[[Path], None]:
 def pretrain(recipe: str, steps: str, snapshot_every: str, seed: int | None, device: str | None,
              push_to: str | None, sets: tuple[str, ...], out: Path | None,
              no_progress: bool) -> None:
-    """Train a CURL source agent on RECIPE and publish its encoder snapshots to the local hub."""
+    """Train a source agent on RECIPE (CURL on DMC, Rainbow on Atari) and publish its encoder
+    snapshots to the local hub."""
     options = {"steps": steps, "snapshot_every": snapshot_every, "seed": seed, "device": device,
                "lever": False}
     cfg = load_run_config(recipe, options, sets)
-    run_dir = out or Path("runs") / f"pretrain-{cfg.task}-s{cfg.seed}"
+    run_dir = out or Path("runs") / f"pretrain-{_stem(cfg.task)}-s{cfg.seed}"
     from .train import Trainer
 
     trainer = Trainer(cfg, run_dir, progress=not no_progress)
@@ -172,7 +180,7 @@ def pretrain(recipe: str, steps: str, snapshot_every: str, seed: int | None, dev
 @main.command()
 @click.option("--from", "source", required=True, metavar="REF",
               help="Encoder: hub:NAME[@REV], hf://ORG/REPO[@REV], hf-hub:ORG/REPO or a folder.")
-@click.option("--to", "recipe", required=True, help="Target recipe or DMC task, e.g. hopper_hop.")
+@click.option("--to", "recipe", required=True, help="Target recipe or task, e.g. hopper_hop or atari:alien.")
 @click.option("--freeze-layers", default="all", show_default=True,
               help="Encoder layers to freeze from step 0: 1..N or 'all' (convs and fc).")
 @click.option("--transfer", type=click.Choice(["encoder", "full"]), default="encoder",
@@ -190,12 +198,13 @@ def finetune(source: str, recipe: str, freeze_layers: str, transfer: str, steps:
              sets: tuple[str, ...], out: Path | None, no_progress: bool) -> None:
     """Train on a target task from a zoo encoder, its first N layers frozen, on latent replay."""
     from .config import load_config
-    from .envs import parse_task
+    from .envs import check_task
     from .hub import resolve
-    from .transfer import architecture_overrides
+    from .transfer import architecture_overrides, check_suite
 
     resolved = resolve(source, say=lambda m: click.echo(m, err=True))
     package = resolved.package
+    check_suite(package, load_config(recipe).task)
     overrides = architecture_overrides(package)
     if transfer == "full" and package.has_heads:
         overrides["hidden_dim"] = package.config["heads"]["hidden_dim"]
@@ -203,8 +212,8 @@ def finetune(source: str, recipe: str, freeze_layers: str, transfer: str, steps:
     overrides.update(_overrides({"steps": steps, "replay_memory": replay_memory, "seed": seed,
                                  "device": device}, sets))
     cfg = load_config(recipe, overrides)
-    parse_task(cfg.task)
-    run_dir = new_run_dir(out, f"{cfg.task}-from-{resolved.name}-s{cfg.seed}")
+    check_task(cfg.task)
+    run_dir = new_run_dir(out, f"{_stem(cfg.task)}-from-{resolved.name}-s{cfg.seed}")
     from .train import Trainer
 
     trainer = Trainer(cfg, run_dir, progress=not no_progress)
@@ -233,10 +242,10 @@ def flops(recipe: str, sets: tuple[str, ...], no_update: bool) -> None:
 
 @main.command()
 def tasks() -> None:
-    """List the DeepMind Control tasks."""
-    from .envs import list_tasks
+    """List the DeepMind Control tasks and the Atari games."""
+    from .envs import list_games, list_tasks
 
-    for name in list_tasks():
+    for name in [*list_tasks(), *list_games()]:
         click.echo(name)
 
 

@@ -126,11 +126,11 @@ class Config:
     """Everything one training run needs. Table 4 = LeVER paper, appendix G; CURL = its code."""
 
     # -- what this run is
-    task: str = "walker_walk"           # DMC domain_task; the env module checks it exists
+    task: str = "walker_walk"           # DMC domain_task or atari:game; the env module checks it
     description: str = ""               # one line: what this recipe is
     paper: str = ""                     # paper figure/table this recipe reproduces, "" if none
-    algorithm: str = "sac_curl"         # only "sac_curl": SAC + CURL, the paper's DMC agent
-    encoder: str = "curl"               # "curl" (4 convs x 32, table 4) | "impala" (figure 6(b))
+    algorithm: str = "sac_curl"         # "sac_curl" (DMC, table 4) | "rainbow" (Atari, table 5)
+    encoder: str = "curl"               # "curl" (table 4) | "impala" (figure 6(b)) | "der" (Atari)
 
     # -- observations
     action_repeat: int = 2              # env steps per agent step; table 4 varies it per task
@@ -180,6 +180,20 @@ class Config:
     actor_log_std_min: float = -10.0    # CURL code
     actor_log_std_max: float = 2.0      # CURL code
     updates_per_step: int = 1           # table 4: updates per training step
+
+    # -- data-efficient Rainbow (table 5; the data-efficient Rainbow code where it is silent)
+    multi_step: int = 1                 # n-step returns: 1 for SAC, 20 for data-efficient Rainbow
+    atoms: int = 51                     # C51 atoms on [v_min, v_max]
+    v_min: float = -10.0                # C51 support
+    v_max: float = 10.0                 # C51 support
+    noisy_sigma: float = 0.1            # noisy-net sigma0
+    adam_eps: float = 1e-8              # Adam epsilon (Rainbow: 1.5e-4)
+    max_grad_norm: Union[float, None] = None  # gradient-norm clip (Rainbow: 10)
+    reward_clip: Union[float, None] = None    # rewards stored clipped to +-this (Rainbow: 1)
+    eval_epsilon: float = 0.0           # random actions when evaluating (Rainbow: 0.001)
+    prioritized_replay: bool = False    # Rainbow option; the reference LeVER code ran uniform
+    priority_exponent: float = 0.5      # omega: priority = loss ** omega (Rainbow code)
+    priority_weight: float = 0.4        # beta at the start, annealed to 1 (Rainbow code)
 
     # -- execution (ours)
     seed: int = 0                       # 0 .. 2**32-1
@@ -249,20 +263,29 @@ _STEP_RULE = ("{env_steps: N} or {agent_steps: N} with N > 0 (on the command lin
 _SIZE_KEYS = ("action_repeat", "frame_stack", "render_size", "crop_size", "eval_episodes",
               "latent_augmentations", "batch_size", "hidden_dim", "feature_dim", "num_filters",
               "num_conv_layers", "actor_update_freq", "critic_target_update_freq",
-              "updates_per_step")
+              "updates_per_step", "multi_step")
 _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     **{k: _POS_INT for k in _SIZE_KEYS},
     **{k: _POS_FLOAT for k in ("critic_lr", "actor_lr", "encoder_lr", "alpha_lr",
-                               "init_temperature")},
+                               "init_temperature", "noisy_sigma", "adam_eps")},
+    "atoms": ("an integer >= 2", lambda v: v >= 2),
+    "v_min": ("a number", lambda v: True),
+    "v_max": ("a number", lambda v: True),
+    "max_grad_norm": ("a positive number or null", lambda v: v is None or v > 0),
+    "reward_clip": ("a positive number or null", lambda v: v is None or v > 0),
+    "eval_epsilon": ("a number in [0, 1]", lambda v: 0 <= v <= 1),
+    "prioritized_replay": ("true or false", lambda v: True),
+    "priority_exponent": ("a number in [0, 1]", lambda v: 0 <= v <= 1),
+    "priority_weight": ("a number in [0, 1]", lambda v: 0 <= v <= 1),
     **{k: _STEP_RULE for k in ("steps", "init_steps", "eval_every", "checkpoint_every",
                                "freeze_at")},
     "snapshot_every": ("null or " + _STEP_RULE[0], lambda v: True),
-    "task": ("a DMC task name such as 'walker_walk'",
-             lambda v: re.fullmatch(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+", v) is not None),
+    "task": ("a DMC task name such as 'walker_walk' or an Atari game such as 'atari:qbert'",
+             lambda v: re.fullmatch(_DMC_TASK, v) is not None or is_atari_task(v)),
     "description": ("one line of text", _line),
     "paper": ("one line of text", _line),
-    "algorithm": _enum("sac_curl"),
-    "encoder": _enum("curl", "impala"),
+    "algorithm": _enum("sac_curl", "rainbow"),
+    "encoder": _enum("curl", "impala", "der"),
     "render_quality": _enum("paper", "fast"),
     "lever": ("true or false", lambda v: True),
     "freeze_layers": ("a positive integer or 'all'", lambda v: v == "all" or v > 0),
@@ -285,6 +308,14 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "channels_last": ("true or false", lambda v: True),
     "compile": ("true or false", lambda v: True),
 }
+
+
+_DMC_TASK = r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+"
+
+
+def is_atari_task(task: str) -> bool:
+    """``atari:qbert`` or a gymnasium game name such as ``Qbert`` (the env module checks it)."""
+    return re.fullmatch(r"atari:[a-z][a-z0-9_]*|[A-Z][A-Za-z0-9]*", task) is not None
 
 
 def _memory_ok(text: str) -> bool:
@@ -333,6 +364,26 @@ def _check_consistency(c: Config) -> None:
         raise ConfigError(f"replay_capacity={c.replay_capacity} and replay_memory="
                           f"{c.replay_memory!r} are both set; they are mutually exclusive: set one "
                           f"to null (e.g. --set replay_memory=null)")
+    atari = is_atari_task(c.task)
+    if atari != (c.algorithm == "rainbow"):
+        raise ConfigError(f"algorithm={c.algorithm!r} does not play {c.task!r}: Atari games use "
+                          f"'rainbow' and DMC tasks 'sac_curl'; start from a packaged recipe "
+                          f"(`lever-transfer recipes`) or set algorithm")
+    if atari and (c.frame_stack, c.render_size, c.crop_size, c.action_repeat,
+                  c.latent_augmentations) != (4, 84, 84, 1, 1):
+        raise ConfigError("Atari observations are fixed by the preprocessing (table 5): set "
+                          "frame_stack=4, render_size=84, crop_size=84, action_repeat=1 (frame skip "
+                          "4 is part of the environment) and latent_augmentations=1 (no "
+                          "augmentation)")
+    if c.algorithm == "rainbow" and c.encoder == "curl" or c.algorithm == "sac_curl" \
+            and c.encoder == "der":
+        raise ConfigError(f"encoder={c.encoder!r} does not fit algorithm={c.algorithm!r}: use "
+                          f"'der' (or 'impala') for rainbow and 'curl' or 'impala' for sac_curl")
+    if c.prioritized_replay and c.algorithm != "rainbow":
+        raise ConfigError("prioritized_replay is a Rainbow option; SAC+CURL samples uniformly: "
+                          "set prioritized_replay=false")
+    if c.v_min >= c.v_max:
+        raise ConfigError(f"v_min={c.v_min} must be below v_max={c.v_max}")
     if c.actor_log_std_min >= c.actor_log_std_max:
         raise ConfigError(f"actor_log_std_min={c.actor_log_std_min} must be below "
                           f"actor_log_std_max={c.actor_log_std_max}")
@@ -473,10 +524,20 @@ def _packaged(relpath: str) -> _Source | None:
         if node.is_file() else None
 
 
+def atari_game(task: str) -> str:
+    """``atari:qbert`` / ``Qbert`` / ``BankHeist`` -> ``qbert`` / ``bank_heist`` (spelling only)."""
+    game = task.removeprefix("atari:")
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in game).lstrip("_")
+
+
 def _find_recipe(name: str) -> _Source | None:
-    """A packaged recipe by name: `quickstart`, `walker_walk` (= `dmc/walker_walk`)."""
+    """A packaged recipe by name: `quickstart`, `walker_walk` (= `dmc/walker_walk`), `qbert` or
+    `atari:qbert` (= `atari/qbert`)."""
     stem = name[:-5] if name.endswith(".yaml") else name
-    return _packaged(f"{stem}.yaml") or _packaged(f"dmc/{stem}.yaml")
+    if is_atari_task(stem):
+        return _packaged(f"atari/{atari_game(stem)}.yaml")
+    return _packaged(f"{stem}.yaml") or _packaged(f"dmc/{stem}.yaml") or \
+        _packaged(f"atari/{stem}.yaml")
 
 
 def _read_yaml(src: _Source) -> dict[str, Any]:
@@ -541,6 +602,8 @@ def _locate(name: str) -> tuple[_Source, str | None]:
     found = _find_recipe(name)
     if found is not None:
         return found, None
+    if is_atari_task(name):
+        return _find_recipe("atari/atari_defaults"), f"atari:{atari_game(name)}"
     if "/" in name or "\\" in name or name.endswith((".yaml", ".yml")):
         raise ConfigError(f"no recipe file or packaged recipe {name!r}; check the path or run "
                           f"`lever-transfer recipes` to list the packaged ones")
@@ -554,15 +617,17 @@ def _locate(name: str) -> tuple[_Source, str | None]:
 def load_config(name_or_path: str, overrides: Mapping[str, object] | None = None) -> Config:
     """Config from a recipe path, a packaged recipe name or a task name, plus `--set` overrides.
 
-    A task name without a recipe gets `recipes/dmc/defaults.yaml` with `task` set to it.
+    A task name without a recipe gets `recipes/dmc/defaults.yaml` (Atari games
+    `recipes/atari/atari_defaults.yaml`) with `task` set to it.
     Override values may be strings (parsed as YAML; step counts also as "60k env_steps", a bare
     number meaning env steps) or typed values.
     """
     src, task = _locate(name_or_path)
     values = _load_chain(src)
     if task is not None:
+        table = "table-5" if is_atari_task(task) else "table-4"
         values.update(task=task, paper="",
-                      description=f"{task} on the shared table-4 defaults (no recipe for it)")
+                      description=f"{task} on the shared {table} defaults (no recipe for it)")
     for key in overrides or {}:
         _check_known(key, "--set", "override key")
     values.update({k: _coerce(k, _override_value(k, v), " in --set", cli=True)
@@ -573,7 +638,7 @@ def load_config(name_or_path: str, overrides: Mapping[str, object] | None = None
 def _recipe_names() -> list[tuple[str, _Source]]:
     root = _recipe_root()
     out: list[tuple[str, _Source]] = []
-    for sub in ("", "dmc"):
+    for sub in ("", "dmc", "atari"):
         folder = root.joinpath(sub) if sub else root
         for node in sorted(folder.iterdir(), key=lambda n: n.name) if folder.is_dir() else []:
             if node.name.endswith(".yaml") and node.is_file():

@@ -2,9 +2,11 @@
 
 A package is what any Hugging Face model repo can hold:
 
-- ``model.safetensors``: weights only, under four prefixes: ``encoder.`` (the critic's encoder,
-  layers 1..E), ``actor_fc.`` (the actor's own fc + LayerNorm; its convs are the encoder's),
-  and optionally ``heads.actor.`` / ``heads.critic.`` (the SAC heads, for task transfer);
+- ``model.safetensors``: weights only, under these prefixes: ``encoder.`` (the critic's
+  encoder, layers 1..E), for SAC+CURL ``actor_fc.`` (the actor's own fc + LayerNorm; its convs
+  are the encoder's), and optionally ``heads.`` (for task transfer: SAC's ``heads.actor.`` /
+  ``heads.critic.`` / ``heads.log_alpha``, or Rainbow's dueling C51 head; ``heads.kind`` in
+  the config says which);
 - ``config.json``: everything a loader needs and must never guess: the architecture and its
   arguments, the latent shape after each layer, the observation spec (channels, frame stack,
   render size, crop, pixel scaling), where it came from (task, steps, seed, recipe, FLOPs,
@@ -62,11 +64,13 @@ def sha256_file(path: Path) -> str:
 def encoder_spec(encoder: LayeredEncoder, architecture: str, frame_stack: int, render_size: int,
                  crop_size: int, num_filters: int = 32) -> dict[str, Any]:
     """The architecture and observation part of an encoder's config."""
+    atari = architecture == "der"
     return {
         "architecture": architecture,
         "architecture_args": {"obs_shape": list(encoder.obs_shape),
                               "feature_dim": encoder.feature_dim, "num_filters": num_filters,
-                              "num_conv_layers": encoder.num_layers - 1},
+                              "num_conv_layers": getattr(encoder, "num_conv_layers",
+                                                         encoder.num_layers - 1)},
         "layers": [{"index": i + 1, "name": name, "output_shape": list(shape)}
                    for i, (name, shape) in enumerate(zip(encoder.layer_names,
                                                          encoder.output_shapes()))],
@@ -75,16 +79,25 @@ def encoder_spec(encoder: LayeredEncoder, architecture: str, frame_stack: int, r
             "channels": encoder.obs_shape[0] // frame_stack, "frame_stack": frame_stack,
             "render_size": render_size, "crop_size": crop_size, "dtype": "uint8",
             "layout": "CHW, frames oldest first", "pixel_scaling": "x / 255",
-            "crop": "random for training, centre for acting and evaluation",
+            "crop": ("none (Atari: 84x84 grayscale, frame skip 4 with max-pooling)" if atari
+                     else "random for training, centre for acting and evaluation"),
         },
     }
 
 
 def agent_tensors(weights: Mapping[str, torch.Tensor], num_layers: int,
                   with_heads: bool) -> dict[str, torch.Tensor]:
-    """Package tensors from a SacCurlAgent state dict (targets, CURL and optimizers dropped)."""
+    """Package tensors from an agent's state dict (targets, CURL and optimizers dropped):
+    a SacCurlAgent's, or a RainbowAgent's (``encoder.``, ``head.``)."""
     fc = f"actor_encoder.layers.{num_layers - 1}."
     out: dict[str, torch.Tensor] = {}
+    if "critic_encoder.layers.0.0.weight" not in weights:  # Rainbow
+        for key, value in weights.items():
+            if key.startswith("encoder."):
+                out[key] = value
+            elif with_heads and key.startswith("head."):
+                out["heads." + key[len("head."):]] = value
+        return out
     for key, value in weights.items():
         if key.startswith("critic_encoder."):
             out["encoder." + key[len("critic_encoder."):]] = value
@@ -273,17 +286,31 @@ def expected_shapes(config: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...
     return out
 
 
+HEAD_KINDS = ("sac", "dueling_c51")
+
+
 def head_modules(config: Mapping[str, Any]) -> torch.nn.Module:
-    """Untrained SAC heads of the sizes ``config['heads']`` gives (actor, critic, log_alpha)."""
+    """Untrained heads of the kind and sizes ``config['heads']`` gives: SAC's (actor, critic,
+    log_alpha; the default) or Rainbow's dueling C51 head."""
+    from .agents.distributional import DuelingC51Head
     from .agents.networks import Actor, Critic
 
     spec = config.get("heads")
     if not isinstance(spec, dict):
         raise PackageError("config.json lists 'heads' in parts but has no 'heads' sizes; "
                            "re-publish the encoder")
+    kind = spec.get("kind", "sac")
+    if kind not in HEAD_KINDS:
+        raise PackageError(f"config.json heads kind {kind!r} is not one of {', '.join(HEAD_KINDS)}; "
+                           f"upgrade lever-transfer or re-publish the encoder")
     try:
         feature = int(config["architecture_args"]["feature_dim"])
         actions, hidden = int(spec["action_dim"]), int(spec["hidden_dim"])
+        if kind == "dueling_c51":
+            atoms = int(spec["atoms"])
+            if not 2 <= atoms <= MAX_LAYER_SIZE:
+                raise ValueError(f"atoms {atoms} out of 2..{MAX_LAYER_SIZE}")
+            return DuelingC51Head(feature, actions, hidden, atoms)
         heads = torch.nn.Module()
         heads.actor = Actor(feature, actions, hidden)
         heads.critic = Critic(feature, actions, hidden)

@@ -6,9 +6,12 @@ entry (section 4.2), and from then on the replay stores latents and updates touc
 If the latent at the chosen layer is not smaller than the pixels it replaces (conv features),
 pixels are kept and the frozen layers run without gradients.
 
-The environment runs in its own process: the loop sends an action, runs the update while the
-worker renders, then collects the observation. Checkpoints are written at episode ends, so a
-resumed run starts a fresh episode exactly where the original run would have.
+A DMC environment runs in its own process: the loop sends an action, runs the update while the
+worker renders, then collects the observation (an Atari step is cheap and runs in place).
+Checkpoints are written at episode ends, so a resumed run starts a fresh episode exactly where
+the original run would have. One loop serves both agents: SAC+CURL on DMC with continuous
+actions, data-efficient Rainbow on Atari with discrete ones (stored as their index), n-step
+returns, clipped rewards in the replay and one episode per life.
 """
 
 from __future__ import annotations
@@ -20,14 +23,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import gymnasium as gym
 import numpy as np
 import torch
 import yaml
 
-from .agents.sac_curl import SacCurlAgent
+from .agents import make_agent
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, write_atomic
-from .config import Config
-from .envs import DMCEnv, EnvWorker
+from .config import Config, is_atari_task
+from .envs import evaluation_env, training_env
 from .errors import LeverError
 from .flops import CachedFlops, FlopCounter
 from .metrics import MetricsLog
@@ -90,21 +94,26 @@ class Trainer:
                             cfg.freeze_at.to_agent_steps(self.ar) if cfg.lever else None)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        self.env = EnvWorker(cfg.task, action_repeat=self.ar, frame_stack=cfg.frame_stack,
-                             render_size=cfg.render_size, render_quality=cfg.render_quality,
-                             seed=cfg.seed)
+        self.env = training_env(cfg)
         obs_shape = tuple(self.env.observation_space.shape)
-        self.action_dim = int(self.env.action_space.shape[0])
+        self.action_space = self.env.action_space
+        self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
+        # width of an action in the replay: a discrete action is stored as its index
+        self.action_dim = 1 if self.discrete else int(self.action_space.shape[0])
+        # what the heads output: the number of discrete actions, or the action dimension
+        self.action_size = int(self.action_space.n) if self.discrete else self.action_dim
+        self._new_game = True  # Atari continues a game after a lost life
         try:
-            self.agent = SacCurlAgent(cfg, obs_shape, self.action_dim, self.device)
-            self.agent.critic_encoder.resolve_layers(cfg.freeze_layers)  # refuse before training
+            self.agent = make_agent(cfg, obs_shape, self.action_space, self.device)
+            self.agent.encoder.resolve_layers(cfg.freeze_layers)  # refuse before training
         except BaseException:
             self.env.close()
             raise
         self.frame_shape = (obs_shape[0] // cfg.frame_stack, *obs_shape[1:])
         self.pixel_entry_bytes = pixel_entry_bytes(self.frame_shape, self.action_dim)
         self.replay: PixelReplay | LatentReplay = PixelReplay(
-            self._pixel_capacity(), self.frame_shape, cfg.frame_stack, self.action_dim)
+            self._pixel_capacity(), self.frame_shape, cfg.frame_stack, self.action_dim,
+            prioritized=cfg.prioritized_replay)
         self.snapshot_every = (cfg.snapshot_every.to_agent_steps(self.ar)
                                if cfg.snapshot_every is not None else None)
         self.counters = Counters(next_eval=cfg.eval_every.to_agent_steps(self.ar),
@@ -112,12 +121,17 @@ class Trainer:
                                  next_snapshot=self.snapshot_every or 0)
         self.on_snapshot: Callable[[Path], None] | None = None
         self.update_flops = CachedFlops()
-        self._eval_env: DMCEnv | None = None
+        self._eval_env: Any = None
         self._stop = False
 
     # ------------------------------------------------------------------ sizes
     def _entries_for(self, agent_steps: int) -> int:
-        """Replay entries that hold ``agent_steps`` transitions: one more per episode."""
+        """Replay entries that hold ``agent_steps`` transitions: one more per episode.
+
+        Atari episodes have no fixed length: table 5's "number of training steps" is used as is.
+        """
+        if is_atari_task(self.cfg.task):
+            return agent_steps + 1
         episode = math.ceil(DMC_EPISODE_ENV_STEPS / self.ar)
         return agent_steps + math.ceil(agent_steps / episode) + 1
 
@@ -132,7 +146,7 @@ class Trainer:
 
     def latent_plan(self) -> tuple[int, tuple[int, ...], int, bool]:
         """(frozen layers, latent shape (K, N, *feature), bytes per latent entry, use latents)."""
-        n = self.agent.critic_encoder.resolve_layers(self.cfg.freeze_layers)
+        n = self.agent.encoder.resolve_layers(self.cfg.freeze_layers)
         networks, feature = self.agent.latent_spec(n) if n else (1, ())
         shape = (self.cfg.latent_augmentations, networks, *feature)
         latent_bytes = latent_entry_bytes(shape, self.action_dim, np.dtype(self.cfg.latent_dtype))
@@ -146,7 +160,8 @@ class Trainer:
                  f"replay: {self.replay.capacity} entries x {self.replay.bytes_per_entry} B "
                  f"({type(self.replay).__name__})"]
         if self.freeze_step is None:
-            lines.append("LeVER off: CURL baseline, the encoder trains throughout")
+            baseline = "Rainbow" if cfg.algorithm == "rainbow" else "CURL"
+            lines.append(f"LeVER off: {baseline} baseline, the encoder trains throughout")
         else:
             n, shape, latent_bytes, use = self.latent_plan()
             when = f"Tf = {self.freeze_step} agent steps = {self.freeze_step * self.ar} env steps"
@@ -197,12 +212,12 @@ class Trainer:
         from .zoo import package_config
 
         c = self.counters
-        config = package_config(self.cfg, self.action_dim, agent_steps=c.agent_steps,
+        config = package_config(self.cfg, self.action_size, agent_steps=c.agent_steps,
                                 flops=c.flops, eval_return=None, eval_return_std=None,
                                 wall_s=round(c.wall_s + self._elapsed(), 1), with_heads=True)
         config["frozen_layers"] = self.agent.frozen_layers
         tensors = agent_tensors(self.agent.state_dict(), self.agent.num_layers, with_heads=True)
-        name = f"{self.cfg.task}-run-encoder"
+        name = f"{self.cfg.task.removeprefix('atari:')}-run-encoder"
         return write_package(self.run_dir / "encoder", tensors, config,
                              lambda final: model_card(name, final))
 
@@ -210,7 +225,7 @@ class Trainer:
         """Start from a zoo encoder: its observation spec must fit, its weights load strictly."""
         from .transfer import load_into_agent
 
-        load_into_agent(self.agent, package, self.cfg, self.action_dim)
+        load_into_agent(self.agent, package, self.cfg, self.action_size)
 
     # ------------------------------------------------------------------ loop
     def _store(self, action: np.ndarray | None, reward: float, terminated: bool,
@@ -222,6 +237,8 @@ class Trainer:
             self.counters.flops += flops  # the EKN term of appendix B
         else:
             item = obs
+        if self.cfg.reward_clip is not None:
+            reward = float(np.clip(reward, -self.cfg.reward_clip, self.cfg.reward_clip))
         if action is None:
             self.replay.add_reset(item)
         else:
@@ -231,10 +248,18 @@ class Trainer:
         """One gradient step (overlapping the worker's rendering); returns its milliseconds."""
         start = time.perf_counter()
         step = self.counters.agent_steps
-        batch = self.replay.sample(self.cfg.batch_size, self.rng)
-        actor = step % self.cfg.actor_update_freq == 0
+        cfg = self.cfg
+        # prioritized replay: importance exponent beta annealed from priority_weight to 1
+        progress = (step - self.init_steps) / max(1, self.total - self.init_steps)
+        beta = cfg.priority_weight + (1 - cfg.priority_weight) * min(1.0, max(0.0, progress))
+        batch = self.replay.sample(cfg.batch_size, self.rng, n_step=cfg.multi_step,
+                                   gamma=cfg.discount, beta=beta)
+        actor = step % cfg.actor_update_freq == 0
         kind = f"{type(self.replay).__name__}-{self.agent.frozen_layers}-{actor}"
-        _, flops = self.update_flops.run(kind, lambda: self.agent.update(batch, step))
+        metrics, flops = self.update_flops.run(kind, lambda: self.agent.update(batch, step))
+        if batch.ids is not None:
+            self.replay.update_priorities(batch.ids, metrics["sample_loss"],
+                                          cfg.priority_exponent)
         self.counters.flops += flops
         return (time.perf_counter() - start) * 1000
 
@@ -243,7 +268,7 @@ class Trainer:
 
     def run_episode(self, bar: Any) -> dict[str, Any]:
         cfg, c = self.cfg, self.counters
-        obs, _ = self.env.reset(seed=self._episode_seed())
+        obs, _ = self.env.reset(seed=self._episode_seed() if self._new_game else None)
         self._store(None, 0.0, False, obs)
         episode_return, update_ms, done = 0.0, [], False
         while not done and c.agent_steps < self.total and not self._stop:
@@ -251,18 +276,20 @@ class Trainer:
                     and self.agent.frozen_layers == 0:
                 self.log(self.freeze())
             if c.agent_steps < self.init_steps:
-                action = self.rng.uniform(-1, 1, self.action_dim).astype(np.float32)
+                action = (int(self.rng.integers(self.action_space.n)) if self.discrete else
+                          self.rng.uniform(-1, 1, self.action_dim).astype(np.float32))
             else:
                 action = self.agent.act(obs, sample=True)
             self.env.step_async(action)
             if c.agent_steps >= self.init_steps and len(self.replay) >= cfg.batch_size:
                 for _ in range(cfg.updates_per_step):
                     update_ms.append(self._update())
-            obs, reward, terminated, truncated, _ = self.env.step_wait()
+            obs, reward, terminated, truncated, info = self.env.step_wait()
             self._store(action, reward, terminated, obs)
             episode_return += reward
             c.agent_steps += 1
             done = terminated or truncated
+            self._new_game = info.get("game_over", True) or truncated
             bar.update(1)
         c.episodes += 1
         return {"kind": "train", "episode": c.episodes, "episode_return": episode_return,
@@ -272,9 +299,7 @@ class Trainer:
     def evaluate(self, episodes: int) -> tuple[float, float]:
         """Mean and std of the deterministic policy's return on the centre crop."""
         if self._eval_env is None:
-            cfg = self.cfg
-            self._eval_env = DMCEnv(cfg.task, action_repeat=self.ar, frame_stack=cfg.frame_stack,
-                                    render_size=cfg.render_size, render_quality=cfg.render_quality)
+            self._eval_env = evaluation_env(self.cfg)
         returns = []
         for i in range(episodes):
             obs, _ = self._eval_env.reset(seed=10_000_000 + self.cfg.seed * 1000 + i)

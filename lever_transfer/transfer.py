@@ -4,13 +4,15 @@ Two kinds, as in the paper: domain transfer (``transfer: encoder``, e.g. walker_
 hopper_hop) loads only the encoder (the critic's convs + fc and the actor's fc) and trains new
 heads; task transfer (``transfer: full``, e.g. walker_stand -> walker_walk) loads the heads too,
 which needs the same action space. The frozen layers are then frozen by the trainer at step 0.
+Atari encoders (data-efficient Rainbow) transfer the same way across games: the observation spec
+is the same for every game, and ``--transfer encoder`` trains new heads for another action set.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .config import Config
+from .config import Config, is_atari_task
 from .errors import LeverError
 from .package import EncoderPackage
 
@@ -26,10 +28,23 @@ def architecture_overrides(package: EncoderPackage) -> dict[str, Any]:
     return out
 
 
+def check_suite(package: EncoderPackage, task: str) -> None:
+    """Refuse an Atari encoder (grayscale frames) for a DMC task and a DMC one (RGB) for Atari,
+    before any setting is taken from it."""
+    atari_encoder = package.observation["channels"] == 1
+    if atari_encoder != is_atari_task(task):
+        kinds = ("an Atari encoder (4 grayscale 84x84 frames)", "a DMC encoder (RGB frames)")
+        source = package.config.get("source", {}).get("task", "its source task")
+        raise LeverError(f"encoder {package.path.name} is {kinds[not atari_encoder]}, trained on "
+                         f"{source}; it cannot read {task}'s observations: pick an encoder of "
+                         f"the same suite (lever-transfer zoo list)")
+
+
 def check_fits(package: EncoderPackage, cfg: Config, action_dim: int) -> None:
     """Refuse, saying what differs, an encoder whose observation spec or heads do not fit."""
     obs, name = package.observation, package.path.name
-    wanted = {"channels": 3, "frame_stack": cfg.frame_stack, "render_size": cfg.render_size,
+    wanted = {"channels": 1 if cfg.algorithm == "rainbow" else 3,
+              "frame_stack": cfg.frame_stack, "render_size": cfg.render_size,
               "crop_size": cfg.crop_size}
     differ = [f"{k} {obs[k]} vs {v}" for k, v in wanted.items() if obs[k] != v]
     if differ:
@@ -49,6 +64,10 @@ def check_fits(package: EncoderPackage, cfg: Config, action_dim: int) -> None:
         raise LeverError(f"encoder {name} has no actor/critic heads, so --transfer full cannot "
                          f"load them; use --transfer encoder (new heads)")
     heads = package.config["heads"]
+    kind = "dueling_c51" if cfg.algorithm == "rainbow" else "sac"
+    if heads.get("kind", "sac") != kind:
+        raise LeverError(f"--transfer full: encoder {name} carries {heads.get('kind', 'sac')} "
+                         f"heads, {cfg.algorithm} needs {kind}; use --transfer encoder")
     if heads["action_dim"] != action_dim:
         source = package.config.get("source", {}).get("task", "the source task")
         raise LeverError(f"--transfer full needs the same action space: {source} has "
@@ -60,11 +79,17 @@ def check_fits(package: EncoderPackage, cfg: Config, action_dim: int) -> None:
 
 
 def load_into_agent(agent: Any, package: EncoderPackage, cfg: Config, action_dim: int) -> None:
-    """Copy the package's weights into a fresh SacCurlAgent (online and target networks)."""
+    """Copy the package's weights into a fresh agent (online and target networks);
+    ``action_dim`` is the action count of a discrete task."""
     check_fits(package, cfg, action_dim)
     encoder = package.part("encoder")
-    agent.critic_encoder.load_state_dict(encoder, strict=True)
+    agent.encoder.load_state_dict(encoder, strict=True)
     agent.target_encoder.load_state_dict(encoder, strict=True)
+    if cfg.algorithm == "rainbow":
+        if cfg.transfer == "full":
+            agent.head.load_state_dict(package.part("heads"), strict=True)
+            agent.target_head.load_state_dict(package.part("heads"), strict=True)
+        return
     if "actor_fc" in package.config["parts"]:
         agent.actor_encoder.layers[-1].load_state_dict(package.part("actor_fc"), strict=True)
     if cfg.transfer == "full":

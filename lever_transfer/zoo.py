@@ -42,21 +42,27 @@ from .package import (
 
 
 def snapshot_name(task: str, env_steps: int) -> str:
-    """``walker_stand-20k`` for 20,000 env steps; the exact count when it is not whole thousands."""
+    """``walker_stand-20k`` for 20,000 env steps (``qbert-100k`` for atari:qbert); the exact count
+    when it is not whole thousands."""
+    task = task.removeprefix("atari:")
     return f"{task}-{env_steps // 1000}k" if env_steps % 1000 == 0 else f"{task}-{env_steps}"
 
 
 def package_config(cfg: Config, action_dim: int, *, agent_steps: int, flops: int,
                    eval_return: float | None, eval_return_std: float | None, wall_s: float,
                    with_heads: bool) -> dict[str, Any]:
-    """config.json of an encoder trained by a run with ``cfg`` (everything but the sha256)."""
-    obs_shape = (3 * cfg.frame_stack, cfg.crop_size, cfg.crop_size)
+    """config.json of an encoder trained by a run with ``cfg`` (everything but the sha256).
+
+    ``action_dim`` is the action count of a discrete (Atari) task."""
+    rainbow = cfg.algorithm == "rainbow"
+    obs_shape = ((1 if rainbow else 3) * cfg.frame_stack, cfg.crop_size, cfg.crop_size)
     encoder = make_encoder(cfg.encoder, obs_shape, cfg.feature_dim, cfg.num_filters,
                            cfg.num_conv_layers)
     config = encoder_spec(encoder, cfg.encoder, cfg.frame_stack, cfg.render_size, cfg.crop_size,
                           cfg.num_filters)
     config["source"] = {
-        "task": cfg.task, "algorithm": "SAC+CURL" + ("+LeVER" if cfg.lever else ""),
+        "task": cfg.task,
+        "algorithm": ("Rainbow" if rainbow else "SAC+CURL") + ("+LeVER" if cfg.lever else ""),
         "action_repeat": cfg.action_repeat, "agent_steps": agent_steps,
         "env_steps": agent_steps * cfg.action_repeat, "seed": cfg.seed, "flops": flops,
         "eval_return": eval_return, "eval_return_std": eval_return_std,
@@ -64,7 +70,10 @@ def package_config(cfg: Config, action_dim: int, *, agent_steps: int, flops: int
         "recipe": cfg.to_dict(),
     }
     if with_heads:
-        config["heads"] = {"action_dim": action_dim, "hidden_dim": cfg.hidden_dim}
+        config["heads"] = {"action_dim": action_dim, "hidden_dim": cfg.hidden_dim,
+                           "kind": "dueling_c51" if rainbow else "sac"}
+        if rainbow:
+            config["heads"]["atoms"] = cfg.atoms
     return config
 
 
@@ -74,7 +83,8 @@ def package_snapshot(snapshot: Path, packages: Path, name: str | None = None) ->
     _, state = load_checkpoint(snapshot)
     cfg = Config.from_dict(state["config"], origin=f"{snapshot}/state.json")
     weights = state["weights"]
-    action_dim = int(weights["actor.trunk.4.weight"].shape[0]) // 2
+    action_dim = (int(weights["head.advantage.2.bias_mu"].shape[0]) // cfg.atoms
+                  if cfg.algorithm == "rainbow" else int(weights["actor.trunk.4.weight"].shape[0]) // 2)
     name = check_name(name or snapshot_name(cfg.task, int(state["env_steps"])))
     config = package_config(cfg, action_dim, agent_steps=int(state["agent_steps"]),
                             flops=int(state["flops"]), eval_return=state["eval_return"],

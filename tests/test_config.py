@@ -113,7 +113,10 @@ def test_every_recipe_loads_and_says_what_it_is(name):
 def test_recipe_list_is_complete():
     expected = {"defaults", "quickstart", "walker_stand", "hopper_hop", "hopper_stand"}
     expected |= {f"{t}{s}" for t in FIG2 for s in ("", "_memory")}
-    expected |= {"cartpole_swingup_impala", "walker_walk_impala"}
+    expected |= {"cartpole_swingup_impala", "walker_walk_impala", "atari_defaults"}
+    expected |= {f"{game}{s}" for game in ("alien", "amidar", "bank_heist", "crazy_climber",
+                                            "krull", "private_eye", "qbert", "seaquest")
+                 for s in ("", "_memory")}
     assert set(RECIPES) == expected
 
 

@@ -8,17 +8,8 @@ from hypothesis import strategies as st
 
 from lever_transfer.agents.distributional import (
     DuelingC51Head,
-    n_step_returns,
     project_distribution,
 )
-
-
-def test_n_step_returns_by_hand():
-    rewards = torch.tensor([[1.0, 1.0, 1.0]] * 3)
-    terminals = torch.tensor([[0, 0, 0], [0, 1, 0], [1, 0, 0]])
-    returns, discount = n_step_returns(rewards, terminals, gamma=0.5)
-    assert torch.allclose(returns, torch.tensor([1.75, 1.5, 1.0]))  # 1 + .5 + .25; 1 + .5; 1
-    assert torch.allclose(discount, torch.tensor([0.125, 0.0, 0.0]))  # gamma**3, or no bootstrap
 
 
 def test_c51_projection_by_hand():

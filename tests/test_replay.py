@@ -30,6 +30,7 @@ from lever_transfer.replay import (
     parse_memory,
 )
 from lever_transfer.replay.pixel import pixel_entry_bytes
+from lever_transfer.replay.priority import SumTree
 
 FRAME = (3, 8, 8)
 ACTION_DIM = 2
@@ -208,6 +209,120 @@ def test_latent_replay_samples_one_copy_per_transition(episodes, capacity, k, n,
         assert entry[i, 0] == t.entry and batch.discount[i] == t.discount
         np.testing.assert_array_equal(batch.action[i], t.action)
     assert set(batch.reward.tolist()) == set(window)
+
+
+# ------------------------------------------------------------------------------ n-step returns
+def reference_n_step(transitions: list[Transition], start: Transition, n: int, gamma: float
+                     ) -> tuple[float, float, int]:
+    """(return, discount on the next value, next entry) walked transition by transition."""
+    by_entry = {t.entry: t for t in transitions}
+    total, m, t = 0.0, 0, start
+    while True:
+        total += gamma ** m * t.reward
+        m += 1
+        if t.discount == 0.0:
+            return total, 0.0, t.entry + 1
+        t = by_entry.get(t.entry + 1)
+        if m == n or t is None or t.first != start.first:
+            return total, gamma ** m, start.entry + m
+
+
+@settings(max_examples=50, deadline=None)
+@given(episodes=episodes_st, stack=st.integers(1, 3), capacity=st.integers(1, 70),
+       n=st.integers(1, 6), gamma=st.sampled_from([1.0, 0.5, 0.99]), seed=st.integers(0, 2**16))
+def test_n_step_samples_sum_the_episode_rewards_that_follow(episodes, stack, capacity, n, gamma,
+                                                            seed):
+    replay = PixelReplay(capacity, FRAME, stack, ACTION_DIM, block_items=4)
+    transitions, firsts = fill_pixels(replay, episodes)
+    window = pixel_window(transitions, len(firsts), capacity, stack)
+    if not window:
+        return
+    batch = replay.sample(500, np.random.default_rng(seed), n_step=n, gamma=gamma)
+    by_entry = {t.entry: t for t in window.values()}
+    for i in range(500):
+        newest = batch.obs[i, -3:]  # the newest frame spells the transition's entry
+        t = by_entry[int(newest[0, 0, 0]) + 256 * int(newest[1, 0, 0])]
+        expected, discount, next_entry = reference_n_step(transitions, t, n, gamma)
+        assert batch.reward[i] == pytest.approx(expected, rel=1e-6)
+        assert batch.discount[i] == pytest.approx(discount, rel=1e-6)
+        np.testing.assert_array_equal(batch.next_obs[i], stack_of(next_entry, t.first, stack))
+
+
+def test_n_step_return_of_a_small_hand_computed_case():
+    """Rewards 1, 2, 4 then termination; gamma 0.5, n 3 and 2 (truncated near the end)."""
+    replay = LatentReplay(10, (1, 1, 2), 1)
+    replay.add_reset(latents_of(0, 1, 1))
+    for entry, (reward, done) in enumerate([(1.0, False), (2.0, False), (4.0, True)], 1):
+        replay.add_step(np.zeros(1), reward, done, latents_of(entry, 1, 1))
+    batch = replay.sample(200, np.random.default_rng(0), n_step=2, gamma=0.5)
+    got = {int(z[0, 0]) // 8: (r, d, int(nz[0, 0]) // 8) for z, r, d, nz in
+           zip(batch.latent, batch.reward, batch.discount, batch.next_latent)}
+    assert got == {0: (1 + 0.5 * 2, 0.25, 2), 1: (2 + 0.5 * 4, 0.0, 3), 2: (4.0, 0.0, 3)}
+    batch = replay.sample(50, np.random.default_rng(0), n_step=3, gamma=0.5)
+    first = int(np.flatnonzero(batch.latent[:, 0, 0] == 0)[0])
+    assert batch.reward[first] == 1 + 0.5 * 2 + 0.25 * 4 and batch.discount[first] == 0.0
+
+
+# ------------------------------------------------------------------------------ priorities
+@settings(max_examples=40, deadline=None)
+@given(priorities=st.lists(st.sampled_from([0.0, 0.5, 1.0, 3.0, 1e-3]), min_size=1, max_size=40),
+       seed=st.integers(0, 2**16))
+def test_sum_tree_draws_in_proportion_and_never_a_zero_priority(priorities, seed):
+    tree = SumTree(len(priorities))
+    tree.set(np.arange(len(priorities)), priorities)
+    assert tree.total == pytest.approx(sum(priorities))
+    if sum(priorities) == 0:
+        with pytest.raises(RuntimeError):
+            tree.draw(4, np.random.default_rng(seed))
+        return
+    counts = np.bincount(tree.draw(20_000, np.random.default_rng(seed)), minlength=len(priorities))
+    expected = np.array(priorities) / sum(priorities) * 20_000
+    assert (counts[np.array(priorities) == 0] == 0).all()
+    assert np.abs(counts - expected).max() < 5 * np.sqrt(expected.max()) + 5
+    rebuilt = SumTree(len(priorities))
+    rebuilt.load(tree.leaves_array().copy(), tree.max_priority)
+    np.testing.assert_array_equal(rebuilt.tree, tree.tree)
+
+
+@settings(max_examples=40, deadline=None)
+@given(episodes=episodes_st, stack=st.integers(1, 3), capacity=st.integers(1, 50),
+       seed=st.integers(0, 2**16))
+def test_prioritized_pixel_replay_samples_only_valid_transitions(episodes, stack, capacity, seed):
+    replay = PixelReplay(capacity, FRAME, stack, ACTION_DIM, block_items=4, prioritized=True)
+    transitions, firsts = fill_pixels(replay, episodes)
+    window = pixel_window(transitions, len(firsts), capacity, stack)
+    assert (replay.priorities.leaves_array() > 0).sum() == len(window) == len(replay)
+    if not window:
+        return
+    rng = np.random.default_rng(seed)
+    batch = replay.sample(400, rng, beta=0.4)
+    assert set(batch.reward.tolist()) <= set(window)
+    assert batch.weights.max() == 1.0 and (batch.weights > 0).all()
+    favourite = batch.ids[0]  # raise one transition's priority: it dominates the draws
+    replay.update_priorities(batch.ids, np.where(batch.ids == favourite, 1e6, 1e-6))
+    ids = replay.sample(400, rng).ids
+    assert (ids == favourite).mean() > 0.9 or len(window) == 1
+
+
+def test_priorities_survive_conversion_and_checkpoints():
+    pixel = PixelReplay(40, FRAME, 3, ACTION_DIM, block_items=4, prioritized=True)
+    fill_pixels(pixel, [(12, True), (9, False)])
+    ids = np.arange(pixel.oldest, pixel.total - 1)
+    pixel.update_priorities(ids, ids.astype(np.float64) ** 2)
+    before = {int(i): float(pixel.priorities.get(i % 40)) for i in pixel.entries_to_convert()}
+    latent = convert_to_latent(pixel, lambda stacks: np.zeros((len(stacks), 1, 1, 2)),
+                               (1, 1, 2), capacity=100)
+    assert latent.prioritized and latent.priorities.max_priority == pytest.approx(21.0)
+    assert before[12] == 0.0 and before[11] == pytest.approx(11.0)  # 12 ends episode 1
+    after = {int(i): float(latent.priorities.get(i % 100)) for i in range(latent.total)}
+    assert after == pytest.approx(before)  # no wrap-around here: same entry numbers
+    copy = LatentReplay(**latent.init_args())
+    copy.load_state_dict({k: np.array(v) for k, v in latent.state_dict().items()})
+    np.testing.assert_array_equal(copy.priorities.tree, latent.priorities.tree)
+    a = latent.sample(64, np.random.default_rng(3))
+    b = copy.sample(64, np.random.default_rng(3))
+    np.testing.assert_array_equal(a.ids, b.ids)
+    np.testing.assert_array_equal(a.weights, b.weights)
 
 
 # ------------------------------------------------------------------------------ conversion

@@ -1,8 +1,9 @@
-"""Rainbow's pieces that are pure math: noisy layers, the dueling C51 head, n-step returns and
-the categorical (C51) projection of a Bellman target onto a fixed support.
+"""Rainbow's pieces that are pure math: noisy layers, the dueling C51 head and the categorical
+(C51) projection of a Bellman target onto a fixed support (n-step returns are summed by the
+replay, ``EntryRing._returns``).
 
-Kept apart from the agent so each can be checked against small hand-computed cases; the
-data-efficient Rainbow agent (issue 4) builds on them. Sizes follow LeVER's table 5 and the
+Kept apart from the agent (``rainbow.py``) so each can be checked against small hand-computed
+cases. Sizes follow LeVER's table 5 and the
 data-efficient Rainbow code: 256 hidden units, 51 atoms on [-10, 10], noisy sigma0 0.1.
 """
 
@@ -41,6 +42,11 @@ class NoisyLinear(nn.Module):
         self.weight_epsilon.copy_(torch.outer(eps_out, eps_in))
         self.bias_epsilon.copy_(eps_out)
 
+    def flops(self, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> int:
+        """Counted as the linear layer it is (appendix B: one multiply-add per weight, bias
+        included); the noise terms are elementwise and not counted, as the paper does not."""
+        return output.numel() // self.out_features * (self.in_features + 1) * self.out_features
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:  # acting greedily for evaluation: the mean network
             return F.linear(x, self.weight_mu, self.bias_mu)
@@ -71,21 +77,6 @@ class DuelingC51Head(nn.Module):
         for module in self.modules():
             if isinstance(module, NoisyLinear):
                 module.reset_noise(generator)
-
-
-def n_step_returns(rewards: torch.Tensor, terminals: torch.Tensor, gamma: float
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(discounted n-step return, bootstrap discount) of [B, n] rewards and terminal flags.
-
-    ``terminals[:, k]`` says the transition after reward k ended the episode: later rewards do not
-    count and the target does not bootstrap (discount 0); otherwise the discount is gamma**n.
-    """
-    n = rewards.shape[1]
-    alive = torch.cumprod(1 - terminals.float(), dim=1)  # still running after step k
-    before = torch.cat([torch.ones_like(alive[:, :1]), alive[:, :-1]], dim=1)  # running at k
-    powers = gamma ** torch.arange(n, dtype=rewards.dtype, device=rewards.device)
-    returns = (rewards * before * powers).sum(1)
-    return returns, alive[:, -1] * gamma ** n
 
 
 def project_distribution(next_probs: torch.Tensor, returns: torch.Tensor, discount: torch.Tensor,

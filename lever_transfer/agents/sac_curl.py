@@ -46,6 +46,7 @@ from ..augment import center_crop, random_crop
 from ..encoders import FreezeSpec, make_encoder, tied_encoder
 from ..flops import LayerFlops, layer_table
 from ..replay import LatentBatch, PixelBatch
+from .base import Agent
 from .networks import Actor, Critic, soft_update
 
 
@@ -64,7 +65,7 @@ class Inputs:
     next_actor: torch.Tensor | None = None
 
 
-class SacCurlAgent(nn.Module):
+class SacCurlAgent(Agent):
     """All SAC+CURL networks and optimizers; see the module docstring for the update order."""
 
     def __init__(self, cfg: Any, obs_shape: tuple[int, int, int], action_dim: int,
@@ -87,7 +88,6 @@ class SacCurlAgent(nn.Module):
         self.curl_w = nn.Parameter(torch.rand(cfg.feature_dim, cfg.feature_dim))
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_temperature)))
         self.target_entropy = -float(action_dim)
-        self.num_layers = self.critic_encoder.num_layers  # E
         self.num_shared = self.num_layers - 1  # C: the convs shared by critic and actor
         self.generator = torch.Generator().manual_seed(int(cfg.seed))
         self.to(self.device)
@@ -112,12 +112,8 @@ class SacCurlAgent(nn.Module):
                 "curl": self.curl_opt}
 
     @property
-    def frozen_layers(self) -> int:
-        return self.critic_encoder.frozen_layers
-
-    @property
-    def fully_frozen(self) -> bool:
-        return self.frozen_layers == self.num_layers
+    def encoder(self):
+        return self.critic_encoder
 
     @property
     def uses_curl(self) -> bool:
@@ -141,12 +137,7 @@ class SacCurlAgent(nn.Module):
         self.target_encoder.freeze(n)
         if self.fully_frozen:
             self.target_critic.load_state_dict(self.critic.state_dict())
-        for opt in self.optimizers.values():
-            for group in opt.param_groups:
-                dropped = [p for p in group["params"] if not p.requires_grad]
-                group["params"] = [p for p in group["params"] if p.requires_grad]
-                for p in dropped:
-                    opt.state.pop(p, None)
+        self._drop_frozen_parameters()
         return n
 
     def latent_spec(self, n: int) -> tuple[int, tuple[int, ...]]:
@@ -156,9 +147,6 @@ class SacCurlAgent(nn.Module):
         return (2 if n == self.num_layers else 1), shape
 
     # ----------------------------------------------------------------- acting and encoding
-    def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(array, device=self.device)
-
     @torch.no_grad()
     def act(self, obs: np.ndarray, sample: bool) -> np.ndarray:
         """Action for one uint8 observation, from its centre crop (as CURL acts and evaluates)."""
@@ -215,7 +203,7 @@ class SacCurlAgent(nn.Module):
                   else self._pixel_inputs(batch))
         action = self._tensor(batch.action)
         reward = self._tensor(batch.reward)[:, None]
-        discount = self._tensor(batch.discount)[:, None] * self.cfg.discount
+        discount = self._tensor(batch.discount)[:, None]  # gamma**n (0: terminated), from replay
         metrics, z_obs, h_obs = self._update_critic(inputs, action, reward, discount)
         if step % self.cfg.actor_update_freq == 0:
             actor_in = inputs.obs_actor if self.fully_frozen else h_obs
@@ -299,25 +287,6 @@ class SacCurlAgent(nn.Module):
         if k < self.num_layers:
             soft_update(self.critic_encoder.layers[k:], self.target_encoder.layers[k:],
                         self.cfg.encoder_tau)
-
-    # ----------------------------------------------------------------- checkpoints
-    def export_state(self) -> dict[str, Any]:
-        """Weights, optimizer states and the crop generator, as tensors and plain values."""
-        return {
-            "modules": {k: v.detach().clone() for k, v in self.state_dict().items()},
-            "optimizers": {name: copy.deepcopy(opt.state_dict())  # a snapshot, not live tensors
-                           for name, opt in self.optimizers.items()},
-            "generator": self.generator.get_state(),
-            "frozen_layers": self.frozen_layers,
-        }
-
-    def import_state(self, state: dict[str, Any]) -> None:
-        if state["frozen_layers"]:
-            self.freeze(int(state["frozen_layers"]))
-        self.load_state_dict(state["modules"], strict=True)
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-        self.generator.set_state(state["generator"])
 
     # ----------------------------------------------------------------- FLOPs (appendix B)
     def layer_flops(self) -> list[LayerFlops]:

@@ -8,7 +8,7 @@ up to 30 no-op starts, sticky actions off, the full game's 108K-frame limit. Wit
 ``episodic_life`` (training, as in the data-efficient Rainbow code) a lost life ends the episode
 (``terminated``) but the next ``reset`` continues the same game with a no-op instead of starting
 a new one; evaluation plays whole games. Rewards are left unclipped here: clipping belongs to the
-agent's update.
+training loop (``reward_clip``), which also logs the true returns.
 
 Task names: ``atari:qbert``, ``atari:bank_heist``, or the gymnasium spelling ``Qbert`` /
 ``BankHeist``. ROMs ship with ale-py.
@@ -23,6 +23,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ..config import atari_game
 from ..errors import TaskError
 
 FRAME_SKIP = 4
@@ -44,18 +45,9 @@ def list_games() -> list[str]:
     return [f"atari:{game}" for game in _games()]
 
 
-def _snake(name: str) -> str:
-    out = "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
-    return out.replace("-", "_")
-
-
-def is_atari(task: str) -> bool:
-    return task.startswith("atari:") or (task[:1].isupper() and "_" not in task)
-
-
 def parse_game(task: str) -> str:
     """``atari:qbert`` / ``Qbert`` / ``atari:BankHeist`` -> ``bank_heist``; one-line error else."""
-    game = _snake(task.removeprefix("atari:"))
+    game = atari_game(task).replace("-", "_")
     if game in _games():
         return game
     close = difflib.get_close_matches(game, _games(), n=3, cutoff=0.6)
@@ -123,6 +115,13 @@ class AtariEnv(gym.Env):
         self._lives = lives
         info["game_over"] = terminated and not self._life_lost
         return np.asarray(obs, dtype=np.uint8), float(reward), terminated, truncated, info
+
+    def step_async(self, action: int) -> None:
+        """The DMC worker's split step, run in place: ALE steps are cheap (about 0.5 ms)."""
+        self._pending = action
+
+    def step_wait(self) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        return self.step(self._pending)
 
     def close(self) -> None:
         self._env.close()

@@ -1,8 +1,8 @@
 """LeVER's switch for the replay: re-encode pixels into latents in chunks, and size the result.
 
 Conversion walks the convertible pixel entries oldest first, ``chunk`` at a time, encodes their
-stacks, appends the latents with the same transitions, and releases every pixel block that no
-later chunk reads, so memory never holds the buffer twice. The newest entry is converted too
+stacks, appends the latents with the same transitions (and priorities, when prioritized), and
+releases every pixel block that no later chunk reads, so memory never holds the buffer twice. The newest entry is converted too
 (the reference code lost the transition collected exactly at Tf): the episode under way goes on
 in the latent replay.
 
@@ -48,7 +48,10 @@ def convert_to_latent(pixel: PixelReplay, encode: Encode, latent_shape: tuple[in
     ids = pixel.entries_to_convert()[-capacity:] if capacity > 0 else np.empty(0, np.int64)
     entry_bytes = latent_entry_bytes(latent_shape, pixel.action_dim, dtype)
     block_items = max(1, pixel.block_items * pixel.bytes_per_entry // entry_bytes)
-    latent = LatentReplay(capacity, latent_shape, pixel.action_dim, dtype, block_items)
+    latent = LatentReplay(capacity, latent_shape, pixel.action_dim, dtype, block_items,
+                          prioritized=pixel.prioritized)
+    if pixel.prioritized:
+        latent.priorities.max_priority = pixel.priorities.max_priority
     last_reader = _last_reader(pixel, ids, chunk)
     for block in np.flatnonzero(last_reader < 0).tolist():
         pixel.release_block(block)  # nothing converted reads it
@@ -76,8 +79,9 @@ def _append_chunk(latent: LatentReplay, pixel: PixelReplay, part: np.ndarray,
         raise ValueError(f"encode returned shape {encoded.shape} for {part.size} stacks, "
                          f"expected {(part.size, *latent.latent_shape)}")
     meta = pixel.meta.get(part % pixel.capacity)
+    priorities = pixel.priorities.get(part % pixel.capacity) if pixel.prioritized else None
     latent.append_entries(encoded, meta["action"], meta["reward"], meta["discount"],
-                          meta["starts"], open_after)
+                          meta["starts"], open_after, priorities)
 
 
 def _last_reader(pixel: PixelReplay, ids: np.ndarray, chunk: int) -> np.ndarray:

@@ -24,7 +24,9 @@ class LatentBatch:
     next_latent: np.ndarray  # float32 [B, N, *feature]
     action: np.ndarray  # float32 [B, A]
     reward: np.ndarray  # float32 [B]
-    discount: np.ndarray  # float32 [B]: 0 where the episode terminated
+    discount: np.ndarray  # float32 [B]: factor on next_latent's value (0: terminated)
+    ids: np.ndarray | None = None  # int64 [B] entry numbers (prioritized replay: for updates)
+    weights: np.ndarray | None = None  # float32 [B] importance weights (prioritized replay)
 
 
 def latent_entry_bytes(latent_shape: tuple[int, ...], action_dim: int,
@@ -40,7 +42,8 @@ class LatentReplay(EntryRing):
     _payload_name = "latents"
 
     def __init__(self, capacity: int, latent_shape: tuple[int, ...], action_dim: int,
-                 dtype: np.dtype | type | str = np.float32, block_items: int | None = None):
+                 dtype: np.dtype | type | str = np.float32, block_items: int | None = None,
+                 prioritized: bool = False):
         self.latent_shape = tuple(int(d) for d in latent_shape)
         self.dtype = np.dtype(dtype)
         if len(self.latent_shape) < 2 or min(self.latent_shape) < 1:
@@ -49,7 +52,8 @@ class LatentReplay(EntryRing):
             raise ValueError(f"latents are stored as float32 or float16, not {self.dtype}")
         item_bytes = int(np.prod(self.latent_shape)) * self.dtype.itemsize
         super().__init__(capacity, action_dim, self.latent_shape, self.dtype,
-                         block_items or default_block_items(item_bytes), episode_first=False)
+                         block_items or default_block_items(item_bytes), episode_first=False,
+                         prioritized=prioritized)
 
     @property
     def latents(self):
@@ -63,7 +67,7 @@ class LatentReplay(EntryRing):
     def init_args(self) -> dict[str, Any]:
         return {"capacity": self.capacity, "latent_shape": list(self.latent_shape),
                 "action_dim": self.action_dim, "dtype": self.dtype.name,
-                "block_items": self.block_items}
+                "block_items": self.block_items, "prioritized": self.prioritized}
 
     # ------------------------------------------------------------------------------ writing
     def _checked(self, latents: np.ndarray, count: int | None = None) -> np.ndarray:
@@ -89,11 +93,13 @@ class LatentReplay(EntryRing):
         self.open = not terminated
 
     def append_entries(self, latents: np.ndarray, action: np.ndarray, reward: np.ndarray,
-                       discount: np.ndarray, starts: np.ndarray, open_after: bool) -> None:
+                       discount: np.ndarray, starts: np.ndarray, open_after: bool,
+                       priorities: np.ndarray | None = None) -> None:
         """Append whole entries in order, with the transitions that start at them (conversion).
 
         ``starts[j]`` says entry j's transition leads to entry j + 1; ``open_after`` says whether
-        the last entry's episode goes on, so that ``add_step`` chains onto it.
+        the last entry's episode goes on, so that ``add_step`` chains onto it. A prioritized
+        replay takes the entries' ``priorities`` (the pixel replay's, carried over).
         """
         self._check_usable()
         n = len(starts)
@@ -114,16 +120,24 @@ class LatentReplay(EntryRing):
         self.meta.set(slots, records)
         self.transitions += int(np.count_nonzero(starts))
         self.total += n
+        if self.priorities is not None:
+            if priorities is None:
+                raise ValueError("a prioritized replay needs the appended entries' priorities")
+            self.priorities.set(slots, np.where(starts, priorities, 0.0))
         self.open = bool(open_after)
 
     # ------------------------------------------------------------------------------ sampling
-    def sample(self, batch_size: int, rng: np.random.Generator) -> LatentBatch:
-        """Uniform transitions, one augmentation copy each (shared by obs, next obs, networks)."""
+    def sample(self, batch_size: int, rng: np.random.Generator, n_step: int = 1,
+               gamma: float = 1.0, beta: float = 1.0) -> LatentBatch:
+        """Transitions (``n_step`` long, see ``EntryRing._returns``), uniform or prioritized
+        (importance exponent ``beta``), one augmentation copy each (shared by obs, next obs and
+        every network)."""
         self._check_usable()
-        ids, meta = self._draw(batch_size, rng)
+        ids, meta, weights = self._draw(batch_size, rng, beta)
+        reward, discount, next_ids = self._returns(ids, meta, n_step, gamma)
         copy = rng.integers(0, self.augmentations, batch_size)
-        pair = self.latents.get(np.stack([ids, ids + 1], axis=1) % self.capacity)  # [B, 2, K..]
+        pair = self.latents.get(np.stack([ids, next_ids], axis=1) % self.capacity)  # [B, 2, K..]
         chosen = pair[np.arange(batch_size), :, copy]  # [B, 2, N, *feature]
-        action, reward, discount = self._fields(meta)
         return LatentBatch(chosen[:, 0].astype(np.float32), chosen[:, 1].astype(np.float32),
-                           action, reward, discount)
+                           self._actions(meta), reward, discount,
+                           ids if self.prioritized else None, weights)

@@ -22,8 +22,10 @@ class PixelBatch:
     obs: np.ndarray  # uint8 [B, S*C, H, W]
     action: np.ndarray  # float32 [B, A]
     reward: np.ndarray  # float32 [B]
-    discount: np.ndarray  # float32 [B]: 0 where the episode terminated
+    discount: np.ndarray  # float32 [B]: factor on next_obs's value (0: terminated)
     next_obs: np.ndarray  # uint8 [B, S*C, H, W]
+    ids: np.ndarray | None = None  # int64 [B] entry numbers (prioritized replay: for updates)
+    weights: np.ndarray | None = None  # float32 [B] importance weights (prioritized replay)
 
 
 def pixel_entry_bytes(frame_shape: tuple[int, int, int], action_dim: int) -> int:
@@ -37,7 +39,7 @@ class PixelReplay(EntryRing):
     _payload_name = "frames"
 
     def __init__(self, capacity: int, frame_shape: tuple[int, int, int], frame_stack: int,
-                 action_dim: int, block_items: int = 1000):
+                 action_dim: int, block_items: int = 1000, prioritized: bool = False):
         if len(frame_shape) != 3 or min(frame_shape) < 1 or frame_stack < 1:
             raise ValueError(f"frame_shape {frame_shape} must be (C, H, W) and frame_stack "
                              f"({frame_stack}) >= 1")
@@ -45,7 +47,7 @@ class PixelReplay(EntryRing):
         self.frame_stack = int(frame_stack)
         self._edge = self.frame_stack - 1  # after wrap-around, the oldest S-1 lack frames
         super().__init__(capacity, action_dim, self.frame_shape, np.uint8, block_items,
-                         episode_first=True)
+                         episode_first=True, prioritized=prioritized)
         self.episode_start = 0  # number of the current episode's first entry
         self._offsets = np.arange(-(self.frame_stack - 1), 2, dtype=np.int64)  # S + 1 frames
 
@@ -62,7 +64,7 @@ class PixelReplay(EntryRing):
     def init_args(self) -> dict[str, Any]:
         return {"capacity": self.capacity, "frame_shape": list(self.frame_shape),
                 "frame_stack": self.frame_stack, "action_dim": self.action_dim,
-                "block_items": self.block_items}
+                "block_items": self.block_items, "prioritized": self.prioritized}
 
     # ------------------------------------------------------------------------------ writing
     def _newest_frame(self, obs: np.ndarray) -> np.ndarray:
@@ -131,17 +133,26 @@ class PixelReplay(EntryRing):
         return frames.reshape(ids.size, *self.obs_shape)
 
     # ------------------------------------------------------------------------------ sampling
-    def sample(self, batch_size: int, rng: np.random.Generator) -> PixelBatch:
-        """Uniform transitions; obs and next_obs are overlapping views of one gather."""
+    def sample(self, batch_size: int, rng: np.random.Generator, n_step: int = 1,
+               gamma: float = 1.0, beta: float = 1.0) -> PixelBatch:
+        """Transitions (``n_step`` long, see ``EntryRing._returns``), uniform or prioritized
+        (importance exponent ``beta``); for one step, obs and next_obs are overlapping views of
+        one gather."""
         self._check_usable()
-        ids, meta = self._draw(batch_size, rng)
-        frame_ids = self._frame_ids(ids, meta["episode_first"], self.frame_stack + 1)
-        frames = self.frames.get(frame_ids % self.capacity)  # [B, S + 1, C, H, W]
+        ids, meta, weights = self._draw(batch_size, rng, beta)
+        reward, discount, next_ids = self._returns(ids, meta, n_step, gamma)
+        first, stack = meta["episode_first"], self.frame_stack
+        if n_step == 1:
+            frames = self.frames.get(self._frame_ids(ids, first, stack + 1) % self.capacity)
+            obs, next_obs = frames[:, :-1], frames[:, 1:]  # [B, S, C, H, W] each
+        else:  # the next observation is in the same episode: same first entry
+            frame_ids = np.concatenate([self._frame_ids(ids, first, stack),
+                                        self._frame_ids(next_ids, first, stack)], axis=1)
+            frames = self.frames.get(frame_ids % self.capacity)
+            obs, next_obs = frames[:, :stack], frames[:, stack:]
         shape = (batch_size, *self.obs_shape)
-        obs = frames[:, :-1].reshape(shape)
-        next_obs = frames[:, 1:].reshape(shape)
-        action, reward, discount = self._fields(meta)
-        return PixelBatch(obs, action, reward, discount, next_obs)
+        return PixelBatch(obs.reshape(shape), self._actions(meta), reward, discount,
+                          next_obs.reshape(shape), ids if self.prioritized else None, weights)
 
     # ------------------------------------------------------------------------------ state
     def _counters(self) -> dict[str, int]:

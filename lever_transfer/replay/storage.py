@@ -9,7 +9,14 @@ absolute (ever-growing) entry numbers and slot ``number % capacity``. An entry h
 (the newest frame, or the latents) and one metadata record for the transition that *starts* at
 it (action, reward, discount, and whether a transition starts there at all); the next
 observation of entry ``i`` is entry ``i + 1``, so nothing is stored twice. Which entries may be
-sampled is the replays' business (``_valid``); the ring only draws uniformly among them.
+sampled is the replays' business (``_valid``); the ring only draws uniformly among them, and
+sums multi-step returns along the entries that follow (Rainbow's n-step targets). Discrete
+actions are stored as their index in a one-element action (exact in float32).
+
+With ``prioritized=True`` the ring also keeps a priority per entry (``SumTree``): a transition
+gets the highest priority seen when it is recorded, zero when it is evicted or can no longer be
+sampled, and draws are proportional to priority with importance weights
+``(len * P(i)) ** -beta``, normalised by the batch's largest (as the reference code does).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ReplayError
+from .priority import SumTree
 
 _LOOP_MAX = 2048  # gathers up to this size copy item by item: one copy, no sort
 
@@ -197,7 +205,8 @@ class EntryRing:
     _max_redraws = 32  # rejection rounds before falling back to listing the valid entries
 
     def __init__(self, capacity: int, action_dim: int, payload_shape: tuple[int, ...],
-                 payload_dtype: np.dtype | type | str, block_items: int, episode_first: bool):
+                 payload_dtype: np.dtype | type | str, block_items: int, episode_first: bool,
+                 prioritized: bool = False):
         if capacity < 1:
             raise ReplayError(f"a replay capacity of {capacity} entries cannot hold anything: "
                               f"use a capacity (or memory budget) of at least one entry")
@@ -211,6 +220,7 @@ class EntryRing:
         self.total = 0  # entries ever written: the next entry's number
         self.open = False  # whether an episode is under way (add_step may follow)
         self.transitions = 0  # entries in the ring where a transition starts
+        self.priorities = SumTree(capacity) if prioritized else None
         self._retired: str | None = None
 
     @property
@@ -219,9 +229,14 @@ class EntryRing:
         return self.payload.item_nbytes + self.meta.item_nbytes
 
     @property
+    def prioritized(self) -> bool:
+        return self.priorities is not None
+
+    @property
     def nbytes(self) -> int:
-        """Bytes allocated right now."""
-        return self.payload.nbytes + self.meta.nbytes
+        """Bytes allocated right now (the priority tree included)."""
+        tree = self.priorities.nbytes if self.priorities is not None else 0
+        return self.payload.nbytes + self.meta.nbytes + tree
 
     @property
     def oldest(self) -> int:
@@ -245,6 +260,17 @@ class EntryRing:
         self.payload.set(slot, item)
         self.meta.set(slot, record)
         self.total += 1
+        if self.priorities is not None:
+            self.priorities.set(slot, 0.0)
+            self._unprioritize_edge()
+
+    def _unprioritize_edge(self) -> None:
+        """Zero the priority of the oldest entries that can no longer be sampled (a pixel stack
+        whose first frames were just evicted)."""
+        if self._edge and self.total > self.capacity:
+            ids = np.arange(self.oldest, min(self.total, self.oldest + self._edge), dtype=np.int64)
+            meta = self.meta.get(ids % self.capacity)
+            self.priorities.set(ids[~self._valid(ids, meta)] % self.capacity, 0.0)
 
     def _close_newest(self, action: Any, reward: float, terminated: bool) -> None:
         """Record the transition that starts at the newest entry (its next entry comes next)."""
@@ -259,6 +285,8 @@ class EntryRing:
         record["starts"] = True
         self.meta.set(slot, record)
         self.transitions += 1
+        if self.priorities is not None:
+            self.priorities.set(slot, self.priorities.max_priority)
 
     # ------------------------------------------------------------------------------ sampling
     def _valid(self, ids: np.ndarray, meta: np.ndarray) -> np.ndarray:
@@ -274,12 +302,44 @@ class EntryRing:
         meta = self.meta.get(ids % self.capacity)
         return self.transitions - int((meta["starts"] & ~self._valid(ids, meta)).sum())
 
-    def _draw(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Uniform sampleable entries and their records: draw in the ring, redraw rejects."""
+    def _draw(self, batch_size: int, rng: np.random.Generator, beta: float = 1.0
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Sampleable entries, their records and importance weights (None when uniform)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if len(self) == 0:
             raise RuntimeError("the replay holds no sampleable transition yet: add steps first")
+        if self.priorities is not None:
+            return self._draw_prioritized(batch_size, rng, beta)
+        ids, meta = self._draw_uniform(batch_size, rng)
+        return ids, meta, None
+
+    def _draw_prioritized(self, batch_size: int, rng: np.random.Generator, beta: float
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        tree = self.priorities
+        slots = tree.draw(batch_size, rng)
+        ids = self.oldest + (slots - self.oldest) % self.capacity  # slot -> entry number
+        weights = (len(self) * tree.get(slots) / tree.total) ** -beta
+        return ids, self.meta.get(slots), (weights / weights.max()).astype(np.float32)
+
+    def update_priorities(self, ids: np.ndarray, losses: np.ndarray,
+                          exponent: float = 0.5, epsilon: float = 1e-6) -> None:
+        """New priorities ``(loss + epsilon) ** exponent`` for sampled entries still in the ring
+        (entries that start no sampleable transition keep priority 0)."""
+        if self.priorities is None:
+            raise RuntimeError("this replay is not prioritized")
+        ids, losses = np.asarray(ids, np.int64), np.asarray(losses, np.float64)
+        keep = (ids >= self.oldest) & (ids < self.total)
+        keep[keep] = self.priorities.get(ids[keep] % self.capacity) > 0
+        priorities = (np.abs(losses[keep]) + epsilon) ** exponent
+        self.priorities.set(ids[keep] % self.capacity, priorities)
+        if priorities.size:
+            self.priorities.max_priority = max(self.priorities.max_priority,
+                                               float(priorities.max()))
+
+    def _draw_uniform(self, batch_size: int, rng: np.random.Generator
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Uniform sampleable entries and their records: draw in the ring, redraw rejects."""
         low, high = self.oldest, self.total - 1  # the newest entry starts no transition
         ids = rng.integers(low, high, batch_size, dtype=np.int64)
         meta = self.meta.get(ids % self.capacity)
@@ -296,11 +356,40 @@ class EntryRing:
         meta[bad] = self.meta.get(ids[bad] % self.capacity)
         return ids, meta
 
+    def _returns(self, ids: np.ndarray, meta: np.ndarray, n_step: int, gamma: float
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(reward, discount, next entry) of the ``n_step`` transitions from sampleable ``ids``.
+
+        The return sums ``gamma**k * r_k`` over the steps that stay in the episode; near an end it
+        is truncated to the m steps left, as in the reference Rainbow code. ``discount`` is the
+        factor on the value of entry ``ids + m``: ``gamma**m``, or 0 if the episode terminated
+        within those steps. With ``n_step=1, gamma=1`` these are the stored reward, 0/1 discount
+        and next entry.
+        """
+        if n_step < 1:
+            raise ValueError(f"n_step must be >= 1, got {n_step}")
+        starts, goes_on, reward = meta["starts"][:, None], meta["discount"][:, None] > 0, \
+            meta["reward"][:, None]
+        if n_step > 1:  # later steps, clamped at the newest entry (which starts no transition)
+            later = self.meta.get(np.minimum(ids[:, None] + np.arange(1, n_step), self.total - 1)
+                                  % self.capacity)
+            starts = np.concatenate([starts, later["starts"]], axis=1)
+            goes_on = np.concatenate([goes_on, later["discount"] > 0], axis=1)
+            reward = np.concatenate([reward, later["reward"]], axis=1)
+        chain = starts & goes_on  # the episode goes on after step k
+        counted = starts & np.cumprod(np.concatenate(
+            [np.ones_like(chain[:, :1]), chain[:, :-1]], axis=1), axis=1, dtype=bool)
+        steps = counted.sum(axis=1)
+        powers = gamma ** np.arange(n_step, dtype=np.float64)
+        returns = (reward * counted * powers).sum(axis=1, dtype=np.float64).astype(np.float32)
+        ended = ~goes_on[np.arange(ids.size), steps - 1]
+        discount = np.where(ended, 0.0, float(gamma) ** steps).astype(np.float32)
+        return returns, discount, ids + steps
+
     @staticmethod
-    def _fields(meta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Contiguous action, reward, discount (record fields are strided: torch refuses them)."""
-        return (np.ascontiguousarray(meta["action"]), np.ascontiguousarray(meta["reward"]),
-                np.ascontiguousarray(meta["discount"]))
+    def _actions(meta: np.ndarray) -> np.ndarray:
+        """Contiguous actions (record fields are strided: torch refuses them)."""
+        return np.ascontiguousarray(meta["action"])
 
     # ------------------------------------------------------------------------------ memory
     def release_block(self, block: int) -> None:
@@ -312,6 +401,7 @@ class EntryRing:
         """Free everything; any later use raises ``RuntimeError(reason)``."""
         for block in range(self.payload.num_blocks):
             self.release_block(block)
+        self.priorities = None
         self._retired = reason
 
     # ------------------------------------------------------------------------------ state
@@ -326,9 +416,13 @@ class EntryRing:
         self.total, self.open = counters["total"], bool(counters["open"])
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Counters (0-d int64) and allocated blocks (views): numpy only, no pickles, no RNG."""
+        """Counters (0-d int64), allocated blocks (views) and priorities: numpy only, no pickles,
+        no RNG."""
         self._check_usable()
         state = {k: np.array(v, dtype=np.int64) for k, v in self._counters().items()}
+        if self.priorities is not None:
+            state["priorities"] = self.priorities.leaves_array()
+            state["max_priority"] = np.array(self.priorities.max_priority)
         state.update({f"{self._payload_name}.{k}": v for k, v in self.payload.state_dict().items()})
         state.update({f"meta.{k}": v for k, v in self.meta.state_dict().items()})
         return state
@@ -339,14 +433,18 @@ class EntryRing:
         # 0-d, or 1-d of one item: np.ascontiguousarray (as in checkpoint code) adds a dimension
         counters = {k: int(np.asarray(state[k]).item()) for k in self._counters()}
         arrays: dict[str, dict[str, np.ndarray]] = {self._payload_name: {}, "meta": {}}
+        if (self.priorities is not None) != ("priorities" in state):
+            raise ValueError("prioritized and uniform replay states do not mix")
         for key, value in state.items():
             head, _, rest = key.partition(".")
             if head in arrays:
                 arrays[head][rest] = value
-            elif key not in counters:
+            elif key not in counters and key not in ("priorities", "max_priority"):
                 raise ValueError(f"state key {key!r} does not belong to a {type(self).__name__}")
         self.payload.load_state_dict(arrays[self._payload_name])
         self.meta.load_state_dict(arrays["meta"])
         self._load_counters(counters)
         self.transitions = sum(int(v.sum()) for k, v in self.meta.state_dict().items()
                                if k.endswith(".starts"))
+        if self.priorities is not None:
+            self.priorities.load(state["priorities"], float(np.asarray(state["max_priority"])))

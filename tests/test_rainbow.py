@@ -1,0 +1,217 @@
+"""Data-efficient Rainbow with LeVER on real Atari games: table 3, freezing, learning, short runs."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from lever_transfer.accounting import latent_batch, pixel_batch
+from lever_transfer.agents.rainbow import RainbowAgent
+from lever_transfer.checkpoint import load_checkpoint
+from lever_transfer.cli import main
+from lever_transfer.config import load_config
+from lever_transfer.errors import ConfigError
+from lever_transfer.metrics import read_metrics
+from lever_transfer.train import Trainer
+
+OBS = (4, 84, 84)
+TABLE_3 = {"encoder:conv1": 8.2e5, "encoder:conv2": 4.6e5, "value stream:fc1": 1.5e5,
+           "value stream:fc2": 1.3e4, "advantage stream:fc1": 1.5e5,
+           "advantage stream:fc2": 1.2e5}
+TINY = {"steps": "600 agent_steps", "init_steps": "100 agent_steps",
+        "freeze_at": "300 agent_steps", "eval_every": "300 agent_steps", "eval_episodes": 1,
+        "checkpoint_every": "300 agent_steps", "critic_target_update_freq": 50, "device": "cpu"}
+
+
+def config(**extra):
+    return load_config("atari:qbert", {"device": "cpu", **extra})
+
+
+def rows(run, kind):
+    return [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == kind]
+
+
+def test_table_3_for_a_nine_action_game():
+    """Table 3's advantage fc2 (1.2e5 = 257 x 51 x 9) is a game with 9 actions (CrazyClimber)."""
+    agent = RainbowAgent(config(task="atari:crazy_climber"), OBS, 9)
+    table = {r.name: r.flops for r in agent.layer_flops()}
+    assert list(table) == list(TABLE_3)
+    for name, paper in TABLE_3.items():
+        assert float(f"{table[name]:.1e}") == paper, name
+    assert table["value stream:fc1"] == 577 * 256 and table["advantage stream:fc2"] == 257 * 459
+
+
+def test_flops_cli_prints_table_3_and_the_saving(tmp_path):
+    result = CliRunner().invoke(main, ["flops", "atari:qbert"])
+    assert result.exit_code == 0, result.output
+    assert "encoder:conv1" in result.output and "8.19e+05" in result.output
+    assert "advantage stream:fc2" in result.output and "7.86e+04" in result.output  # 6 actions
+    assert "after Tf  (latents, heads only)" in result.output
+
+
+def encoder_calls(agent: RainbowAgent) -> list[str]:
+    calls: list[str] = []
+    for module in [*agent.encoder.modules(), *agent.target_encoder.modules()]:
+        module.register_forward_hook(lambda m, *_: calls.append(type(m).__name__))
+    return calls
+
+
+def test_after_tf_updates_touch_only_the_heads():
+    cfg = config()
+    agent = RainbowAgent(cfg, OBS, 6)
+    rng = np.random.default_rng(0)
+    agent.update(pixel_batch(cfg, OBS, gym.spaces.Discrete(6), rng), 1)
+    assert agent.freeze("all") == 2 and agent.fully_frozen
+    frozen = {k: v.clone() for k, v in agent.encoder.state_dict().items()}
+    target = {k: v.clone() for k, v in agent.target_encoder.state_dict().items()}
+    assert all(torch.equal(frozen[k], target[k]) for k in frozen)  # tied at Tf
+    networks, feature = agent.latent_spec(2)
+    assert (networks, feature) == (1, (64, 3, 3)) and math.prod(feature) == 576
+    calls = encoder_calls(agent)
+    head_before = [p.clone() for p in agent.head.parameters()]
+    for step in range(1, 30):
+        agent.update(latent_batch(cfg, (1, *feature), gym.spaces.Discrete(6), rng), step)
+    assert calls == []  # no encoder layer ran
+    assert all(p.grad is None for p in agent.encoder.parameters())
+    assert all(torch.equal(v, agent.encoder.state_dict()[k]) for k, v in frozen.items())
+    assert any(not torch.equal(a, b) for a, b in zip(head_before, agent.head.parameters()))
+    assert {id(p) for g in agent.optimizer.param_groups for p in g["params"]} == \
+        {id(p) for p in agent.head.parameters()}
+
+
+def test_updates_fit_a_fixed_target():
+    """A constant reward of 1 with no bootstrap: the chosen action's value moves towards 1."""
+    cfg = config(critic_lr=1e-3, encoder_lr=1e-3)
+    agent = RainbowAgent(cfg, OBS, 4)
+    batch = pixel_batch(cfg, OBS, gym.spaces.Discrete(4), np.random.default_rng(1))
+    batch = type(batch)(batch.obs, batch.action, np.ones_like(batch.reward),
+                        np.zeros_like(batch.discount), batch.next_obs)
+    losses = [agent.update(batch, step)["loss"] for step in range(1, 61)]
+    assert losses[-1] < 0.5 * losses[0]
+    assert agent.update(batch, 61)["q"] == pytest.approx(1.0, abs=0.3)
+
+
+def test_act_is_a_valid_action_and_evaluation_is_greedy():
+    agent = RainbowAgent(config(eval_epsilon=0.0), OBS, 6)
+    obs = np.random.default_rng(0).integers(0, 256, OBS, dtype=np.uint8)
+    assert {agent.act(obs, sample=False) for _ in range(5)} == {agent.act(obs, sample=False)}
+    assert all(0 <= agent.act(obs, sample=True) < 6 for _ in range(10))
+    assert agent.head.training  # acting leaves the heads in training mode
+
+
+def test_short_real_run_freezes_converts_and_resumes(tmp_path):
+    cfg = load_config("atari:qbert", TINY)
+    Trainer(cfg, tmp_path / "run", progress=False, say=lambda s: None).run()
+    run = tmp_path / "run"
+    (freeze,) = rows(run, "freeze")
+    assert freeze["agent_steps"] == 300 and freeze["latent_replay"]
+    assert freeze["transitions_after"] == freeze["transitions_before"] == 300
+    # 576 float32 and a 13-byte record per entry, against 84 x 84 + 21 B of pixels
+    assert freeze["replay_bytes"] == freeze["capacity_after"] * (576 * 4 + 13)
+    assert freeze["capacity_before"] * (84 * 84 + 21) == 601 * 7077
+    train = rows(run, "train")
+    assert train[-1]["agent_steps"] == 600 and train[-1]["phase"] == "latents"
+    assert train[-1]["update_ms"] > 0 and len(rows(run, "eval")) == 2
+    flops = [r["flops"] for r in read_metrics(run / "metrics.jsonl")]
+    assert flops == sorted(flops)
+    resumed = Trainer(load_config("atari:qbert", {**TINY, "steps": "700 agent_steps"}), run,
+                      progress=False, say=lambda s: None)
+    assert resumed.restore() and resumed.counters.agent_steps == 600
+    assert resumed.agent.fully_frozen and resumed.phase == "latents"
+    resumed.run()
+    assert rows(run, "train")[-1]["agent_steps"] == 700
+
+
+def test_bad_atari_settings_are_one_line_errors():
+    with pytest.raises(ConfigError, match="Atari games use 'rainbow'"):
+        load_config("atari:qbert", {"algorithm": "sac_curl"})
+    with pytest.raises(ConfigError, match="frame_stack=4"):
+        load_config("atari:qbert", {"frame_stack": 3})
+    with pytest.raises(ConfigError, match="prioritized_replay is a Rainbow option"):
+        load_config("walker_walk", {"prioritized_replay": True})
+    result = CliRunner().invoke(main, ["finetune", "--from", "hub:walker_stand-20k", "--to",
+                                       "atari:qbert"])
+    assert result.exit_code != 0 and "cannot read atari:qbert's observations" in result.output
+    result = CliRunner().invoke(main, ["train", "atari:qbret"])
+    assert result.exit_code != 0 and "did you mean atari:qbert" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_recipes_cover_the_papers_games_with_table_5_values():
+    tf = {"alien": (50_000, 100_000), "amidar": (50_000, 50_000), "bank_heist": (50_000, 50_000),
+          "crazy_climber": (100_000, 100_000), "krull": (50_000, 50_000),
+          "private_eye": (100_000, 150_000), "qbert": (100_000, 100_000),
+          "seaquest": (50_000, 150_000)}
+    for game, (figure_3, figure_4) in tf.items():
+        compute, memory = load_config(game), load_config(f"{game}_memory")
+        assert compute.task == memory.task == f"atari:{game}"
+        assert compute.agent_steps(compute.freeze_at) == figure_3
+        assert memory.agent_steps(memory.freeze_at) == figure_4
+        assert compute.replay_capacity is None and memory.replay_capacity == 10_000
+    cfg = load_config("qbert")
+    assert (cfg.batch_size, cfg.multi_step, cfg.critic_target_update_freq, cfg.hidden_dim,
+            cfg.agent_steps(cfg.init_steps), cfg.frame_stack, cfg.discount) == \
+        (32, 20, 2000, 256, 1600, 4, 0.99)  # table 5
+
+
+def test_prioritized_run_keeps_its_priorities_through_the_freeze(tmp_path):
+    cfg = load_config("atari:qbert", {**TINY, "prioritized_replay": True,
+                                      "steps": "400 agent_steps"})
+    trainer = Trainer(cfg, tmp_path, progress=False, say=lambda s: None)
+    freeze, seen = trainer.freeze, {}
+
+    def freeze_and_compare():
+        pixel = trainer.replay
+        seen["before"] = pixel.priorities.get(pixel.entries_to_convert() % pixel.capacity)
+        row = freeze()
+        latent = trainer.replay
+        seen["after"] = latent.priorities.get(np.arange(latent.total) % latent.capacity)
+        return row
+
+    trainer.freeze = freeze_and_compare
+    trainer.run()
+    assert len(np.unique(seen["before"])) > 10  # set from the updates' losses, not uniform
+    np.testing.assert_array_equal(seen["before"], seen["after"])
+    assert trainer.replay.prioritized and rows(tmp_path, "train")[-1]["phase"] == "latents"
+
+
+SMALL = ["--set", "init_steps=100 agent_steps", "--set", "eval_episodes=1",
+         "--set", "critic_target_update_freq=50", "--no-progress"]
+
+
+def test_atari_encoders_go_through_the_zoo_and_across_games(tmp_path, monkeypatch):
+    """pretrain atari:qbert publishes qbert-300; finetune loads it into Pong (same 6 actions:
+    heads too) and refuses full transfer to Breakout (4 actions)."""
+    from lever_transfer import load_encoder
+    from lever_transfer.package import read_package
+
+    monkeypatch.setenv("LEVER_HUB", str(tmp_path / "hub"))
+    runner = CliRunner()
+    result = runner.invoke(main, ["pretrain", "atari:qbert", "--steps", "300", "--snapshot-every",
+                                  "300", "--out", str(tmp_path / "source"), *SMALL])
+    assert result.exit_code == 0, result.output
+    package = read_package(tmp_path / "hub" / "qbert-300")
+    assert package.config["heads"] == {"action_dim": 6, "atoms": 51, "hidden_dim": 256,
+                                       "kind": "dueling_c51"}
+    assert package.observation["channels"] == 1 and package.config["architecture"] == "der"
+    assert "Rainbow on `atari:qbert`" in (tmp_path / "hub" / "qbert-300" / "README.md").read_text()
+    result = runner.invoke(main, ["finetune", "--from", "hub:qbert-300", "--to", "atari:pong",
+                                  "--transfer", "full", "--steps", "200", "--out",
+                                  str(tmp_path / "pong"), *SMALL])
+    assert result.exit_code == 0, result.output
+    (freeze,) = rows(tmp_path / "pong", "freeze")
+    assert freeze["agent_steps"] == 0 and freeze["frozen_layers"] == 2
+    _, state = load_checkpoint(tmp_path / "pong" / "checkpoints" / "ckpt-0000000200")
+    weights = state["agent"]["modules"]
+    for name, tensor in package.part("encoder").items():  # frozen: still the package's weights
+        assert torch.equal(weights[f"encoder.{name}"], tensor)
+    result = runner.invoke(main, ["finetune", "--from", "hub:qbert-300", "--to",
+                                  "atari:breakout", "--transfer", "full"])
+    assert result.exit_code != 0 and "6 actions, atari:breakout has 4" in result.output
+    encoder = load_encoder("hub:qbert-300", freeze_layers=2)
+    assert encoder(torch.zeros(3, 4, 84, 84, dtype=torch.uint8)).shape == (3, 64, 3, 3)
