@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .errors import LeverError
@@ -137,12 +137,27 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return path if path.is_dir() else None
 
 
-def load_checkpoint(path: Path) -> tuple[int, dict[str, Any]]:
-    """(step, state) of a checkpoint directory; one-line error if it is damaged."""
+def _tensor_keys(skeleton: Any) -> list[str]:
+    if isinstance(skeleton, dict):
+        if "__tensor__" in skeleton or "__ndarray__" in skeleton:
+            return [skeleton.get("__tensor__", skeleton.get("__ndarray__"))]
+        return [k for _, v in skeleton["__dict__"] for k in _tensor_keys(v)]
+    if isinstance(skeleton, list):
+        return [k for v in skeleton for k in _tensor_keys(v)]
+    return []
+
+
+def load_checkpoint(path: Path, part: str | None = None) -> tuple[int, Any]:
+    """(step, state) of a checkpoint directory, or only ``state[part]`` (only its tensors are
+    read: the agent of a run without its replay); one-line error if it is damaged."""
     try:
         meta = json.loads((path / SKELETON).read_text())
-        tensors = load_file(str(path / TENSORS))
-        return int(meta["step"]), unflatten(meta["state"], tensors)
+        if part is None:
+            return int(meta["step"]), unflatten(meta["state"], load_file(str(path / TENSORS)))
+        skeleton = dict(meta["state"]["__dict__"])[part]
+        with safe_open(str(path / TENSORS), framework="pt") as f:
+            tensors = {key: f.get_tensor(key) for key in _tensor_keys(skeleton)}
+        return int(meta["step"]), unflatten(skeleton, tensors)
     except (OSError, ValueError, KeyError, SafetensorError) as exc:
         raise LeverError(f"checkpoint {path} is damaged ({exc.__class__.__name__}: {exc}); "
                          f"delete it to resume from an older one, or start a new run") from None

@@ -250,6 +250,104 @@ def tasks() -> None:
 
 
 @main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("report"), show_default=True,
+              help="Folder for report.png and report.md.")
+@click.option("--target-return", type=float,
+              help="Return for the 'FLOPs to reach' column (default: one every setting reaches).")
+@click.option("--at-flops", type=float,
+              help="FLOPs budget for the 'return within' column (default: what every setting "
+                   "spent; the paper's table 1 uses 4.5e13).")
+@one_line_errors
+def report(run_dirs: tuple[Path, ...], out: Path, target_return: float | None,
+           at_flops: float | None) -> None:
+    """Learning curves against env steps and FLOPs (freeze point dotted) and a summary table
+    for RUN_DIRS; seeds of one setting are averaged."""
+    from .report import write_report
+
+    png, md = write_report(list(run_dirs), out, target_return, at_flops)
+    click.echo(f"wrote {png} and {md}")
+
+
+@main.command()
+@click.argument("recipe")
+@click.option("--seeds", default="0-4", show_default=True, help="Seeds, e.g. 0-4 or 0,3,7.")
+@click.option("--tasks", help="Comma-separated tasks to run RECIPE's settings on (default: its "
+                              "own task), e.g. atari:qbert,atari:alien.")
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="Runs at once (local backend); each uses the cores torch is given.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="local processes, or tasks on a Ray cluster.")
+@click.option("--steps", help="Training length of every run, e.g. 100k.")
+@click.option("--freeze-at", help="LeVER's Tf of every run.")
+@click.option("--no-lever", is_flag=True, help="The baseline (CURL or Rainbow) for every run.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Sweep folder (default runs/sweep-RECIPE); running again resumes it.")
+@one_line_errors
+def sweep(recipe: str, seeds: str, tasks: str | None, jobs: int, backend: str,
+          steps: str | None, freeze_at: str | None, no_lever: bool, sets: tuple[str, ...],
+          out: Path | None) -> None:
+    """Run RECIPE over seeds (and tasks) as separate runs, then report them together."""
+    from .report import write_report
+    from .sweep import parse_seeds, plan, run_sweep
+
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    flags = {"steps": steps, "freeze_at": freeze_at, "lever": False if no_lever else None}
+    base = load_run_config(recipe, flags, sets)
+    for task in task_list or []:  # every run's config is checked before any starts
+        load_run_config(recipe, flags, (*sets, f"task={task}"))
+    options = [*(["--steps", steps] if steps else []), *(["--freeze-at", freeze_at] if freeze_at
+               else []), *(["--no-lever"] if no_lever else []),
+               *[part for item in sets for part in ("--set", item)]]
+    out = out or Path("runs") / f"sweep-{_stem(Path(recipe).stem)}"
+    runs = plan(base.task, task_list, parse_seeds(seeds), out)
+    click.echo(f"sweep: {len(runs)} runs of {recipe} in {out} ({backend}, {jobs} at once)")
+    failed = run_sweep(recipe, runs, options, jobs, backend, say=click.echo)
+    done = [run.run_dir for run in runs if run not in failed]
+    if done:
+        png, md = write_report(done, out / "report")
+        click.echo(f"report: {png} and {md}")
+    if failed:
+        raise LeverError(f"{len(failed)} of {len(runs)} runs failed; run the same command again "
+                         f"to resume them")
+
+
+@main.command(name="eval")
+@click.argument("source")
+@click.option("--episodes", type=int, default=10, show_default=True)
+@click.option("--video", type=click.Path(path_type=Path),
+              help="Write the first episode at render resolution: out.gif or out.mp4.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu",
+              show_default=True)
+@one_line_errors
+def evaluate_command(source: str, episodes: int, video: Path | None, seed: int,
+                     device: str) -> None:
+    """Evaluate a run's latest checkpoint (RUN_DIR) or a zoo package with heads (hub:NAME):
+    mean and standard deviation of the return, and optionally a video."""
+    from .envs import evaluation_env
+    from .evaluate import evaluate, load_policy, write_video
+    from .train import resolve_device
+
+    if episodes < 1:
+        raise LeverError(f"--episodes must be at least 1, got {episodes}")
+    cfg, agent, what = load_policy(source, str(resolve_device(device)))
+    click.echo(f"evaluating {what} on {cfg.task}, {episodes} episodes", err=True)
+    env = evaluation_env(cfg)
+    try:
+        result = evaluate(agent, env, episodes, seed, record=video is not None)
+    finally:
+        env.close()
+    click.echo(f"{cfg.task}: return {result.mean:.1f} ± {result.std:.1f} over {episodes} "
+               f"episodes (min {min(result.returns):.1f}, max {max(result.returns):.1f})")
+    if video is not None:
+        fps = 15 if cfg.algorithm == "rainbow" else 30
+        click.echo(f"video: {write_video(result.frames, video, fps)} "
+                   f"({len(result.frames)} frames)")
+
+
+@main.command()
 def recipes() -> None:
     """List the packaged recipes and the paper setting each reproduces."""
     from .config import list_recipes

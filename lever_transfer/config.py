@@ -200,6 +200,7 @@ class Config:
     device: str = "auto"                # "auto" (cuda if available) | "cpu" | "cuda" | "cuda:N"
     channels_last: bool = True          # faster convs on CPU (notes/performance.md)
     compile: bool = False               # torch.compile the encoder (about 20 s to compile)
+    tensorboard: bool = False           # also log metrics to RUN_DIR/tensorboard (optional dep)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -307,6 +308,7 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
                lambda v: re.fullmatch(r"auto|cpu|cuda(?::\d+)?", v) is not None),
     "channels_last": ("true or false", lambda v: True),
     "compile": ("true or false", lambda v: True),
+    "tensorboard": ("true or false", lambda v: True),
 }
 
 

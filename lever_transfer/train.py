@@ -33,6 +33,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, wri
 from .config import Config, is_atari_task
 from .envs import evaluation_env, training_env
 from .errors import LeverError
+from .evaluate import evaluate
 from .flops import CachedFlops, FlopCounter
 from .metrics import MetricsLog
 from .package import EncoderPackage, agent_tensors, write_package
@@ -297,20 +298,11 @@ class Trainer:
                 "interrupted": not done and self._stop}
 
     def evaluate(self, episodes: int) -> tuple[float, float]:
-        """Mean and std of the deterministic policy's return on the centre crop."""
+        """Mean and std of the evaluation policy's return (``evaluate.py``)."""
         if self._eval_env is None:
             self._eval_env = evaluation_env(self.cfg)
-        returns = []
-        for i in range(episodes):
-            obs, _ = self._eval_env.reset(seed=10_000_000 + self.cfg.seed * 1000 + i)
-            total, done = 0.0, False
-            while not done:
-                obs, reward, terminated, truncated, _ = self._eval_env.step(
-                    self.agent.act(obs, sample=False))
-                total += reward
-                done = terminated or truncated
-            returns.append(total)
-        return float(np.mean(returns)), float(np.std(returns))
+        result = evaluate(self.agent, self._eval_env, episodes, self.cfg.seed)
+        return result.mean, result.std
 
     def log(self, row: dict[str, Any]) -> None:
         c = self.counters
@@ -334,7 +326,8 @@ class Trainer:
 
         write_atomic(self.run_dir / "config.yaml",
                      yaml.safe_dump(self.cfg.to_dict(), sort_keys=False).encode())
-        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", self.run_dir / "tensorboard"
+                                  if self.cfg.tensorboard else None)
         self._t0 = time.perf_counter()
         self.say(self.header())
         c = self.counters

@@ -116,6 +116,10 @@ class AtariEnv(gym.Env):
         info["game_over"] = terminated and not self._life_lost
         return np.asarray(obs, dtype=np.uint8), float(reward), terminated, truncated, info
 
+    def render(self) -> np.ndarray:
+        """The full-resolution RGB screen, HWC uint8 (210x160, for videos)."""
+        return np.asarray(self._env.unwrapped.ale.getScreenRGB(), dtype=np.uint8)
+
     def step_async(self, action: int) -> None:
         """The DMC worker's split step, run in place: ALE steps are cheap (about 0.5 ms)."""
         self._pending = action

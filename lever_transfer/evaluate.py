@@ -1,0 +1,142 @@
+"""Evaluation: the policy's return over whole episodes, and a video of the first one.
+
+Training evaluates with this every ``eval_every`` steps; ``lever-transfer eval`` uses it on a
+finished (or running) run's latest checkpoint or on a zoo package that carries heads. DMC acts
+on the centre crop with the mean action; Atari plays whole games greedily with epsilon 0.001
+(each agent's ``act(obs, sample=False)``). Videos are at render resolution: the 100x100 DMC
+frames, or the 210x160 Atari screen. GIF needs nothing more than Pillow (matplotlib's
+dependency); MP4 needs imageio with its ffmpeg plugin (``pip install imageio[ffmpeg]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .errors import LeverError
+
+EVAL_SEED = 10_000_000  # evaluation episodes never share a seed with training episodes
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    returns: list[float]
+    frames: list[np.ndarray]  # HWC uint8 frames of the first episode (empty unless recorded)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.returns))
+
+
+def evaluate(agent: Any, env: Any, episodes: int, seed: int, record: bool = False) -> Evaluation:
+    """``episodes`` episodes of ``agent.act(obs, sample=False)``, seeded ``EVAL_SEED + seed*1000 +
+    i``, recording the first episode's frames when asked."""
+    returns: list[float] = []
+    frames: list[np.ndarray] = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=EVAL_SEED + seed * 1000 + i)
+        keep = record and i == 0
+        if keep:
+            frames.append(env.render())
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(agent.act(obs, sample=False))
+            total += reward
+            done = terminated or truncated
+            if keep:
+                frames.append(env.render())
+        returns.append(total)
+    return Evaluation(returns, frames)
+
+
+def write_video(frames: list[np.ndarray], path: Path, fps: int = 30) -> Path:
+    """An animated GIF (Pillow) or an MP4 (imageio + ffmpeg), chosen by the file suffix."""
+    path = Path(path)
+    if not frames:
+        raise LeverError("no frames to write: the episode was not recorded")
+    suffix = path.suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{suffix}")
+    if suffix == ".gif":
+        from PIL import Image
+
+        images = [Image.fromarray(frame) for frame in frames]
+        images[0].save(tmp, save_all=True, append_images=images[1:], duration=1000 // fps,
+                       loop=0)
+    elif suffix == ".mp4":
+        try:
+            import imageio.v3 as iio
+
+            iio.imwrite(tmp, np.stack(frames), fps=fps, codec="libx264")
+        except (ImportError, ValueError, RuntimeError) as exc:
+            raise LeverError(f"writing MP4 needs imageio with ffmpeg ({exc.__class__.__name__}): "
+                             f"pip install 'imageio[ffmpeg]', or write a .gif") from None
+    else:
+        raise LeverError(f"video {path} must end in .gif or .mp4")
+    tmp.replace(path)
+    return path
+
+
+def load_policy(source: str, device: str = "cpu") -> tuple[Any, Any, str]:
+    """(config, agent, what was loaded) from a run directory (its latest checkpoint) or a zoo
+    reference to a package with heads (hub:NAME, hf://ORG/REPO, a folder)."""
+    from .agents import make_agent
+    from .checkpoint import latest_checkpoint, load_checkpoint
+    from .config import Config
+    from .envs import evaluation_env
+
+    run = Path(source)
+    if (run / "config.yaml").is_file():
+        cfg = Config.from_dict(yaml.safe_load((run / "config.yaml").read_text()),
+                               origin=f"{run}/config.yaml").replace(device=device)
+        checkpoint = latest_checkpoint(run / "checkpoints")
+        if checkpoint is None:
+            raise LeverError(f"{run} has no checkpoint yet; evaluate it after its first one "
+                             f"(every checkpoint_every steps)")
+        env = evaluation_env(cfg)
+        try:
+            agent = make_agent(cfg, tuple(env.observation_space.shape), env.action_space, device)
+        finally:
+            env.close()
+        _, state = load_checkpoint(checkpoint, part="agent")
+        agent.import_state(state)
+        return cfg, agent, f"{checkpoint}"
+    return _package_policy(source, device)
+
+
+def _package_policy(source: str, device: str) -> tuple[Any, Any, str]:
+    from .agents import make_agent
+    from .config import Config
+    from .envs import evaluation_env
+    from .hub import resolve
+    from .transfer import architecture_overrides, load_into_agent
+
+    resolved = resolve(source, say=lambda message: None)
+    package = resolved.package
+    if not package.has_heads:
+        raise LeverError(f"{source} is an encoder without heads: it cannot act. Finetune it on a "
+                         f"task first (lever-transfer finetune --from {source} --to TASK)")
+    recipe = package.config.get("source", {}).get("recipe")
+    if not isinstance(recipe, dict):
+        raise LeverError(f"{source} does not record the recipe it was trained with; evaluate "
+                         f"the run it came from instead")
+    cfg = Config.from_dict({**recipe, **architecture_overrides(package), "device": device,
+                            "pretrained": source, "transfer": "full"},
+                           origin=f"{source} config.json")
+    env = evaluation_env(cfg)
+    try:
+        space = env.action_space
+        agent = make_agent(cfg, tuple(env.observation_space.shape), space, device)
+    finally:
+        env.close()
+    actions = int(space.n) if hasattr(space, "n") else int(space.shape[0])
+    load_into_agent(agent, package, cfg, actions)
+    return cfg, agent, resolved.describe()

@@ -1,0 +1,191 @@
+"""``lever-transfer report``: learning curves against env steps and cumulative FLOPs, and a table.
+
+Runs are read from their run directories (``config.yaml`` and ``metrics.jsonl``) and grouped by
+setting: runs whose configs differ only in the seed are seeds of one setting, drawn as their mean
+with a band of one standard deviation across seeds (the paper's figures). Seeds are aligned by
+evaluation index (the k-th evaluation of every seed), at the mean step and FLOPs of those
+evaluations; a setting's curve stops at its shortest seed. The freeze point Tf is a dotted line
+in the setting's colour. The summary table gives, per setting: seeds, final evaluation return,
+total FLOPs, FLOPs to reach a return every setting reaches (or ``target_return``), the return
+reached within a FLOPs budget every setting spent (or ``at_flops``; the paper's table 1 compares
+at 45T), peak replay memory and wall time.
+
+matplotlib runs with the Agg backend: no display needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .checkpoint import write_atomic
+from .errors import LeverError
+from .metrics import read_metrics
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict[str, Any]
+    evals: np.ndarray  # [n, 3]: env_steps, flops, eval_return
+    freeze: tuple[int, int] | None  # (env_steps, flops) at Tf
+    replay_bytes: int
+    wall_s: float
+
+
+@dataclass
+class Setting:
+    """Runs of one config up to the seed."""
+
+    label: str
+    runs: list[Run] = field(default_factory=list)
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(env steps, FLOPs, mean return, std across seeds) over the shared evaluations."""
+        n = min(len(r.evals) for r in self.runs)
+        stacked = np.stack([r.evals[:n] for r in self.runs])  # [seeds, n, 3]
+        mean = stacked.mean(axis=0)
+        return mean[:, 0], mean[:, 1], mean[:, 2], stacked[:, :, 2].std(axis=0)
+
+    @property
+    def freeze(self) -> tuple[float, float] | None:
+        points = [r.freeze for r in self.runs if r.freeze is not None]
+        return tuple(np.mean(points, axis=0)) if points else None
+
+
+def read_run(path: Path) -> Run:
+    """One run directory, or a one-line error that says what is missing."""
+    path = Path(path)
+    config_path, metrics_path = path / "config.yaml", path / "metrics.jsonl"
+    if not config_path.is_file() or not metrics_path.is_file():
+        raise LeverError(f"{path} is not a run directory (config.yaml and metrics.jsonl are "
+                         f"written by lever-transfer train/finetune/pretrain)")
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    if not isinstance(config, dict):
+        raise LeverError(f"{config_path} is not a run config; was it edited by hand?")
+    rows = list(read_metrics(metrics_path))
+    evals = np.array([(r["env_steps"], r["flops"], r["eval_return"]) for r in rows
+                      if r.get("kind") == "eval"], dtype=np.float64).reshape(-1, 3)
+    if not len(evals):
+        raise LeverError(f"{path} has no evaluation yet (evaluations are logged every "
+                         f"eval_every steps); report it once it has one")
+    freeze = next(((r["env_steps"], r["flops"]) for r in rows if r.get("kind") == "freeze"),
+                  None)
+    return Run(path, config, evals, freeze, max(r.get("replay_bytes", 0) for r in rows),
+               max(r.get("wall_s", 0.0) for r in rows))
+
+
+def _label(config: dict[str, Any]) -> str:
+    agent = "Rainbow" if config.get("algorithm") == "rainbow" else "CURL"
+    if config.get("pretrained"):
+        return f"{config['task']} from {config['pretrained']} ({config.get('transfer')})"
+    if not config.get("lever", True):
+        return f"{config['task']} {agent}"
+    tf = config.get("freeze_at", {})
+    unit, value = next(iter(tf.items())) if isinstance(tf, dict) and tf else ("", "?")
+    return f"{config['task']} {agent}+LeVER (Tf {value} {unit.replace('_', ' ')})"
+
+
+def group_runs(runs: list[Run]) -> list[Setting]:
+    """Settings in the order their first run was given; seeds of one config share a setting."""
+    settings: dict[str, Setting] = {}
+    for run in runs:
+        key = yaml.safe_dump({k: v for k, v in run.config.items() if k != "seed"},
+                             sort_keys=True)
+        settings.setdefault(key, Setting(_label(run.config))).runs.append(run)
+    labels = [s.label for s in settings.values()]
+    for setting in settings.values():  # same label, different configs: say what differs
+        if labels.count(setting.label) > 1:
+            setting.label += f" [{setting.runs[0].path.name}]"
+    return list(settings.values())
+
+
+def plot(settings: list[Setting]):
+    """A figure with return against env steps (left) and against FLOPs (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+    for index, setting in enumerate(settings):
+        colour = f"C{index % 10}"
+        steps, flops, mean, std = setting.curve()
+        seeds = len(setting.runs)
+        for axis, x, freeze_x in ((axes[0], steps, 0), (axes[1], flops, 1)):
+            axis.plot(x, mean, color=colour, marker="o", markersize=3,
+                      label=f"{setting.label} ({seeds} seed{'s' * (seeds > 1)})")
+            if seeds > 1:
+                axis.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2)
+            if setting.freeze is not None:
+                axis.axvline(setting.freeze[freeze_x], color=colour, linestyle=":", linewidth=1.5)
+    axes[0].set_xlabel("environment steps")
+    axes[1].set_xlabel("cumulative FLOPs (appendix B)")
+    axes[1].set_xscale("linear")
+    for axis in axes:
+        axis.set_ylabel("evaluation return")
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="best")
+    axes[1].set_title("dotted: freeze point Tf", fontsize=9)
+    return figure
+
+
+def _first_reaching(x: np.ndarray, y: np.ndarray, target: float) -> float | None:
+    reached = np.flatnonzero(y >= target)
+    return float(x[reached[0]]) if reached.size else None
+
+
+def _at(x: np.ndarray, y: np.ndarray, budget: float) -> float | None:
+    within = np.flatnonzero(x <= budget)
+    return float(y[within[-1]]) if within.size else None
+
+
+def summary(settings: list[Setting], target_return: float | None = None,
+            at_flops: float | None = None) -> str:
+    """The Markdown table (and how its two comparison columns were chosen)."""
+    curves = [s.curve() for s in settings]
+    if target_return is None:
+        target_return = min(float(mean.max()) for _, _, mean, _ in curves)
+    if at_flops is None:
+        at_flops = min(float(flops[-1]) for _, flops, _, _ in curves)
+    lines = [f"| setting | seeds | final return | total FLOPs | FLOPs to reach "
+             f"{target_return:.1f} | return within {at_flops:.3g} FLOPs | peak replay MB | "
+             f"wall h |", "|---|---|---|---|---|---|---|---|"]
+    for setting, (steps, flops, mean, std) in zip(settings, curves):
+        reach = _first_reaching(flops, mean, target_return)
+        within = _at(flops, mean, at_flops)
+        lines.append(
+            f"| {setting.label} | {len(setting.runs)} | {mean[-1]:.1f} ± {std[-1]:.1f} "
+            f"(at {steps[-1]:,.0f} env steps) | {flops[-1]:.3g} | "
+            f"{'not reached' if reach is None else f'{reach:.3g}'} | "
+            f"{'-' if within is None else f'{within:.1f}'} | "
+            f"{max(r.replay_bytes for r in setting.runs) / 1e6:.1f} | "
+            f"{np.mean([r.wall_s for r in setting.runs]) / 3600:.2f} |")
+    return "\n".join(lines)
+
+
+def write_report(run_dirs: list[Path], out: Path, target_return: float | None = None,
+                 at_flops: float | None = None) -> tuple[Path, Path]:
+    """``out/report.png`` and ``out/report.md`` for the given runs."""
+    if not run_dirs:
+        raise LeverError("give at least one run directory: lever-transfer report RUN_DIR...")
+    settings = group_runs([read_run(Path(d)) for d in run_dirs])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    figure = plot(settings)
+    png = out / "report.png"
+    tmp = out / ".report.png.tmp"
+    figure.savefig(tmp, dpi=120, format="png")
+    tmp.replace(png)
+    runs = "\n".join(f"- `{r.path}`" for s in settings for r in s.runs)
+    text = (f"# lever-transfer report\n\n![learning curves](report.png)\n\n"
+            f"Curves: mean evaluation return over seeds (band: one standard deviation across "
+            f"seeds), seeds aligned by evaluation index; dotted lines: the freeze point Tf.\n\n"
+            f"{summary(settings, target_return, at_flops)}\n\nRuns:\n\n{runs}\n")
+    md = out / "report.md"
+    write_atomic(md, text.encode())
+    return png, md

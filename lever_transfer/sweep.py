@@ -1,0 +1,119 @@
+"""``lever-transfer sweep``: one recipe over seeds (and tasks), then one report of them all.
+
+Every run is a ``lever-transfer train`` subprocess with its own run directory
+(``OUT/TASK-sSEED``), so runs are isolated (a crash kills one run, not the sweep) and a sweep
+started again continues: a run directory with a checkpoint is resumed, a finished one (its
+latest checkpoint at the run's last step) is skipped.
+Locally, ``jobs`` runs go at once in a thread pool that waits on the subprocesses; with
+``backend="ray"`` each run is a Ray task on the cluster ``ray.init()`` connects to (Ray's own
+scheduler places them; ``RAY_ADDRESS`` picks the cluster), and every node needs lever-transfer
+installed and the same ``OUT`` path (a shared file system).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import LeverError
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    task: str | None  # None: the recipe's own task
+    seed: int
+    run_dir: Path
+
+    def command(self, recipe: str, options: list[str]) -> list[str]:
+        """``train`` for a new run, ``resume`` for one that has a checkpoint."""
+        cli = [sys.executable, "-m", "lever_transfer.cli"]
+        if (self.run_dir / "checkpoints" / "LATEST").is_file():
+            return [*cli, "resume", str(self.run_dir), "--no-progress"]
+        task = ["--set", f"task={self.task}"] if self.task else []
+        return [*cli, "train", recipe, "--seed", str(self.seed), *task, *options,
+                "--out", str(self.run_dir), "--no-progress"]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``0-4`` -> [0, 1, 2, 3, 4]; ``0,3,7`` and mixtures such as ``0-2,9`` work too."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            seeds += range(int(low), int(high or low) + 1)
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise LeverError(f"--seeds {text!r}: write distinct non-negative seeds such as 0-4 or "
+                         f"0,3,7")
+    return seeds
+
+
+def plan(recipe_task: str, tasks: list[str] | None, seeds: list[int], out: Path) -> list[SweepRun]:
+    """Every (task, seed) run of the sweep and its run directory."""
+    names = tasks or [None]
+    return [SweepRun(task, seed, Path(out) / f"{(task or recipe_task).replace(':', '-')}-s{seed}")
+            for task in names for seed in seeds]
+
+
+def _run_local(command: list[str], log: Path) -> int:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as output:
+        return subprocess.run(command, stdout=output, stderr=subprocess.STDOUT).returncode
+
+
+def finished(run_dir: Path) -> bool:
+    """Whether a run directory's latest checkpoint is at its last step."""
+    import yaml
+
+    from .checkpoint import latest_checkpoint
+    from .config import Config
+
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+    if checkpoint is None or not (run_dir / "config.yaml").is_file():
+        return False
+    cfg = Config.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    return int(checkpoint.name.removeprefix("ckpt-")) >= cfg.agent_steps(cfg.steps)
+
+
+def run_sweep(recipe: str, runs: list[SweepRun], options: list[str], jobs: int = 1,
+              backend: str = "local", say: Callable[[str], None] = print) -> list[SweepRun]:
+    """Run (or resume, or skip if finished) every run; returns the runs that failed."""
+    todo = [run for run in runs if not finished(run.run_dir)]
+    for run in runs:
+        if run not in todo:
+            say(f"{run.run_dir}: finished earlier, skipped")
+    commands = [(run, run.command(recipe, options)) for run in todo]
+    if backend == "ray":
+        codes = _run_ray(commands)
+    elif backend == "local":
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            codes = list(pool.map(lambda rc: _run_local(rc[1], rc[0].run_dir.with_suffix(".log")),
+                                  commands))
+    else:
+        raise LeverError(f"unknown backend {backend!r}: use local or ray")
+    failed = []
+    for (run, _), code in zip(commands, codes):
+        if code == 0 and finished(run.run_dir):
+            say(f"{run.run_dir}: finished")
+        else:
+            failed.append(run)
+            say(f"{run.run_dir}: failed (exit {code}); see {run.run_dir.with_suffix('.log')}; "
+                f"run the sweep again to resume it")
+    return failed
+
+
+def _run_ray(commands: list[tuple[SweepRun, list[str]]]) -> list[int]:
+    try:
+        import ray
+    except ImportError:
+        raise LeverError("--backend ray needs Ray: pip install 'ray[default]' (and "
+                         "lever-transfer on every node); or use --backend local") from None
+    ray.init(ignore_reinit_error=True)
+    remote = ray.remote(num_cpus=2)(_run_local)
+    return ray.get([remote.remote(command, run.run_dir.with_suffix(".log"))
+                    for run, command in commands])

@@ -1,0 +1,54 @@
+"""lever-transfer eval: a run's latest checkpoint or a zoo package, and a playable video."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from lever_transfer.cli import main
+from lever_transfer.config import load_config
+from lever_transfer.errors import LeverError
+from lever_transfer.evaluate import load_policy, write_video
+from lever_transfer.train import Trainer
+
+TINY = {"steps": "200 agent_steps", "init_steps": "100 agent_steps",
+        "freeze_at": "150 agent_steps", "eval_every": "1M agent_steps", "eval_episodes": 1,
+        "checkpoint_every": "1M agent_steps", "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def qbert_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("qbert")
+    Trainer(load_config("atari:qbert", TINY), run, progress=False, say=lambda s: None).run()
+    return run
+
+
+def test_eval_of_a_run_prints_mean_and_std_and_writes_a_playable_gif(qbert_run, tmp_path):
+    video = tmp_path / "episode.gif"
+    result = CliRunner().invoke(main, ["eval", str(qbert_run), "--episodes", "2",
+                                       "--video", str(video)])
+    assert result.exit_code == 0, result.output
+    assert "atari:qbert: return" in result.output and "over 2 episodes" in result.output
+    frames = int(result.output.split("(")[-1].split(" frames")[0])
+    with Image.open(video) as gif:
+        assert gif.format == "GIF" and gif.size == (160, 210)  # the ALE screen, width x height
+        assert 10 < gif.n_frames <= frames  # reset frame + one per step (repeats merged)
+
+
+def test_the_policy_is_the_checkpointed_one(qbert_run):
+    from lever_transfer.checkpoint import latest_checkpoint, load_checkpoint
+
+    cfg, agent, what = load_policy(str(qbert_run))
+    _, state = load_checkpoint(latest_checkpoint(qbert_run / "checkpoints"))
+    assert what.endswith("ckpt-0000000200") and cfg.task == "atari:qbert"
+    assert agent.fully_frozen  # frozen at Tf = 150, as the run was
+    for key, value in agent.state_dict().items():
+        assert (value == state["agent"]["modules"][key]).all(), key
+
+
+def test_bad_sources_and_videos_are_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["eval", str(tmp_path / "nowhere")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    with pytest.raises(LeverError, match="must end in .gif or .mp4"):
+        write_video([Image.new("RGB", (4, 4))], tmp_path / "video.avi")

@@ -1,0 +1,112 @@
+"""lever-transfer report on fixture metrics files: curves, freeze lines, seeds and the table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from matplotlib.collections import PolyCollection
+
+from lever_transfer.cli import main
+from lever_transfer.config import load_config
+from lever_transfer.report import group_runs, plot, read_run, summary
+
+
+def fake_run(root: Path, name: str, lever: bool, seed: int, returns: list[float],
+             flops_per_step: float, freeze_at: int | None = None) -> Path:
+    """A run directory as train writes it: config.yaml and metrics.jsonl with evaluations every
+    1000 env steps (and a freeze row)."""
+    run = root / name
+    run.mkdir()
+    config = load_config("walker_walk", {"lever": lever, "seed": seed}).to_dict()
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    rows = []
+    for i, value in enumerate(returns, 1):
+        steps = 1000 * i
+        if freeze_at is not None and steps - 1000 < freeze_at <= steps:
+            rows.append({"kind": "freeze", "env_steps": freeze_at, "agent_steps": freeze_at // 2,
+                         "flops": int(freeze_at * flops_per_step), "replay_bytes": 10})
+        rows.append({"kind": "train", "env_steps": steps, "agent_steps": steps // 2,
+                     "flops": int(steps * flops_per_step), "episode_return": value,
+                     "replay_bytes": 1000 * i, "wall_s": 10.0 * i})
+        rows.append({"kind": "eval", "env_steps": steps, "agent_steps": steps // 2,
+                     "flops": int(steps * flops_per_step), "eval_return": value,
+                     "replay_bytes": 1000 * i, "wall_s": 10.0 * i})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run
+
+
+@pytest.fixture
+def runs(tmp_path):
+    lever = [fake_run(tmp_path, f"lever-s{seed}", True, seed, [10 + seed, 50 + seed, 90 + seed],
+                      flops_per_step=1e6, freeze_at=1500) for seed in range(3)]
+    baseline = fake_run(tmp_path, "curl-s0", False, 0, [10, 40, 60, 80], flops_per_step=3e6)
+    return lever, baseline
+
+
+def test_seeds_are_one_setting_and_draw_one_curve_with_a_band_and_a_freeze_line(runs):
+    lever, baseline = runs
+    settings = group_runs([read_run(r) for r in [*lever, baseline]])
+    assert [len(s.runs) for s in settings] == [3, 1]
+    assert "LeVER" in settings[0].label and "LeVER" not in settings[1].label
+    steps, flops, mean, std = settings[0].curve()
+    assert list(mean) == [11, 51, 91] and std[0] == pytest.approx(0.8165, abs=1e-3)
+    figure = plot(settings)
+    for axis in figure.axes:
+        curves = [line for line in axis.lines if line.get_marker() == "o"]
+        freeze = [line for line in axis.lines if line.get_linestyle() == ":"]
+        assert len(curves) == 2 and len(freeze) == 1  # the baseline has no freeze point
+        assert sum(isinstance(c, PolyCollection) for c in axis.collections) == 1  # seeds band
+    (steps_line,) = [line for line in figure.axes[0].lines if line.get_linestyle() == ":"]
+    (flops_line,) = [line for line in figure.axes[1].lines if line.get_linestyle() == ":"]
+    assert steps_line.get_xdata()[0] == 1500 and flops_line.get_xdata()[0] == 1500 * 1e6
+
+
+def test_summary_compares_at_a_return_and_a_flops_budget_every_setting_reaches(runs):
+    lever, baseline = runs
+    table = summary(group_runs([read_run(r) for r in [*lever, baseline]]))
+    header, _, lever_row, baseline_row = table.splitlines()
+    assert "FLOPs to reach 80.0" in header and "within 3e+09 FLOPs" in header
+    assert "| 3 | 91.0 ± 0.8 (at 3,000 env steps) | 3e+09 | 3e+09 | 91.0 |" in lever_row
+    assert "| 1 | 80.0 ± 0.0 (at 4,000 env steps) | 1.2e+10 | 1.2e+10 | 10.0 |" in baseline_row
+
+
+def test_report_command_writes_png_and_markdown(runs, tmp_path):
+    lever, baseline = runs
+    out = tmp_path / "report"
+    result = CliRunner().invoke(main, ["report", *map(str, lever), str(baseline),
+                                       "--out", str(out), "--at-flops", "2e9"])
+    assert result.exit_code == 0, result.output
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (out / "report.md").read_text()
+    assert "return within 2e+09 FLOPs" in text and "(report.png)" in text
+
+
+def test_a_folder_that_is_not_a_run_is_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert result.exit_code != 0 and "is not a run directory" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_tensorboard_logs_the_metrics_file_columns_under_the_same_names(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lever_transfer.metrics import read_metrics
+    from lever_transfer.train import Trainer
+
+    cfg = load_config("atari:qbert", {"steps": "300 agent_steps", "init_steps": "100 agent_steps",
+                                      "freeze_at": "200 agent_steps", "eval_episodes": 1,
+                                      "eval_every": "300 agent_steps", "device": "cpu",
+                                      "tensorboard": True})
+    Trainer(cfg, tmp_path, progress=False, say=lambda s: None).run()
+    board = EventAccumulator(str(tmp_path / "tensorboard"))
+    board.Reload()
+    tags = set(board.Tags()["scalars"])
+    assert {"eval_return", "episode_return", "flops", "update_ms", "replay_bytes"} <= tags
+    evals = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "eval"]
+    logged = board.Scalars("eval_return")
+    assert [(e.step, e.value) for e in logged] == [(r["env_steps"], r["eval_return"])
+                                                   for r in evals]
