@@ -88,3 +88,23 @@ def flops_report(cfg: Config, measure_updates: bool = True) -> Iterator[str]:
     yield f"  after Tf  ({what}): {after:.3e}   ({before / after:.1f}x fewer)"
     yield (f"  per stored observation after Tf (K={cfg.latent_augmentations} crops x "
            f"N={networks} latents, the EKN term): {store.total:.3e}")
+    yield from whole_run(cfg, before, after, store.total if agent.fully_frozen else 0)
+
+
+def whole_run(cfg: Config, before: float, after: float, per_observation: float
+              ) -> Iterator[str]:
+    """Appendix B's totals for the recipe's whole run, from the measured per-update FLOPs:
+    updates from ``init_steps`` on (one per agent step times ``updates_per_step``), the one-time
+    conversion of min(Tf, C) stored observations and the per-step encoding after Tf."""
+    total, start = cfg.agent_steps(cfg.steps), cfg.agent_steps(cfg.init_steps)
+    tf = cfg.agent_steps(cfg.freeze_at)
+    capacity = cfg.replay_capacity or total  # a memory budget's C depends on entry bytes
+    updates = cfg.updates_per_step
+    baseline = max(0, total - start) * updates * before
+    lever = (max(0, tf - start) * updates * before + (total - tf) * updates * after
+             + (min(tf, capacity) + (total - tf)) * per_observation)
+    agent = "Rainbow" if cfg.algorithm == "rainbow" else "CURL"
+    yield ""
+    yield (f"whole run ({total} agent steps, updates from step {start}, Tf = {tf}; "
+           f"acting not counted, as in the paper):")
+    yield f"  {agent}: {baseline:.3e}   {agent}+LeVER: {lever:.3e}   ({baseline / lever:.2f}x fewer)"

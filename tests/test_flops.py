@@ -74,3 +74,16 @@ def test_counter_counts_batch_and_backward():
     with FlopCounter() as counter, torch.no_grad():
         layer(torch.zeros(7, 10))
     assert counter.backward == 0
+
+
+def test_whole_run_totals_follow_appendix_b():
+    """bF(E+M)+2bB(E+M) per update before Tf, bFM+2bBM+EKN after, plus EKN min(Tf, C) once."""
+    from lever_transfer.accounting import whole_run
+    from lever_transfer.config import load_config
+
+    cfg = load_config("walker_walk", {"steps": "1000 agent_steps", "init_steps": "100 agent_steps",
+                                      "freeze_at": "400 agent_steps", "replay_capacity": 300})
+    lines = list(whole_run(cfg, before=10.0, after=2.0, per_observation=1.0))
+    baseline = 900 * 10.0
+    lever = 300 * 10.0 + 600 * 2.0 + min(400, 300) * 1.0 + 600 * 1.0
+    assert f"CURL: {baseline:.3e}" in lines[-1] and f"CURL+LeVER: {lever:.3e}" in lines[-1]
