@@ -38,7 +38,10 @@ def flatten(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "") -> Any
         tensors[prefix] = obj.detach().cpu().contiguous()
         return {"__tensor__": prefix}
     if isinstance(obj, np.ndarray):
-        tensors[prefix] = torch.from_numpy(np.ascontiguousarray(obj))
+        array = np.ascontiguousarray(obj)
+        if any(stride % array.itemsize for stride in array.strides):
+            array = array.copy()  # a one-item view of a packed record field counts as contiguous
+        tensors[prefix] = torch.from_numpy(array)
         return {"__ndarray__": prefix}
     if isinstance(obj, dict):
         return {"__dict__": [[k, flatten(v, tensors, f"{prefix}.{k}" if prefix else str(k))]

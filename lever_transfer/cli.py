@@ -74,11 +74,11 @@ def new_run_dir(out: Path | None, stem: str) -> Path:
 @click.argument("recipe")
 @click.option("--steps", help="Training length, e.g. 500k (env steps) or '250k agent_steps'.")
 @click.option("--freeze-at", help="LeVER's Tf, e.g. 120k (env steps) or '60000 agent_steps'.")
-@click.option("--freeze-layers", help="Encoder layers to freeze at Tf: 1..5 or 'all' (default).")
+@click.option("--freeze-layers", help="Encoder layers to freeze at Tf: 1..N or 'all' (default).")
 @click.option("--replay-memory", help="Replay memory budget, e.g. 0.03GB (sets the capacity).")
 @click.option("--seed", type=int)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--no-lever", is_flag=True, help="Plain CURL: never freeze (the baseline).")
+@click.option("--no-lever", is_flag=True, help="The baseline (CURL or Rainbow): never freeze.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override any recipe value, e.g. --set batch_size=32 (repeatable).")
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory (default runs/...).")
@@ -87,7 +87,8 @@ def new_run_dir(out: Path | None, stem: str) -> Path:
 def train(recipe: str, steps: str | None, freeze_at: str | None, freeze_layers: str | None,
           replay_memory: str | None, seed: int | None, device: str | None, no_lever: bool,
           sets: tuple[str, ...], out: Path | None, no_progress: bool) -> None:
-    """Train SAC+CURL with LeVER on RECIPE (a recipe name, a .yaml path, or a DMC task)."""
+    """Train with LeVER on RECIPE (a recipe name, a .yaml path, a DMC task or an Atari game):
+    SAC+CURL on DMC, data-efficient Rainbow on Atari."""
     options = {"steps": steps, "freeze_at": freeze_at, "freeze_layers": freeze_layers,
                "replay_memory": replay_memory, "seed": seed, "device": device,
                "lever": False if no_lever else None}
@@ -232,7 +233,8 @@ def finetune(source: str, recipe: str, freeze_layers: str, transfer: str, steps:
 @click.option("--no-update", is_flag=True, help="Only the per-layer table (no measured updates).")
 @one_line_errors
 def flops(recipe: str, sets: tuple[str, ...], no_update: bool) -> None:
-    """Per-layer forward FLOPs (paper table 2) and measured FLOPs per update before/after Tf."""
+    """Per-layer forward FLOPs (paper tables 2 and 3), measured FLOPs per update before/after
+    Tf, and the whole run's totals."""
     from .accounting import flops_report
 
     cfg = load_run_config(recipe, {}, sets)

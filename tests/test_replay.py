@@ -574,3 +574,18 @@ def test_state_dict_holds_only_allocated_blocks():
     fill_pixels(replay, [(14, False)])  # 15 entries: two blocks
     blocks = {key.split(".")[1] for key in replay.state_dict() if "." in key}
     assert blocks == {"0", "1"}
+
+
+def test_a_replay_whose_last_block_holds_one_entry_checkpoints(tmp_path):
+    """Capacity = k * block_items + 1 (an Atari run of N steps has N + 1 entries): the last
+    block's record fields are one-item views with odd strides; saving them must work."""
+    from lever_transfer.checkpoint import load_checkpoint, save_checkpoint
+
+    replay = PixelReplay(9, FRAME, 2, ACTION_DIM, block_items=4)
+    fill_pixels(replay, [(8, False)])
+    assert replay.meta.allocated(2) and replay.meta._block_len(2) == 1
+    path = save_checkpoint(tmp_path, 8, {"replay": replay.state_dict()})
+    _, state = load_checkpoint(path)
+    copy = PixelReplay(**replay.init_args())
+    copy.load_state_dict(state["replay"])
+    np.testing.assert_array_equal(copy.stacks(np.arange(9)), replay.stacks(np.arange(9)))
