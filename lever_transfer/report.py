@@ -6,7 +6,8 @@ with a band of one standard deviation across seeds (the paper's figures). Seeds 
 evaluation index (the k-th evaluation of every seed), at the mean step and FLOPs of those
 evaluations; a setting's curve stops at its shortest seed. The freeze point Tf is a dotted line
 in the setting's colour. The summary table gives, per setting: seeds, final evaluation return,
-total FLOPs, FLOPs to reach a return every setting reaches (or ``target_return``), the return
+total FLOPs (the final return's ± is across seeds, shown for two or more), FLOPs to reach a
+return every setting reaches (or ``target_return``), the return
 reached within a FLOPs budget every setting spent (or ``at_flops``; the paper's table 1 compares
 at 45T), peak replay memory and wall time.
 
@@ -158,8 +159,9 @@ def summary(settings: list[Setting], target_return: float | None = None,
     for setting, (steps, flops, mean, std) in zip(settings, curves):
         reach = _first_reaching(flops, mean, target_return)
         within = _at(flops, mean, at_flops)
+        spread = f" ± {std[-1]:.1f}" if len(setting.runs) > 1 else ""  # across seeds only
         lines.append(
-            f"| {setting.label} | {len(setting.runs)} | {mean[-1]:.1f} ± {std[-1]:.1f} "
+            f"| {setting.label} | {len(setting.runs)} | {mean[-1]:.1f}{spread} "
             f"(at {steps[-1]:,.0f} env steps) | {flops[-1]:.3g} | "
             f"{'not reached' if reach is None else f'{reach:.3g}'} | "
             f"{'-' if within is None else f'{within:.1f}'} | "

@@ -215,3 +215,17 @@ def test_atari_encoders_go_through_the_zoo_and_across_games(tmp_path, monkeypatc
     assert result.exit_code != 0 and "6 actions, atari:breakout has 4" in result.output
     encoder = load_encoder("hub:qbert-300", freeze_layers=2)
     assert encoder(torch.zeros(3, 4, 84, 84, dtype=torch.uint8)).shape == (3, 64, 3, 3)
+
+
+def test_finetune_from_the_shipped_qbert_encoder(tmp_path, monkeypatch):
+    """The shipped zoo's qbert-100k (Rainbow, 100K agent steps on this CPU) into Pong (6 actions
+    too, so the heads transfer as well) with latent replay from step 0."""
+    monkeypatch.setenv("LEVER_HUB", str(tmp_path / "empty-hub"))
+    result = CliRunner().invoke(main, ["finetune", "--from", "hub:qbert-100k", "--to",
+                                       "atari:pong", "--transfer", "full", "--steps", "150",
+                                       "--out", str(tmp_path / "run"), *SMALL])
+    assert result.exit_code == 0, result.output
+    assert "shipped zoo" in result.output
+    (freeze,) = rows(tmp_path / "run", "freeze")
+    assert freeze["agent_steps"] == 0 and freeze["latent_replay"]
+    assert rows(tmp_path / "run", "train")[-1]["phase"] == "latents"
