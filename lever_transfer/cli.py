@@ -102,15 +102,22 @@ def train(recipe: str, steps: str | None, freeze_at: str | None, freeze_layers: 
     click.echo(f"run directory: {run_dir}")
 
 
+RESUME_KEYS = ("steps", "critic_lr", "actor_lr", "encoder_lr", "alpha_lr", "adam_eps",
+               "max_grad_norm", "eval_every", "eval_episodes", "checkpoint_every", "device",
+               "tensorboard")
+
+
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help=f"Change {', '.join(RESUME_KEYS)} (e.g. a longer run, a lower learning rate).")
 @click.option("--no-progress", is_flag=True)
 @one_line_errors
-def resume(run_dir: Path, no_progress: bool) -> None:
+def resume(run_dir: Path, sets: tuple[str, ...], no_progress: bool) -> None:
     """Continue RUN_DIR from its last checkpoint (weights, optimizers, replay, RNG, counters)."""
     import yaml
 
-    from .config import Config
+    from .config import Config, load_config, parse_set_options
     from .train import Trainer
 
     config_file = run_dir / "config.yaml"
@@ -118,6 +125,13 @@ def resume(run_dir: Path, no_progress: bool) -> None:
         raise LeverError(f"{run_dir} is not a run directory (no config.yaml); "
                          f"start one with 'lever-transfer train'")
     cfg = Config.from_dict(yaml.safe_load(config_file.read_text()))
+    changes = parse_set_options(list(sets))
+    fixed = sorted(set(changes) - set(RESUME_KEYS))
+    if fixed:
+        raise LeverError(f"resume cannot change {', '.join(fixed)} (the checkpoint depends on "
+                         f"it); it can change {', '.join(RESUME_KEYS)}")
+    if changes:
+        cfg = load_config(str(config_file), changes)
     trainer = Trainer(cfg, run_dir, progress=not no_progress)
     if not trainer.restore():
         trainer.close()

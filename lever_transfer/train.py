@@ -238,6 +238,7 @@ class Trainer:
             self.counters.flops += flops  # the EKN term of appendix B
         else:
             item = obs
+        self._check_finite({"reward": float(reward)}, "the environment's reward")
         if self.cfg.reward_clip is not None:
             reward = float(np.clip(reward, -self.cfg.reward_clip, self.cfg.reward_clip))
         if action is None:
@@ -258,11 +259,25 @@ class Trainer:
         actor = step % cfg.actor_update_freq == 0
         kind = f"{type(self.replay).__name__}-{self.agent.frozen_layers}-{actor}"
         metrics, flops = self.update_flops.run(kind, lambda: self.agent.update(batch, step))
+        self._check_finite(metrics, "the update's loss")
         if batch.ids is not None:
             self.replay.update_priorities(batch.ids, metrics["sample_loss"],
                                           cfg.priority_exponent)
         self.counters.flops += flops
         return (time.perf_counter() - start) * 1000
+
+    def _check_finite(self, values: dict[str, Any], what: str) -> None:
+        """Stop at the first NaN or infinity instead of training on: no checkpoint is written
+        after it, so the last one (before the divergence) is what ``resume`` continues from."""
+        bad = {k: v for k, v in values.items() if isinstance(v, float) and not math.isfinite(v)}
+        if bad:
+            last = latest_checkpoint(self.run_dir / "checkpoints")
+            where = (f"the last checkpoint ({last.name}) is from before it: resume from it with a "
+                     f"lower learning rate, e.g. lever-transfer resume {self.run_dir} --set "
+                     f"critic_lr=..." if last else "no checkpoint was written yet")
+            raise LeverError(f"training stopped at agent step {self.counters.agent_steps}: "
+                             f"{what} is not finite ({', '.join(f'{k}={v}' for k, v in bad.items())})"
+                             f"; {where}")
 
     def _episode_seed(self) -> int:
         return self.cfg.seed * 1_000_003 + self.counters.episodes

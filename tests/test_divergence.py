@@ -1,0 +1,58 @@
+"""A diverging run stops at the first NaN with a clear message and no checkpoint after it;
+resume continues from the checkpoint before it, with a changed learning rate if asked."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from lever_transfer.checkpoint import latest_checkpoint
+from lever_transfer.cli import main
+from lever_transfer.config import load_config
+from lever_transfer.errors import LeverError
+from lever_transfer.train import Trainer
+
+TINY = {"steps": "400 agent_steps", "init_steps": "100 agent_steps",
+        "freeze_at": "350 agent_steps", "eval_every": "1M agent_steps", "eval_episodes": 1,
+        "checkpoint_every": "150 agent_steps", "device": "cpu"}
+
+
+def test_a_nan_loss_stops_the_run_before_any_checkpoint_holds_it(tmp_path):
+    trainer = Trainer(load_config("atari:qbert", TINY), tmp_path, progress=False,
+                      say=lambda s: None)
+    update = trainer.agent.update
+
+    def diverging(batch, step):
+        metrics = update(batch, step)
+        return {**metrics, "loss": math.nan} if step >= 260 else metrics
+
+    trainer.agent.update = diverging
+    with pytest.raises(LeverError, match="agent step 260: the update's loss is not finite") as info:
+        trainer.run()
+    assert "\n" not in str(info.value) and "lever-transfer resume" in str(info.value)
+    checkpoint = latest_checkpoint(tmp_path / "checkpoints")
+    assert checkpoint is not None and int(checkpoint.name.removeprefix("ckpt-")) < 260
+    result = CliRunner().invoke(main, ["resume", str(tmp_path), "--set", "critic_lr=5e-5",
+                                       "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "ckpt-0000000400"
+    assert "critic_lr: 5.0e-05" in (tmp_path / "config.yaml").read_text()
+    refused = CliRunner().invoke(main, ["resume", str(tmp_path), "--set", "frame_stack=2"])
+    assert refused.exit_code != 0 and "resume cannot change frame_stack" in refused.output
+
+
+def test_a_nan_reward_stops_the_run(tmp_path):
+    trainer = Trainer(load_config("atari:qbert", TINY), tmp_path, progress=False,
+                      say=lambda s: None)
+    step_wait = trainer.env.step_wait
+
+    def broken():
+        obs, reward, terminated, truncated, info = step_wait()
+        return obs, math.nan if trainer.counters.agent_steps == 120 else reward, terminated, \
+            truncated, info
+
+    trainer.env.step_wait = broken
+    with pytest.raises(LeverError, match="the environment's reward is not finite"):
+        trainer.run()
