@@ -62,9 +62,12 @@ def _stem(task: str) -> str:
 
 
 def new_run_dir(out: Path | None, stem: str) -> Path:
-    """``--out``, or ``runs/STEM-DATE-TIME``; refused if it already holds a run."""
+    """``--out``, or ``runs/STEM-DATE-TIME``; refused if it already holds a run (a checkpoint:
+    an attempt killed before its first one starts again)."""
+    from .checkpoint import latest_checkpoint
+
     run_dir = out or Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (run_dir / "checkpoints").exists():
+    if latest_checkpoint(run_dir / "checkpoints") is not None:
         raise LeverError(f"{run_dir} already holds a run; continue it with "
                          f"'lever-transfer resume {run_dir}' or choose another --out")
     return run_dir
@@ -182,10 +185,7 @@ def pretrain(recipe: str, steps: str, snapshot_every: str, seed: int | None, dev
     from .train import Trainer
 
     trainer = Trainer(cfg, run_dir, progress=not no_progress)
-    if (run_dir / "checkpoints").exists():
-        if not trainer.restore():
-            trainer.close()
-            raise LeverError(f"{run_dir} holds no usable checkpoint; choose another --out")
+    if trainer.restore():  # an attempt killed before its first checkpoint starts again
         click.echo(f"resuming the pretraining in {run_dir}")
     trainer.on_snapshot = _publisher(push_to)
     trainer.run()

@@ -341,6 +341,9 @@ class Trainer:
 
         write_atomic(self.run_dir / "config.yaml",
                      yaml.safe_dump(self.cfg.to_dict(), sort_keys=False).encode())
+        stale = self.run_dir / "metrics.jsonl"
+        if latest_checkpoint(self.run_dir / "checkpoints") is None and stale.exists():
+            stale.unlink()  # rows of an attempt killed before its first checkpoint
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", self.run_dir / "tensorboard"
                                   if self.cfg.tensorboard else None)
         self._t0 = time.perf_counter()
