@@ -46,6 +46,7 @@ from .replay import (
 )
 from .replay.latent import latent_entry_bytes
 from .replay.pixel import pixel_entry_bytes
+from .replay.priority import TREE_BYTES_PER_SLOT
 from .runtime import keep_freed_memory
 
 DMC_EPISODE_ENV_STEPS = 1000  # every DMC task ends by its 1000-step time limit
@@ -138,8 +139,9 @@ class Trainer:
 
     def _pixel_capacity(self) -> int:
         cfg = self.cfg
-        if cfg.replay_memory is not None:
-            return capacity_from_memory(cfg.replay_memory_bytes, self.pixel_entry_bytes,
+        if cfg.replay_memory is not None:  # a priority tree counts against the budget too
+            tree = TREE_BYTES_PER_SLOT if cfg.prioritized_replay else 0
+            return capacity_from_memory(cfg.replay_memory_bytes, self.pixel_entry_bytes + tree,
                                         cfg.batch_size)
         if cfg.replay_capacity is not None:
             return cfg.replay_capacity
@@ -194,8 +196,9 @@ class Trainer:
         start = time.perf_counter()
         if use and isinstance(self.replay, PixelReplay):
             remaining = self._entries_for(max(0, self.total - self.counters.agent_steps))
-            capacity = grown_capacity(self.replay.capacity, self.replay.bytes_per_entry,
-                                      latent_bytes, max_entries=len(self.replay) + remaining)
+            tree = TREE_BYTES_PER_SLOT if self.replay.prioritized else 0
+            capacity = grown_capacity(self.replay.capacity, self.replay.bytes_per_entry + tree,
+                                      latent_bytes + tree, max_entries=len(self.replay) + remaining)
             with FlopCounter() as counter:
                 self.replay = convert_to_latent(
                     self.replay, lambda stacks: self.agent.encode_latents(stacks, shape[0]),

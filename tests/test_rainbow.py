@@ -229,3 +229,13 @@ def test_finetune_from_the_shipped_qbert_encoder(tmp_path, monkeypatch):
     (freeze,) = rows(tmp_path / "run", "freeze")
     assert freeze["agent_steps"] == 0 and freeze["latent_replay"]
     assert rows(tmp_path / "run", "train")[-1]["phase"] == "latents"
+
+
+def test_a_memory_budget_holds_with_the_priority_tree(tmp_path):
+    cfg = load_config("atari:qbert", {**TINY, "prioritized_replay": True, "replay_memory": "2MB",
+                                      "steps": "450 agent_steps"})
+    Trainer(cfg, tmp_path, progress=False, say=lambda s: None).run()
+    (freeze,) = rows(tmp_path, "freeze")
+    assert freeze["capacity_before"] == 2_000_000 // (7077 + 32)  # the tree's 32 B per slot too
+    assert freeze["capacity_after"] > freeze["capacity_before"]
+    assert max(r["replay_bytes"] for r in read_metrics(tmp_path / "metrics.jsonl")) <= 2_000_000

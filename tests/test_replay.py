@@ -589,3 +589,33 @@ def test_a_replay_whose_last_block_holds_one_entry_checkpoints(tmp_path):
     copy = PixelReplay(**replay.init_args())
     copy.load_state_dict(state["replay"])
     np.testing.assert_array_equal(copy.stacks(np.arange(9)), replay.stacks(np.arange(9)))
+
+
+def fill_random(replay: PixelReplay, frames: np.ndarray, steps: int) -> None:
+    replay.add_reset(frames[0])
+    for i in range(1, steps):
+        replay.add_step(np.zeros(ACTION_DIM), 1.0, False, frames[i % len(frames)])
+
+
+def test_reported_bytes_are_what_the_process_allocates():
+    """tracemalloc sees numpy's allocations: the replay's nbytes is what it really holds, to
+    within 40 KB (less than its 64 KB priority tree), in the pixel replay and in the latent
+    replay that conversion makes."""
+    import tracemalloc
+
+    frames = np.random.default_rng(0).integers(0, 256, (8, 9, 32, 32), dtype=np.uint8)
+    encode = lambda s: np.zeros((len(s), 4, 2, 50))  # noqa: E731
+    warm = PixelReplay(40, (3, 32, 32), 3, ACTION_DIM, block_items=8, prioritized=True)
+    fill_random(warm, frames, 39)  # first calls import what they use: not replay memory
+    convert_to_latent(warm, encode, (4, 2, 50), capacity=80).sample(4, np.random.default_rng(0))
+    tracemalloc.start()
+    try:
+        pixel = PixelReplay(4000, (3, 32, 32), 3, ACTION_DIM, block_items=500, prioritized=True)
+        fill_random(pixel, frames, 3999)
+        assert pixel.nbytes > 12_000_000 and pixel.priorities.nbytes == 65_536
+        assert abs(tracemalloc.get_traced_memory()[0] - pixel.nbytes) < 40_000
+        latent = convert_to_latent(pixel, encode, (4, 2, 50), capacity=8000)
+        del pixel
+        assert abs(tracemalloc.get_traced_memory()[0] - latent.nbytes) < 40_000
+    finally:
+        tracemalloc.stop()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+TREE_BYTES_PER_SLOT = 32  # at most: 2 nodes per leaf, leaves rounded up to a power of two
+
 
 class SumTree:
     """Non-negative priorities of ``capacity`` slots; node 1 is the root, leaves follow."""
