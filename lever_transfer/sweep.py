@@ -4,7 +4,8 @@ Every run is a ``lever-transfer train`` subprocess with its own run directory
 (``OUT/TASK-sSEED``), so runs are isolated (a crash kills one run, not the sweep) and a sweep
 started again continues: a run directory with a checkpoint is resumed, a finished one (its
 latest checkpoint at the run's last step) is skipped.
-Locally, ``jobs`` runs go at once in a thread pool that waits on the subprocesses; with
+Locally, ``jobs`` runs go at once in a thread pool that waits on the subprocesses, each given
+``cores / jobs`` OpenMP threads (unless OMP_NUM_THREADS is set); with
 ``backend="ray"`` each run is a Ray task on the cluster ``ray.init()`` connects to (Ray's own
 scheduler places them; ``RAY_ADDRESS`` picks the cluster), and every node needs lever-transfer
 installed and the same ``OUT`` path (a shared file system).
@@ -12,6 +13,7 @@ installed and the same ``OUT`` path (a shared file system).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -60,10 +62,20 @@ def plan(recipe_task: str, tasks: list[str] | None, seeds: list[int], out: Path)
             for task in names for seed in seeds]
 
 
-def _run_local(command: list[str], log: Path) -> int:
+def _run_local(command: list[str], log: Path, threads: int | None = None) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if threads is not None and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(threads)
     with open(log, "ab") as output:
-        return subprocess.run(command, stdout=output, stderr=subprocess.STDOUT).returncode
+        return subprocess.run(command, stdout=output, stderr=subprocess.STDOUT,
+                              env=env).returncode
+
+
+def threads_per_run(jobs: int) -> int | None:
+    """Cores per run when several share the machine (torch's OpenMP threads of two processes
+    on the same cores slow each other down many times over); None for one run at a time."""
+    return max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
 
 
 def finished(run_dir: Path) -> bool:
@@ -91,9 +103,10 @@ def run_sweep(recipe: str, runs: list[SweepRun], options: list[str], jobs: int =
     if backend == "ray":
         codes = _run_ray(commands)
     elif backend == "local":
+        threads = threads_per_run(jobs)
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            codes = list(pool.map(lambda rc: _run_local(rc[1], rc[0].run_dir.with_suffix(".log")),
-                                  commands))
+            codes = list(pool.map(lambda rc: _run_local(rc[1], rc[0].run_dir.with_suffix(".log"),
+                                                        threads), commands))
     else:
         raise LeverError(f"unknown backend {backend!r}: use local or ray")
     failed = []

@@ -59,3 +59,10 @@ def test_ray_backend_without_ray_says_how_to_get_it(tmp_path):
         assert "Traceback" not in result.output
     else:  # with Ray installed this is the real thing: covered by the local test's checks
         pytest.skip("Ray is installed here")
+
+
+def test_parallel_runs_split_the_cores(monkeypatch):
+    from lever_transfer.sweep import threads_per_run
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert threads_per_run(1) is None and threads_per_run(2) == 4 and threads_per_run(16) == 1
