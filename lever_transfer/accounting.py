@@ -13,9 +13,8 @@ from typing import Iterator
 import gymnasium as gym
 import numpy as np
 
-from .agents import Agent, make_agent
+from .agents import Agent, agent_for_task
 from .config import Config
-from .envs import evaluation_env
 from .flops import FlopCounter, format_table
 from .replay import LatentBatch, PixelBatch
 
@@ -58,10 +57,7 @@ def update_flops(agent: Agent, batch: PixelBatch | LatentBatch) -> float:
 
 
 def flops_report(cfg: Config, measure_updates: bool = True) -> Iterator[str]:
-    env = evaluation_env(cfg)
-    obs_shape, space = tuple(env.observation_space.shape), env.action_space
-    env.close()
-    agent = make_agent(cfg, obs_shape, space)
+    agent, obs_shape, space = agent_for_task(cfg)
     actions = (f"{space.n} actions" if isinstance(space, gym.spaces.Discrete) else
                f"action dim {space.shape[0]}")
     yield (f"{cfg.task}: forward FLOPs per sample ({cfg.encoder} encoder on "

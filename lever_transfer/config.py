@@ -609,7 +609,7 @@ def _locate(name: str) -> tuple[_Source, str | None]:
     if "/" in name or "\\" in name or name.endswith((".yaml", ".yml")):
         raise ConfigError(f"no recipe file or packaged recipe {name!r}; check the path or run "
                           f"`lever-transfer recipes` to list the packaged ones")
-    if re.fullmatch(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+", name) is None:
+    if re.fullmatch(_DMC_TASK, name) is None:
         close = difflib.get_close_matches(name, [r[0] for r in _recipe_names()], n=1)
         hint = f"did you mean '{close[0]}'?" if close else "run `lever-transfer recipes`"
         raise ConfigError(f"{name!r} is not a recipe, a .yaml file or a task name; {hint}")

@@ -88,10 +88,9 @@ def write_video(frames: list[np.ndarray], path: Path, fps: int = 30) -> Path:
 def load_policy(source: str, device: str = "cpu") -> tuple[Any, Any, str]:
     """(config, agent, what was loaded) from a run directory (its latest checkpoint) or a zoo
     reference to a package with heads (hub:NAME, hf://ORG/REPO, a folder)."""
-    from .agents import make_agent
+    from .agents import agent_for_task
     from .checkpoint import latest_checkpoint, load_checkpoint
     from .config import Config
-    from .envs import evaluation_env
 
     run = Path(source)
     if (run / "config.yaml").is_file():
@@ -101,11 +100,7 @@ def load_policy(source: str, device: str = "cpu") -> tuple[Any, Any, str]:
         if checkpoint is None:
             raise LeverError(f"{run} has no checkpoint yet; evaluate it after its first one "
                              f"(every checkpoint_every steps)")
-        env = evaluation_env(cfg)
-        try:
-            agent = make_agent(cfg, tuple(env.observation_space.shape), env.action_space, device)
-        finally:
-            env.close()
+        agent, _, _ = agent_for_task(cfg, device)
         _, state = load_checkpoint(checkpoint, part="agent")
         agent.import_state(state)
         return cfg, agent, f"{checkpoint}"
@@ -113,9 +108,9 @@ def load_policy(source: str, device: str = "cpu") -> tuple[Any, Any, str]:
 
 
 def _package_policy(source: str, device: str) -> tuple[Any, Any, str]:
-    from .agents import make_agent
+    from .agents import agent_for_task
     from .config import Config
-    from .envs import evaluation_env
+    from .envs import action_size
     from .hub import resolve
     from .transfer import architecture_overrides, load_into_agent
 
@@ -131,12 +126,6 @@ def _package_policy(source: str, device: str) -> tuple[Any, Any, str]:
     cfg = Config.from_dict({**recipe, **architecture_overrides(package), "device": device,
                             "pretrained": source, "transfer": "full"},
                            origin=f"{source} config.json")
-    env = evaluation_env(cfg)
-    try:
-        space = env.action_space
-        agent = make_agent(cfg, tuple(env.observation_space.shape), space, device)
-    finally:
-        env.close()
-    actions = int(space.n) if hasattr(space, "n") else int(space.shape[0])
-    load_into_agent(agent, package, cfg, actions)
+    agent, _, space = agent_for_task(cfg, device)
+    load_into_agent(agent, package, cfg, action_size(space))
     return cfg, agent, resolved.describe()

@@ -31,7 +31,7 @@ import yaml
 from .agents import make_agent
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, write_atomic
 from .config import Config, is_atari_task
-from .envs import evaluation_env, training_env
+from .envs import action_size, evaluation_env, training_env
 from .errors import LeverError
 from .evaluate import evaluate
 from .flops import CachedFlops, FlopCounter
@@ -102,8 +102,7 @@ class Trainer:
         self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
         # width of an action in the replay: a discrete action is stored as its index
         self.action_dim = 1 if self.discrete else int(self.action_space.shape[0])
-        # what the heads output: the number of discrete actions, or the action dimension
-        self.action_size = int(self.action_space.n) if self.discrete else self.action_dim
+        self.action_size = action_size(self.action_space)  # what the heads output
         self._new_game = True  # Atari continues a game after a lost life
         try:
             self.agent = make_agent(cfg, obs_shape, self.action_space, self.device)

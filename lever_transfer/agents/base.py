@@ -22,12 +22,14 @@ class Agent(nn.Module):
     """Base of the SAC+CURL and Rainbow agents.
 
     Subclasses provide ``encoder`` (the online encoder whose layers LeVER freezes and whose
-    outputs the replay stores), ``optimizers``, ``freeze``, ``device`` and ``generator``.
+    outputs the replay stores), ``target_encoder``, ``optimizers``, ``freeze``, ``device`` and
+    ``generator``.
     """
 
     device: torch.device
     generator: torch.Generator
     encoder: LayeredEncoder
+    target_encoder: LayeredEncoder
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -50,6 +52,19 @@ class Agent(nn.Module):
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(array, device=self.device)
+
+    def _freeze_layers(self, n: Any, *sharing: LayeredEncoder) -> int:
+        """Freeze layers 1..n of the online encoder (and of ``sharing``, encoders built on the same
+        layers); the target encoder's copies are overwritten with them and frozen, so the two stay
+        equal; frozen parameters leave the optimizers. Returns n."""
+        n = self.encoder.freeze(n)
+        for encoder in sharing:
+            encoder.freeze(n)
+        for online, target in zip(self.encoder.layers[:n], self.target_encoder.layers[:n]):
+            target.load_state_dict(online.state_dict())
+        self.target_encoder.freeze(n)
+        self._drop_frozen_parameters()
+        return n
 
     def _drop_frozen_parameters(self) -> None:
         """Remove parameters that no longer train from every optimizer, with their state and

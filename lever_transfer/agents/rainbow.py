@@ -72,12 +72,7 @@ class RainbowAgent(Agent):
 
     def freeze(self, n: FreezeSpec) -> int:
         """Freeze encoder layers 1..n; the target's copies become (and stay) equal to them."""
-        n = self.encoder.freeze(n)
-        for online, target in zip(self.encoder.layers[:n], self.target_encoder.layers[:n]):
-            target.load_state_dict(online.state_dict())
-        self.target_encoder.freeze(n)
-        self._drop_frozen_parameters()
-        return n
+        return self._freeze_layers(n)
 
     def latent_spec(self, n: int) -> tuple[int, tuple[int, ...]]:
         """(N, feature shape) stored for layer n: one network (the heads share the latent)."""
@@ -118,19 +113,25 @@ class RainbowAgent(Agent):
             k = self.frozen_layers
             return self.encoder(obs, 0, k), self.encoder(next_obs, 0, k)
 
+    def _above_frozen(self, encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The trainable layers of ``encoder`` on a first-trainable-layer input (no call at all
+        once every layer is frozen: after Tf no encoder module runs in an update)."""
+        k = self.frozen_layers
+        return encoder(x, k) if k < self.num_layers else x
+
     def update(self, batch: PixelBatch | LatentBatch, step: int) -> dict[str, Any]:
         x, x_next = self._inputs(batch)
-        k, batch_index = self.frozen_layers, torch.arange(len(x), device=self.device)
+        batch_index = torch.arange(len(x), device=self.device)
         action = self._tensor(batch.action)[:, 0].long()
         with torch.no_grad():
-            z_next = self.encoder(x_next, k) if k < self.num_layers else x_next
-            z_next_target = (self.target_encoder(x_next, k) if k < self.num_layers else x_next)
+            z_next = self._above_frozen(self.encoder, x_next)
+            z_next_target = self._above_frozen(self.target_encoder, x_next)
             best = self._q_values(self.head, z_next).argmax(1)  # double Q: online chooses
             self.target_head.reset_noise(self.generator)
             next_probs = self.target_head(z_next_target).exp()[batch_index, best]
             target = project_distribution(next_probs, self._tensor(batch.reward),
                                           self._tensor(batch.discount), self.support)
-        z = self.encoder(x, k) if k < self.num_layers else x
+        z = self._above_frozen(self.encoder, x)
         log_probs = self.head(z)[batch_index, action]
         sample_loss = -(target * log_probs).sum(1)
         loss = (sample_loss * self._tensor(batch.weights)).mean() if batch.weights is not None \

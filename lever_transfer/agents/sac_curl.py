@@ -130,14 +130,9 @@ class SacCurlAgent(Agent):
         Frozen target layers are hard-copied from the online ones (they stay tied), and when the
         whole encoder freezes the target critic is hard-copied too (the reference code's Tf).
         """
-        n = self.critic_encoder.freeze(n)
-        self.actor_encoder.freeze(n)
-        for online, target in zip(self.critic_encoder.layers[:n], self.target_encoder.layers[:n]):
-            target.load_state_dict(online.state_dict())
-        self.target_encoder.freeze(n)
+        n = self._freeze_layers(n, self.actor_encoder)
         if self.fully_frozen:
             self.target_critic.load_state_dict(self.critic.state_dict())
-        self._drop_frozen_parameters()
         return n
 
     def latent_spec(self, n: int) -> tuple[int, tuple[int, ...]]:

@@ -16,6 +16,12 @@ from .dmc import DMCEnv, EnvWorker, list_tasks, make_env, parse_task
 from .rendering import select_gl_backend
 
 
+def action_size(space: Any) -> int:
+    """What an agent's heads output for this action space: the number of discrete actions, or
+    the dimension of a continuous action."""
+    return int(space.n) if hasattr(space, "n") else int(space.shape[0])
+
+
 def check_task(task: str) -> str:
     """The task's canonical name, or a one-line ``TaskError`` with close matches."""
     if is_atari_task(task):
@@ -41,5 +47,5 @@ def evaluation_env(cfg: Any) -> DMCEnv | AtariEnv:
                   render_size=cfg.render_size, render_quality=cfg.render_quality)
 
 
-__all__ = ["AtariEnv", "DMCEnv", "EnvWorker", "check_task", "evaluation_env", "list_games", "list_tasks",
+__all__ = ["AtariEnv", "DMCEnv", "EnvWorker", "action_size", "check_task", "evaluation_env", "list_games", "list_tasks",
            "make_env", "parse_game", "parse_task", "select_gl_backend", "training_env"]
