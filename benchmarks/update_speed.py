@@ -78,6 +78,26 @@ def time_updates(update, replay: PixelReplay | LatentReplay, batch: int,
     return statistics.median(total), statistics.median(sampling)
 
 
+def convolution_ms(update, replay: PixelReplay, batch: int, rng: np.random.Generator,
+                   repeats: int = 4) -> tuple[float, float]:
+    """(ms per update inside convolutions, forward and backward; ms of everything), profiled.
+
+    The convolutions run near this CPU's arithmetic peak, so their share bounds what any
+    reordering of the same math can save."""
+    from torch.profiler import profile
+
+    for step in range(2):
+        update(replay.sample(batch, rng), step)
+    with profile() as prof:
+        for step in range(repeats):
+            update(replay.sample(batch, rng), step)
+    events = prof.key_averages()
+    conv = sum(e.self_cpu_time_total for e in events
+               if e.key in ("aten::mkldnn_convolution", "aten::convolution_backward"))
+    total = sum(e.self_cpu_time_total for e in events)
+    return conv / repeats / 1000, total / repeats / 1000
+
+
 def end_to_end(render_quality: str) -> dict[str, float]:
     """Agent steps per second of a real walker_walk run (batch 128) in its latent phase."""
     from lever_transfer.metrics import read_metrics
@@ -195,6 +215,9 @@ def dmc(args: argparse.Namespace, rng: np.random.Generator, tuned: bool) -> dict
     reference, _ = time_updates(lambda b, s: reference_update(agent, b, s), pixels, args.batch,
                                 max(4, args.repeats // 4), rng)
     before, sample_px = time_updates(agent.update, pixels, args.batch, args.repeats, rng)
+    conv_reference, _ = convolution_ms(lambda b, s: reference_update(agent, b, s), pixels,
+                                       args.batch, rng)
+    conv_ours, _ = convolution_ms(agent.update, pixels, args.batch, rng)
     agent.freeze("all")
     latents = convert_to_latent(pixels, lambda s: agent.encode_latents(s, 4), (4, 2, 50),
                                 capacity=4096)
@@ -204,6 +227,7 @@ def dmc(args: argparse.Namespace, rng: np.random.Generator, tuned: bool) -> dict
         "batch": args.batch,
         "ms_per_update_reference_order": reference,
         "ms_per_update_before_tf": before, "ms_per_update_after_tf": after,
+        "conv_ms_reference_order": conv_reference, "conv_ms_before_tf": conv_ours,
         "speedup": before / after, "ms_sampling_pixels": sample_px, "ms_sampling_latents": sample_lat,
         "bytes_per_transition_pixels": pixel_entry,
         "bytes_per_transition_latents_f32": latents.bytes_per_entry,
@@ -219,6 +243,9 @@ def dmc(args: argparse.Namespace, rng: np.random.Generator, tuned: bool) -> dict
           "  (reference / ours)")
     print(f"{'ms per update (sample+update)':32}{before:12.1f}{after:12.2f}{before / after:8.1f}")
     print(f"{'  of which sampling (ms)':32}{sample_px:12.2f}{sample_lat:12.2f}")
+    print(f"{'ms in convs, reference order':32}{conv_reference:12.1f}{'':12}"
+          f"{conv_reference / conv_ours:8.2f}  (profiled, forward + backward)")
+    print(f"{'ms in convs, ours':32}{conv_ours:12.1f}")
     print(f"{'bytes per transition':32}{pixel_entry:12d}{latents.bytes_per_entry:12d}"
           f"{pixel_entry / latents.bytes_per_entry:8.1f}")
     print(f"{'  float16 latents':32}{'':12}{half:12d}{pixel_entry / half:8.1f}")

@@ -199,7 +199,6 @@ class Config:
     seed: int = 0                       # 0 .. 2**32-1
     device: str = "auto"                # "auto" (cuda if available) | "cpu" | "cuda" | "cuda:N"
     channels_last: bool = True          # faster convs on CPU (notes/performance.md)
-    compile: bool = False               # torch.compile the encoder (about 20 s to compile)
     tensorboard: bool = False           # also log metrics to RUN_DIR/tensorboard (optional dep)
 
     def __post_init__(self) -> None:
@@ -236,11 +235,20 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], origin: str = "config dict") -> Config:
-        """Strict inverse of `to_dict` (unknown keys refused; missing keys take defaults)."""
+        """Strict inverse of `to_dict` (unknown keys refused; missing keys take defaults).
+
+        Keys that earlier versions wrote and that no longer mean anything (``RETIRED_KEYS``) are
+        dropped, so old run directories and zoo packages still load."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"{origin} must be a mapping of config keys, "
                               f"got {type(data).__name__}")
+        data = {k: v for k, v in data.items() if k not in RETIRED_KEYS}
         return cls(**_coerce_all(data, origin, "config key", cli=False))
+
+
+# Written by 0.1.0 and ignored since: `compile` (torch.compile gave no gain on the CPU update,
+# benchmarks/README.md) was never wired to anything.
+RETIRED_KEYS = frozenset({"compile"})
 
 
 def _plain(value: Any) -> Any:
@@ -307,7 +315,6 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "device": ("'auto' | 'cpu' | 'cuda' | 'cuda:N'",
                lambda v: re.fullmatch(r"auto|cpu|cuda(?::\d+)?", v) is not None),
     "channels_last": ("true or false", lambda v: True),
-    "compile": ("true or false", lambda v: True),
     "tensorboard": ("true or false", lambda v: True),
 }
 

@@ -313,6 +313,19 @@ def test_override_unknown_key_suggests():
     assert "'batch_sze'" in message and "--set" in message and "'batch_size'" in message
 
 
+def test_retired_keys_load_from_old_files_but_not_from_the_command_line():
+    """Run directories and zoo packages written by 0.1.0 carry `compile`; they must still load."""
+    written = {**load_config("walker_walk").to_dict(), "compile": False}
+    assert Config.from_dict(written) == load_config("walker_walk")
+    shipped = json.loads((Path(__file__).parents[1] / "zoo" / "walker_stand-20k" / "config.json")
+                         .read_text())["source"]["recipe"]
+    assert Config.from_dict(shipped).batch_size == 128
+    with pytest.raises(ConfigError, match="unknown override key 'compile'"):
+        load_config("walker_walk", {"compile": "true"})
+    with pytest.raises(ConfigError, match="unknown"):
+        Config.from_dict({**written, "compiled": False})
+
+
 @pytest.mark.parametrize("key, value, accepted", [
     ("batch_size", "32.5", "positive integer"),
     ("batch_size", "-3", "positive integer"),

@@ -55,7 +55,8 @@ class Inputs:
     """An update's inputs at the first trainable layer ``k`` (pixels when k == 0).
 
     For k < E the critic and actor share the input (convs are shared); at k == E each network
-    has its own latent (``obs_actor`` / ``next_actor``).
+    has its own latent (``obs_actor`` / ``next_actor``). With CURL, ``next_obs`` and ``positive``
+    are the two halves of ``target_input``, the one batch the target encoder reads.
     """
 
     obs: torch.Tensor
@@ -63,6 +64,7 @@ class Inputs:
     positive: torch.Tensor | None = None
     obs_actor: torch.Tensor | None = None
     next_actor: torch.Tensor | None = None
+    target_input: torch.Tensor | None = None
 
 
 class SacCurlAgent(Agent):
@@ -183,9 +185,14 @@ class SacCurlAgent(Agent):
             if self.fully_frozen:  # pixels kept although nothing trains in the encoder
                 z, z_next = self._both_latents(anchor), self._both_latents(nxt)
                 return Inputs(z[:, 0], z_next[:, 0], None, z[:, 1], z_next[:, 1])
-            positive = (enc(random_crop(obs, self.crop, self.generator), 0, k)
-                        if self.uses_curl else None)
-            return Inputs(enc(anchor, 0, k), enc(nxt, 0, k), positive)
+            if not self.uses_curl:
+                return Inputs(enc(anchor, 0, k), enc(nxt, 0, k))
+            # next crops and CURL positives as one uint8 batch: one conversion, no float copy
+            positive = random_crop(obs, self.crop, self.generator)
+            pair = enc(torch.cat([nxt, positive]), 0, k)
+            batch_size = len(anchor)
+            return Inputs(enc(anchor, 0, k), pair[:batch_size], pair[batch_size:],
+                          target_input=pair)
 
     def _latent_inputs(self, batch: LatentBatch) -> Inputs:
         latent, nxt = self._tensor(batch.latent), self._tensor(batch.next_latent)
@@ -224,8 +231,7 @@ class SacCurlAgent(Agent):
         else:
             h_next = self.critic_encoder(inputs.next_obs, k, c) if k < c else inputs.next_obs
             z_next_actor = self.actor_encoder(h_next, c)
-            pair = inputs.next_obs if inputs.positive is None else torch.cat(
-                [inputs.next_obs, inputs.positive])
+            pair = inputs.next_obs if inputs.positive is None else inputs.target_input
             h_target = self.target_encoder(pair, k, c) if k < c else pair
             z_target = self.target_encoder(h_target, c)
             z_next_target, z_pos = z_target[: len(reward)], z_target[len(reward):]
