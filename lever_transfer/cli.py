@@ -141,9 +141,17 @@ def resume(run_dir: Path, sets: tuple[str, ...], no_progress: bool) -> None:
         raise LeverError(f"{run_dir} has no checkpoint yet; start it again with "
                          f"'lever-transfer train --out {run_dir}'")
     if cfg.snapshot_every is not None:
+        _publish_missed_snapshots(run_dir)
         trainer.on_snapshot = _publisher(None)
     trainer.run()
     click.echo(f"run directory: {run_dir}")
+
+
+def _publish_missed_snapshots(run_dir: Path) -> None:
+    """Publish the snapshots a killed pretraining wrote but did not get to publish."""
+    from .zoo import publish_run_snapshots
+
+    publish_run_snapshots(run_dir, say=click.echo, missing_only=True)
 
 
 def _publisher(push_to: str | None) -> Callable[[Path], None]:
@@ -187,6 +195,7 @@ def pretrain(recipe: str, steps: str, snapshot_every: str, seed: int | None, dev
     trainer = Trainer(cfg, run_dir, progress=not no_progress)
     if trainer.restore():  # an attempt killed before its first checkpoint starts again
         click.echo(f"resuming the pretraining in {run_dir}")
+        _publish_missed_snapshots(run_dir)
     trainer.on_snapshot = _publisher(push_to)
     trainer.run()
     click.echo(f"run directory: {run_dir}")

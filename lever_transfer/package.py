@@ -140,8 +140,13 @@ def write_package(directory: Path, tensors: Mapping[str, torch.Tensor], config: 
 
 
 def _replace_dir(new: Path, directory: Path) -> None:
+    """Swap ``new`` in for ``directory`` by two renames (Linux cannot swap folders in one); a
+    crash between them leaves the previous package as ``.NAME.old``, which readers fall back to
+    and the next write puts back first."""
+    old = directory.with_name(f".{directory.name}.old")
+    if not directory.exists() and old.exists():  # a crash between the two renames, last time
+        os.replace(old, directory)
     if directory.exists():
-        old = directory.with_name(f".{directory.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         os.replace(directory, old)
         os.replace(new, directory)
@@ -239,6 +244,9 @@ def read_config(directory: Path) -> dict[str, Any]:
 def read_package(directory: Path, expected_sha256: str | None = None) -> EncoderPackage:
     """Open and verify a package: sha256 (against config and ``expected_sha256``), then tensors."""
     directory = Path(directory)
+    interrupted = directory.with_name(f".{directory.name}.old")
+    if not directory.exists() and interrupted.is_dir():  # a write killed between its renames
+        directory = interrupted
     config = read_config(directory)
     weights = directory / WEIGHTS
     if not weights.is_file():

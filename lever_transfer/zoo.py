@@ -36,6 +36,7 @@ from .package import (
     _replace_dir,
     agent_tensors,
     encoder_spec,
+    read_config,
     read_package,
     write_package,
 )
@@ -122,19 +123,36 @@ def publish(package_dir: Path, name: str, root: Path | None = None, say: Say = s
     return root / name
 
 
-def publish_run_snapshots(run_dir: Path, root: Path | None = None,
-                          say: Say = stderr) -> list[str]:
-    """Package and publish every snapshot of a run (``runs/.../snapshots/ckpt-*``)."""
+def publish_run_snapshots(run_dir: Path, root: Path | None = None, say: Say = stderr,
+                          missing_only: bool = False) -> list[str]:
+    """Package and publish every snapshot of a run (``runs/.../snapshots/ckpt-*``).
+
+    ``missing_only``: skip those the hub already holds intact (a resumed ``pretrain`` publishes
+    what a crash kept from being published, or left half-indexed)."""
     names = []
     for snapshot in sorted(Path(run_dir, "snapshots").glob("ckpt-*")):
         if snapshot.is_dir():
             name, path = package_snapshot(snapshot, Path(run_dir) / "packages")
-            publish(path, name, root, say)
+            if not (missing_only and _published(path, name, root)):
+                publish(path, name, root, say)
             names.append(name)
-    if not names:
+    if not names and not missing_only:
         raise LeverError(f"{run_dir} has no snapshots yet; 'lever-transfer pretrain' writes them "
                          f"every snapshot_every steps")
     return names
+
+
+def _published(package_dir: Path, name: str, root: Path | None) -> bool:
+    """Whether hub ``root`` holds ``package_dir`` as ``name``, indexed and verified."""
+    root = Path(root or local_hub())
+    sha = read_config(package_dir)["sha256"]
+    if read_index(root).get(name, {}).get("sha256") != sha:
+        return False
+    try:
+        read_package(root / name, sha)
+    except PackageError:
+        return False
+    return True
 
 
 def entries() -> Iterator[tuple[str, str, dict[str, Any]]]:

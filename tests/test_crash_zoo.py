@@ -1,0 +1,106 @@
+"""SIGKILL inside zoo writes: at every disk-changing call of a publish (copies, fsyncs, renames,
+removals), and at random moments of a pretraining that publishes its snapshots. After every kill
+the hub holds the old package or the new one, complete; after a rerun everything verifies."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from lever_transfer import zoo
+from lever_transfer.hub import read_index, write_index
+from lever_transfer.package import read_package
+
+from .test_zoo import make_package
+
+NAME = "walker_walk-1k"
+
+# Publishes argv[2] as argv[3] into hub argv[1], SIGKILLing itself at the argv[4]-th call that
+# changes the disk; prints how many such calls a whole publish makes.
+KILLER = textwrap.dedent("""
+    import os, shutil, signal, sys
+    from pathlib import Path
+    from lever_transfer import zoo
+    calls = 0
+    def killing(fn):
+        def wrapper(*args, **kwargs):
+            global calls
+            calls += 1
+            if calls == int(sys.argv[4]):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return fn(*args, **kwargs)
+        return wrapper
+    for module, name in [(os, "replace"), (os, "fsync"), (shutil, "copy2"), (shutil, "rmtree")]:
+        setattr(module, name, killing(getattr(module, name)))
+    zoo.publish(Path(sys.argv[2]), sys.argv[3], root=Path(sys.argv[1]), say=lambda m: None)
+    print(calls)
+""")
+
+
+def publish_killed_at(hub: Path, package: Path, call: int) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", KILLER, str(hub), str(package), NAME, str(call)],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_sigkill_at_every_write_of_a_publish(small_config, tmp_path):
+    old, _ = make_package(small_config, tmp_path / "old", seed=0)
+    new, _ = make_package(small_config, tmp_path / "new", seed=1)
+    old_sha, new_sha = (read_package(p).config["sha256"] for p in (old, new))
+    assert old_sha != new_sha
+    hub = tmp_path / "hub"
+    zoo.publish(old, NAME, root=hub, say=lambda m: None)
+    shutil.copytree(hub, tmp_path / "whole")
+    whole = publish_killed_at(tmp_path / "whole", new, 10**9)
+    assert whole.returncode == 0, whole.stderr
+    calls = int(whole.stdout)
+    assert calls >= 8  # copies, fsyncs, renames and removals of one publish
+    for call in range(1, calls + 1):
+        attempt = tmp_path / f"hub-{call}"
+        shutil.copytree(hub, attempt)
+        assert publish_killed_at(attempt, new, call).returncode == -9
+        on_disk = read_package(attempt / NAME).config["sha256"]  # complete, verifies by itself
+        assert on_disk in (old_sha, new_sha), call
+        assert read_index(attempt)[NAME]["sha256"] in (old_sha, new_sha), call
+        zoo.publish(new, NAME, root=attempt, say=lambda m: None)  # the rerun repairs the rest
+        assert read_package(attempt / NAME, read_index(attempt)[NAME]["sha256"]).config[
+            "sha256"] == new_sha
+        visible = {p.name for p in attempt.iterdir() if not p.name.startswith(".")}
+        assert visible == {NAME, "index.yaml"}, call
+
+
+def test_sigkill_during_pretraining_then_resume_publishes_every_snapshot(tmp_path):
+    rng = random.Random(int(os.environ.get("KILL_SEED", "0")))
+    hub, run = tmp_path / "hub", tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LEVER_HUB": str(hub)}
+    pretrain = [sys.executable, "-m", "lever_transfer.cli", "pretrain", "atari:qbert",
+                "--steps", "300 agent_steps", "--snapshot-every", "100 agent_steps",
+                "--set", "init_steps=50 agent_steps", "--set", "eval_episodes=1",
+                "--set", "checkpoint_every=40 agent_steps", "--no-progress", "--out", str(run)]
+    for _ in range(int(os.environ.get("KILL_POINTS", "4"))):
+        process = subprocess.Popen(pretrain, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, env=env)
+        time.sleep(rng.uniform(2.0, 9.0))
+        process.kill()
+        process.wait()
+        for name in read_index(hub):  # whatever is published is whole
+            read_package(hub / name)
+    subprocess.run(pretrain, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env=env)
+    index = read_index(hub)
+    snapshots = [p for p in (run / "snapshots").iterdir() if p.name.startswith("ckpt-")]
+    assert len(index) == len(snapshots) == 3 and "qbert-300" in index  # one per 100 steps
+    for name, entry in index.items():
+        read_package(hub / name, entry["sha256"])
+    # a snapshot written but never published (killed in between) is published by the next resume
+    shutil.rmtree(hub / "qbert-300")
+    write_index(hub, {k: v for k, v in index.items() if k != "qbert-300"})
+    resume = [sys.executable, "-m", "lever_transfer.cli", "resume", str(run), "--no-progress"]
+    subprocess.run(resume, check=True, capture_output=True, env=env)
+    assert read_index(hub)["qbert-300"] == index["qbert-300"]
+    read_package(hub / "qbert-300", index["qbert-300"]["sha256"])
