@@ -338,7 +338,8 @@ def _check_tensors(config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor
     expected = expected_shapes(config)
     extra, missing = sorted(set(tensors) - set(expected)), sorted(set(expected) - set(tensors))
     if extra or missing:
-        raise PackageError(f"{path} does not match its config: "
+        raise PackageError(f"{path} does not match its config (a {config['architecture']!r} "
+                           f"encoder): "
                            + "; ".join(s for s in (f"extra tensors {extra[:3]}" if extra else "",
                                                    f"missing tensors {missing[:3]}" if missing else "")
                                        if s) + "; re-publish the encoder")

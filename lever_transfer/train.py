@@ -124,6 +124,7 @@ class Trainer:
         self.update_flops = CachedFlops()
         self._eval_env: Any = None
         self._stop = False
+        self._update_metrics: dict[str, list[float]] = {}  # this episode's losses, per name
 
     # ------------------------------------------------------------------ sizes
     def _entries_for(self, agent_steps: int) -> int:
@@ -262,6 +263,9 @@ class Trainer:
         kind = f"{type(self.replay).__name__}-{self.agent.frozen_layers}-{actor}"
         metrics, flops = self.update_flops.run(kind, lambda: self.agent.update(batch, step))
         self._check_finite(metrics, "the update's loss")
+        for name, value in metrics.items():  # averaged into the episode's metrics row
+            if isinstance(value, float):
+                self._update_metrics.setdefault(name, []).append(value)
         if batch.ids is not None:
             self.replay.update_priorities(batch.ids, metrics["sample_loss"],
                                           cfg.priority_exponent)
@@ -289,6 +293,7 @@ class Trainer:
         obs, _ = self.env.reset(seed=self._episode_seed() if self._new_game else None)
         self._store(None, 0.0, False, obs)
         episode_return, update_ms, done = 0.0, [], False
+        self._update_metrics = {}
         while not done and c.agent_steps < self.total and not self._stop:
             if self.freeze_step is not None and c.agent_steps == self.freeze_step \
                     and self.agent.frozen_layers == 0:
@@ -312,7 +317,8 @@ class Trainer:
         c.episodes += 1
         return {"kind": "train", "episode": c.episodes, "episode_return": episode_return,
                 "update_ms": float(np.mean(update_ms)) if update_ms else None,
-                "interrupted": not done and self._stop}
+                "interrupted": not done and self._stop,
+                **{name: float(np.mean(values)) for name, values in self._update_metrics.items()}}
 
     def evaluate(self, episodes: int) -> tuple[float, float]:
         """Mean and std of the evaluation policy's return (``evaluate.py``)."""
