@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -68,3 +69,28 @@ def test_sigkill_anywhere_then_resume_finishes_the_same_run(tmp_path):
     assert train == sorted(set(train)) and train[-1] == STEPS  # each row once, to the end
     assert sum(r["kind"] == "freeze" for r in rows) == 1
     assert np.all(np.diff([r["flops"] for r in rows]) >= 0)
+
+
+def test_sigint_writes_a_checkpoint_then_stops_and_resume_finishes(tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(cli(*TRAIN, "--out", str(run)), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not _train_rows(run):
+        time.sleep(0.2)  # wait until it is training
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output
+    assert "interrupted: writing a checkpoint" in output and "Traceback" not in output
+    stopped = _train_rows(run)[-1]
+    assert stopped["interrupted"] and check_checkpoint(run) == stopped["agent_steps"] < STEPS
+    subprocess.run(cli("resume", str(run), "--no-progress"), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    assert check_checkpoint(run) == STEPS and _train_rows(run)[-1]["agent_steps"] == STEPS
+
+
+def _train_rows(run) -> list[dict]:
+    path = run / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [row for row in map(json.loads, lines) if row["kind"] == "train"]
