@@ -75,7 +75,11 @@ def write_video(frames: list[np.ndarray], path: Path, fps: int = 30) -> Path:
         try:
             import imageio.v3 as iio
 
-            iio.imwrite(tmp, np.stack(frames), fps=fps, codec="libx264")
+            # H.264 in yuv420p needs even sides: pad odd ones by a pixel, never rescale
+            video = np.stack(frames)
+            video = np.pad(video, ((0, 0), (0, video.shape[1] % 2), (0, video.shape[2] % 2),
+                                   (0, 0)), mode="edge")
+            iio.imwrite(tmp, video, fps=fps, codec="libx264", macro_block_size=2)
         except (ImportError, ValueError, RuntimeError) as exc:
             raise LeverError(f"writing MP4 needs imageio with ffmpeg ({exc.__class__.__name__}): "
                              f"pip install 'imageio[ffmpeg]', or write a .gif") from None

@@ -36,6 +36,17 @@ def test_eval_of_a_run_prints_mean_and_std_and_writes_a_playable_gif(qbert_run, 
         assert 10 < gif.n_frames <= frames  # reset frame + one per step (repeats merged)
 
 
+def test_eval_writes_a_playable_mp4(qbert_run, tmp_path):
+    iio = pytest.importorskip("imageio.v3", reason="MP4 needs the 'video' extra")
+    video = tmp_path / "episode.mp4"
+    result = CliRunner().invoke(main, ["eval", str(qbert_run), "--episodes", "1",
+                                       "--video", str(video)])
+    assert result.exit_code == 0, result.output
+    frames = iio.imread(video, plugin="FFMPEG")  # decodes: a real H.264 stream
+    assert frames.shape[1:] == (210, 160, 3) and len(frames) > 10  # not rescaled
+    assert iio.immeta(video, plugin="FFMPEG")["codec"] == "h264"
+
+
 def test_the_policy_is_the_checkpointed_one(qbert_run):
     from lever_transfer.checkpoint import latest_checkpoint, load_checkpoint
 
