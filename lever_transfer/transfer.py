@@ -46,12 +46,14 @@ def check_fits(package: EncoderPackage, cfg: Config, action_dim: int) -> None:
     wanted = {"channels": 1 if cfg.algorithm == "rainbow" else 3,
               "frame_stack": cfg.frame_stack, "render_size": cfg.render_size,
               "crop_size": cfg.crop_size}
-    differ = [f"{k} {obs[k]} vs {v}" for k, v in wanted.items() if obs[k] != v]
-    if differ:
-        raise LeverError(f"encoder {name} does not fit {cfg.task}'s observations "
-                         f"({'; '.join(differ)}: encoder vs this run); set them to the encoder's "
-                         f"values, e.g. --set frame_stack={obs['frame_stack']}, or pick another "
-                         f"encoder")
+    keys = [k for k, v in wanted.items() if obs[k] != v]
+    if keys:
+        differ = "; ".join(f"{k} {obs[k]} vs {wanted[k]}" for k in keys)
+        fix = " ".join(f"--set {k}={obs[k]}" for k in keys if k != "channels")
+        raise LeverError(f"encoder {name} does not fit {cfg.task}'s observations ({differ}: "
+                         f"encoder vs this run); " + (f"use the encoder's values ({fix}) or pick "
+                                                      f"another encoder" if fix else
+                                                      "pick an encoder of this task's suite"))
     arch = architecture_overrides(package)
     differ = [f"{k} {arch[k]} vs {getattr(cfg, k)}" for k in ARCHITECTURE_KEYS
               if arch[k] != getattr(cfg, k)]
