@@ -1,13 +1,9 @@
 """Run configuration: one frozen `Config`, loaded one way from YAML recipes, never mutated.
 
 A recipe is a YAML mapping of `Config` fields, optionally `extends: OTHER` (a recipe name or a path
-relative to the file). Packaged recipes live in `lever_transfer.recipes` (`recipes/` in the
-checkout) and are found through `importlib.resources`. Defaults are table 4 of the LeVER paper
-(appendix G) where it gives a value shared by all DMC tasks, else the CURL reference code.
-
-Step counts always carry a unit (`StepCount`): the paper's tables do not say whether they count
-environment steps or agent steps (one agent step = `action_repeat` environment steps), so recipes
-must say which. On the command line a bare number ("60000", "60k") means environment steps.
+relative to the file; `recipe_files` finds and reads them). Defaults are table 4 of the LeVER
+paper (appendix G) where it gives a value shared by all DMC tasks, else the CURL reference code.
+Step counts always carry a unit (`steps.StepCount`).
 
 This module imports neither torch nor dm_control: task names are checked by the env module.
 """
@@ -17,93 +13,27 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import posixpath
 import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
-from decimal import Decimal, InvalidOperation
-from importlib import resources
-from importlib.resources.abc import Traversable
-from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Mapping, Union
 
 import yaml
 
 from .errors import ConfigError
-
-Unit = Literal["env_steps", "agent_steps"]
-UNITS: tuple[str, ...] = ("env_steps", "agent_steps")
-_UNIT_ALIASES = {"env": "env_steps", "env_step": "env_steps", "env_steps": "env_steps",
-                 "environment_steps": "env_steps", "agent": "agent_steps",
-                 "agent_step": "agent_steps", "agent_steps": "agent_steps"}
-_STEP_RE = re.compile(r"([+-]?(?:\d[\d_]*)?\.?\d*(?:e[+-]?\d+)?)\s*([km]?)\s*([a-z_ -]*)", re.I)
-_STEP_HINT = "a step count such as '60k env_steps', '10000 agent_steps' or '1.5M' (env steps)"
-
-
-@dataclass(frozen=True)
-class StepCount:
-    """A positive number of steps with its unit; one agent step = `action_repeat` env steps."""
-
-    value: int
-    """How many steps (> 0)."""
-    unit: Unit
-    """"env_steps" (simulator steps) or "agent_steps" (policy decisions)."""
-
-    def __post_init__(self) -> None:
-        if self.unit not in UNITS:
-            raise ConfigError(f"step unit {self.unit!r} is not one of {', '.join(UNITS)}")
-        if isinstance(self.value, bool) or not isinstance(self.value, int) or self.value <= 0:
-            raise ConfigError(f"step count must be a positive integer, got {self.value!r}; "
-                              f"use e.g. '60000 env_steps'")
-
-    def __str__(self) -> str:
-        return f"{self.value} {self.unit}"
-
-    def to_agent_steps(self, action_repeat: int) -> int:
-        """Agent steps (env steps are floor-divided by `action_repeat`)."""
-        return self.value if self.unit == "agent_steps" else self.value // action_repeat
-
-    def to_env_steps(self, action_repeat: int) -> int:
-        """Environment steps."""
-        return self.value if self.unit == "env_steps" else self.value * action_repeat
-
-    def to_mapping(self) -> dict[str, int]:
-        """The YAML form, `{unit: value}`."""
-        return {self.unit: self.value}
-
-    @classmethod
-    def from_mapping(cls, data: object) -> StepCount:
-        """Parse the YAML form: exactly one key, `env_steps` or `agent_steps`, with an integer."""
-        if not isinstance(data, Mapping) or len(data) != 1:
-            raise ConfigError(f"expected a one-key mapping {{env_steps: N}} or {{agent_steps: N}}, "
-                              f"got {data!r}")
-        (unit, value), = data.items()
-        if unit not in UNITS:
-            raise ConfigError(f"step unit {unit!r} is not one of {', '.join(UNITS)}")
-        return cls(value, unit)
-
-    @classmethod
-    def parse(cls, text: str) -> StepCount:
-        """Parse a CLI string: "60000", "60k", "1.5M", "60k env_steps", "10k agent", "60000 env".
-
-        A number without a unit means environment steps.
-        """
-        match = _STEP_RE.fullmatch(text.strip()) if isinstance(text, str) else None
-        unit = _UNIT_ALIASES.get(re.sub(r"[ -]+", "_", match[3].strip().lower()) or "env") \
-            if match else None
-        try:
-            number = Decimal(match[1].replace("_", "")) if match else None
-        except InvalidOperation:
-            number = None
-        if number is None or unit is None or not number.is_finite():
-            raise ConfigError(f"cannot read {text!r} as {_STEP_HINT}")
-        if number.adjusted() > 15:
-            raise ConfigError(f"step count {text!r} is implausibly large; use at most 1e15")
-        number *= {"": 1, "k": 1000, "m": 1000000}[match[2].lower()]
-        if number != number.to_integral_value():
-            raise ConfigError(f"step count {text!r} is not a whole number of steps")
-        return cls(int(number), unit)
+from .recipe_files import (  # noqa: F401  (atari_game, is_atari_task: re-exported)
+    DMC_TASK,
+    RecipeFile,
+    RecipeLoader,
+    atari_game,
+    is_atari_task,
+    locate,
+    read_yaml,
+    recipe_names,
+    resolve_extends,
+)
+from .steps import UNITS, StepCount, Unit  # noqa: F401  (UNITS: re-exported)
 
 
 def parse_memory_size(text: str) -> int:
@@ -290,7 +220,7 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
                                "freeze_at")},
     "snapshot_every": ("null or " + _STEP_RULE[0], lambda v: True),
     "task": ("a DMC task name such as 'walker_walk' or an Atari game such as 'atari:qbert'",
-             lambda v: re.fullmatch(_DMC_TASK, v) is not None or is_atari_task(v)),
+             lambda v: re.fullmatch(DMC_TASK, v) is not None or is_atari_task(v)),
     "description": ("one line of text", _line),
     "paper": ("one line of text", _line),
     "algorithm": _enum("sac_curl", "rainbow"),
@@ -317,14 +247,6 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "channels_last": ("true or false", lambda v: True),
     "tensorboard": ("true or false", lambda v: True),
 }
-
-
-_DMC_TASK = r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+"
-
-
-def is_atari_task(task: str) -> bool:
-    """``atari:qbert`` or a gymnasium game name such as ``Qbert`` (the env module checks it)."""
-    return re.fullmatch(r"atari:[a-z][a-z0-9_]*|[A-Z][A-Za-z0-9]*", task) is not None
 
 
 def _memory_ok(text: str) -> bool:
@@ -459,7 +381,7 @@ def _override_value(key: str, raw: Any) -> Any:
     if not isinstance(raw, str):
         return raw
     try:
-        parsed = yaml.load(raw, Loader=_Loader)
+        parsed = yaml.load(raw, Loader=RecipeLoader)
     except yaml.YAMLError:
         parsed = raw
     if key in _STEP_KEYS and not isinstance(parsed, Mapping):
@@ -482,145 +404,18 @@ def parse_set_options(items: Iterable[str]) -> dict[str, str]:
 
 # ---------------------------------------------------------------- YAML files and recipes
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads 1e-3 as a float (YAML 1.2) and refuses duplicate keys."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        self.flatten_mapping(node)
-        seen: set = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d[\d_]*\.\d*|\.\d+|\d[\d_]*)(?:[eE][-+]?\d+)$"),
-    list("-+0123456789."))
-
-
-@dataclass(frozen=True)
-class _Source:
-    """One recipe file: `label` for messages, `node` to read, `pkg_dir` if packaged."""
-
-    label: str
-    node: Traversable
-    pkg_dir: str | None = None
-
-    @property
-    def key(self) -> str:
-        """Identity for cycle detection: the resolved path, or the packaged label."""
-        return self.label if self.pkg_dir is not None else str(Path(self.label).resolve())
-
-
-def _recipe_root() -> Traversable:
-    try:
-        return resources.files("lever_transfer.recipes")
-    except ModuleNotFoundError:  # running from a checkout that is not installed
-        return Path(__file__).resolve().parent.parent / "recipes"
-
-
-def _packaged(relpath: str) -> _Source | None:
-    parts = [p for p in posixpath.normpath(relpath).split("/") if p not in ("", ".")]
-    if not parts or ".." in parts:
-        return None
-    node = _recipe_root().joinpath(*parts)
-    return _Source(f"recipes/{'/'.join(parts)}", node, posixpath.dirname("/".join(parts))) \
-        if node.is_file() else None
-
-
-def atari_game(task: str) -> str:
-    """``atari:qbert`` / ``Qbert`` / ``BankHeist`` -> ``qbert`` / ``bank_heist`` (spelling only)."""
-    game = task.removeprefix("atari:")
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in game).lstrip("_")
-
-
-def _find_recipe(name: str) -> _Source | None:
-    """A packaged recipe by name: `quickstart`, `walker_walk` (= `dmc/walker_walk`), `qbert` or
-    `atari:qbert` (= `atari/qbert`)."""
-    stem = name[:-5] if name.endswith(".yaml") else name
-    if is_atari_task(stem):
-        return _packaged(f"atari/{atari_game(stem)}.yaml")
-    return _packaged(f"{stem}.yaml") or _packaged(f"dmc/{stem}.yaml") or \
-        _packaged(f"atari/{stem}.yaml")
-
-
-def _read_yaml(src: _Source) -> dict[str, Any]:
-    try:
-        text = src.node.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read recipe {src.label}: {e}") from None
-    try:
-        loader = _Loader(text)
-        try:
-            node = loader.get_single_node()
-            data = {} if node is None else loader.construct_document(node)
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = " ".join(str(getattr(e, "problem", None) or e).split())
-        raise ConfigError(f"invalid YAML in {src.label} at{where}: {problem}; fix the syntax "
-                          f"there") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"recipe {src.label} line {node.start_mark.line + 1} is a "
-                          f"{type(data).__name__}, not a mapping; write 'key: value' lines")
-    return data
-
-
-def _resolve_extends(parent: object, src: _Source) -> _Source:
-    if not isinstance(parent, str) or not parent.strip():
-        raise ConfigError(f"'extends' in {src.label} must be a recipe name or a .yaml path, "
-                          f"got {parent!r}")
-    if parent.endswith((".yaml", ".yml")):
-        if src.pkg_dir is None:
-            path = Path(src.label).parent / parent
-            found = _Source(str(path), path) if path.is_file() else None
-        else:
-            found = _packaged(posixpath.join(src.pkg_dir, parent))
-    else:
-        found = _find_recipe(parent)
-    if found is None:
-        raise ConfigError(f"recipe {src.label} extends {parent!r}, which does not exist; use a "
-                          f"packaged recipe name (see `lever-transfer recipes`) or a relative path")
-    return found
-
-
-def _load_chain(src: _Source, chain: tuple[_Source, ...] = ()) -> dict[str, Any]:
+def _load_chain(src: RecipeFile, chain: tuple[RecipeFile, ...] = ()) -> dict[str, Any]:
     """Typed values of `src` over those of its `extends` ancestors."""
     if src.key in {s.key for s in chain}:
         labels = " -> ".join(s.label for s in (*chain, src))
         raise ConfigError(f"recipe cycle: {labels}; remove one of these 'extends'")
-    data = _read_yaml(src)
+    data = read_yaml(src)
     parent = data.pop("extends", None)
     own = _coerce_all(data, src.label, "recipe key", cli=False)
     if parent is None:
         return own
-    return {**_load_chain(_resolve_extends(parent, src), (*chain, src)), **own}
-
-
-def _locate(name: str) -> tuple[_Source, str | None]:
-    """(recipe, task override): a .yaml path, a packaged recipe, or a task on the defaults."""
-    if name.endswith((".yaml", ".yml")) and Path(name).is_file():
-        return _Source(name, Path(name)), None
-    found = _find_recipe(name)
-    if found is not None:
-        return found, None
-    if is_atari_task(name):
-        return _find_recipe("atari/atari_defaults"), f"atari:{atari_game(name)}"
-    if "/" in name or "\\" in name or name.endswith((".yaml", ".yml")):
-        raise ConfigError(f"no recipe file or packaged recipe {name!r}; check the path or run "
-                          f"`lever-transfer recipes` to list the packaged ones")
-    if re.fullmatch(_DMC_TASK, name) is None:
-        close = difflib.get_close_matches(name, [r[0] for r in _recipe_names()], n=1)
-        hint = f"did you mean '{close[0]}'?" if close else "run `lever-transfer recipes`"
-        raise ConfigError(f"{name!r} is not a recipe, a .yaml file or a task name; {hint}")
-    return _find_recipe("dmc/defaults"), name
+    return {**_load_chain(resolve_extends(parent, src), (*chain, src)), **own}
 
 
 def load_config(name_or_path: str, overrides: Mapping[str, object] | None = None) -> Config:
@@ -631,7 +426,7 @@ def load_config(name_or_path: str, overrides: Mapping[str, object] | None = None
     Override values may be strings (parsed as YAML; step counts also as "60k env_steps", a bare
     number meaning env steps) or typed values.
     """
-    src, task = _locate(name_or_path)
+    src, task = locate(name_or_path)
     values = _load_chain(src)
     if task is not None:
         table = "table-5" if is_atari_task(task) else "table-4"
@@ -644,21 +439,10 @@ def load_config(name_or_path: str, overrides: Mapping[str, object] | None = None
     return Config(**values)
 
 
-def _recipe_names() -> list[tuple[str, _Source]]:
-    root = _recipe_root()
-    out: list[tuple[str, _Source]] = []
-    for sub in ("", "dmc", "atari"):
-        folder = root.joinpath(sub) if sub else root
-        for node in sorted(folder.iterdir(), key=lambda n: n.name) if folder.is_dir() else []:
-            if node.name.endswith(".yaml") and node.is_file():
-                out.append((node.name[:-5], _packaged(posixpath.join(sub, node.name))))
-    return sorted(out, key=lambda item: item[0])
-
-
 def list_recipes() -> list[tuple[str, str, str]]:
     """(name, paper, description) of every packaged recipe, sorted by name."""
     out = []
-    for name, src in _recipe_names():
+    for name, src in recipe_names():
         config = Config(**_load_chain(src))
         out.append((name, config.paper, config.description))
     return out
