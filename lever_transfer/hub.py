@@ -28,7 +28,15 @@ import yaml
 
 from .checkpoint import write_atomic
 from .errors import LeverError
-from .package import CARD, CONFIG, WEIGHTS, EncoderPackage, PackageError, read_package
+from .package import (
+    CARD,
+    CONFIG,
+    WEIGHTS,
+    EncoderPackage,
+    PackageError,
+    live_folder,
+    read_package,
+)
 
 INDEX = "index.yaml"
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,95}")
@@ -95,6 +103,13 @@ def write_index(root: Path, entries: dict[str, dict[str, Any]]) -> None:
     body = yaml.safe_dump({"encoders": dict(sorted(entries.items()))}, sort_keys=False)
     header = "# lever-transfer zoo index: name -> where the encoder is and what it is\n"
     write_atomic(Path(root) / INDEX, (header + body).encode())
+
+
+def accepted_sha256(entry: dict[str, Any]) -> tuple[str, ...] | None:
+    """The weights an index entry stands for: its sha256, and while ``zoo.publish`` swaps in a
+    new package under the same name (``replacing_with``), the new one too."""
+    shas = tuple(s for s in (entry.get("sha256"), entry.get("replacing_with")) if s)
+    return shas or None
 
 
 def index_entry(name: str, package: EncoderPackage, **extra: Any) -> dict[str, Any]:
@@ -188,14 +203,14 @@ def _resolve_name(ref: str, name: str, revision: str | None) -> Resolved:
         hint = f"did you mean {', '.join(close)}?" if close else "see 'lever-transfer zoo list'"
         raise LeverError(f"unknown encoder {name!r}; {hint}")
     pinned = [c for c in candidates if _matches(c[2], revision)]
-    present = [c for c in pinned if (c[1] / name / CONFIG).is_file()]
+    present = [c for c in pinned if (live_folder(c[1] / name) / CONFIG).is_file()]
     if len({c[2].get("sha256") for c in present}) > 1:
         where = ", ".join(f"{s} (sha256 {str(e.get('sha256'))[:12]})" for s, _, e in present)
         raise LeverError(f"hub:{name} is ambiguous: {where} hold different weights; pin one with "
                          f"hub:{name}@SHA256_PREFIX or remove the local copy")
     if present:
         source, root, entry = present[0]
-        return Resolved(ref, name, read_package(root / name, entry.get("sha256")), source,
+        return Resolved(ref, name, read_package(root / name, accepted_sha256(entry)), source,
                         entry.get("revision"))
     remote = [c for c in (pinned or candidates) if c[2].get("repo_id")]
     if not remote:

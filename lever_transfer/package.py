@@ -241,12 +241,19 @@ def read_config(directory: Path) -> dict[str, Any]:
     return config
 
 
-def read_package(directory: Path, expected_sha256: str | None = None) -> EncoderPackage:
-    """Open and verify a package: sha256 (against config and ``expected_sha256``), then tensors."""
+def live_folder(directory: Path) -> Path:
+    """``directory``, or the previous package that a write killed between its two renames left
+    as ``.NAME.old`` (see ``_replace_dir``)."""
     directory = Path(directory)
     interrupted = directory.with_name(f".{directory.name}.old")
-    if not directory.exists() and interrupted.is_dir():  # a write killed between its renames
-        directory = interrupted
+    return interrupted if not directory.exists() and interrupted.is_dir() else directory
+
+
+def read_package(directory: Path, expected_sha256: str | tuple[str, ...] | None = None
+                 ) -> EncoderPackage:
+    """Open and verify a package: sha256 (against config and ``expected_sha256``, one digest or
+    any of several), then tensors."""
+    directory = live_folder(directory)
     config = read_config(directory)
     weights = directory / WEIGHTS
     if not weights.is_file():
@@ -259,6 +266,10 @@ def read_package(directory: Path, expected_sha256: str | None = None) -> Encoder
         raise PackageError(f"{weights} does not match its config (sha256 {digest[:12]}…, config "
                            f"says {config['sha256'][:12]}…): the weights were changed or damaged; "
                            f"pull the package again")
+    if isinstance(expected_sha256, tuple) and digest in expected_sha256:
+        expected_sha256 = digest
+    elif isinstance(expected_sha256, tuple):
+        expected_sha256 = expected_sha256[0]
     if expected_sha256 is not None and digest != expected_sha256:
         raise PackageError(f"{weights} has sha256 {digest[:12]}…, but the zoo index says "
                            f"{expected_sha256[:12]}…: not the encoder the index names; pull it "

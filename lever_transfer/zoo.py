@@ -21,6 +21,7 @@ from .encoders import make_encoder
 from .errors import LeverError
 from .hub import (
     Say,
+    accepted_sha256,
     check_name,
     index_entry,
     local_hub,
@@ -36,6 +37,7 @@ from .package import (
     _replace_dir,
     agent_tensors,
     encoder_spec,
+    live_folder,
     read_config,
     read_package,
     write_package,
@@ -109,14 +111,16 @@ def publish(package_dir: Path, name: str, root: Path | None = None, say: Say = s
             if file.is_file():
                 shutil.copy2(file, tmp / file.name)
         read_package(tmp, package.config["sha256"])  # the copy is the package, byte for byte
+        entries = read_index(root)
+        old = entries.get(name, {})
+        sha = package.config["sha256"]
+        if old.get("sha256") not in (None, sha):  # readers accept both while the folder swaps
+            write_index(root, {**entries, name: {**old, "replacing_with": sha}})
         _replace_dir(tmp, root / name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    entries = read_index(root)
-    old = entries.get(name, {})
-    keep = {k: old[k] for k in ("repo_id", "revision")
-            if old.get("sha256") == package.config["sha256"] and k in old}
+    keep = {k: old[k] for k in ("repo_id", "revision") if old.get("sha256") == sha and k in old}
     entries[name] = index_entry(name, package, **keep)
     write_index(root, entries)
     say(f"published {name} -> {root / name}")
@@ -146,7 +150,8 @@ def _published(package_dir: Path, name: str, root: Path | None) -> bool:
     """Whether hub ``root`` holds ``package_dir`` as ``name``, indexed and verified."""
     root = Path(root or local_hub())
     sha = read_config(package_dir)["sha256"]
-    if read_index(root).get(name, {}).get("sha256") != sha:
+    entry = read_index(root).get(name, {})
+    if entry.get("sha256") != sha or entry.get("replacing_with"):
         return False
     try:
         read_package(root / name, sha)
@@ -160,7 +165,7 @@ def entries() -> Iterator[tuple[str, str, dict[str, Any]]]:
     seen: dict[str, str] = {}
     for source, root in hub.sources():
         for name, entry in read_index(root).items():
-            on_disk = (root / name / CONFIG).is_file()
+            on_disk = (live_folder(root / name) / CONFIG).is_file()
             where = source if on_disk else (f"hf://{entry['repo_id']}" if entry.get("repo_id")
                                             else f"{source} (missing)")
             if seen.get(name) == entry.get("sha256"):
@@ -174,11 +179,11 @@ def verify(say: Say = stderr) -> list[str]:
     failed = []
     for source, root in hub.sources():
         for name, entry in read_index(root).items():
-            folder = root / name
+            folder = live_folder(root / name)
             if not (folder / CONFIG).is_file():
                 continue
             try:
-                read_package(folder, entry.get("sha256"))
+                read_package(folder, accepted_sha256(entry))
                 say(f"ok      {name} ({source}) sha256 {entry.get('sha256', '')[:12]}")
             except PackageError as exc:
                 failed.append(name)

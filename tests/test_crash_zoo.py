@@ -13,8 +13,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from lever_transfer import zoo
-from lever_transfer.hub import read_index, write_index
+from lever_transfer import hub, zoo
+from lever_transfer.hub import read_index, resolve, write_index
 from lever_transfer.package import read_package
 
 from .test_zoo import make_package
@@ -48,36 +48,39 @@ def publish_killed_at(hub: Path, package: Path, call: int) -> subprocess.Complet
                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def test_sigkill_at_every_write_of_a_publish(small_config, tmp_path):
+def test_sigkill_at_every_write_of_a_publish(small_config, tmp_path, monkeypatch):
     old, _ = make_package(small_config, tmp_path / "old", seed=0)
     new, _ = make_package(small_config, tmp_path / "new", seed=1)
     old_sha, new_sha = (read_package(p).config["sha256"] for p in (old, new))
     assert old_sha != new_sha
-    hub = tmp_path / "hub"
-    zoo.publish(old, NAME, root=hub, say=lambda m: None)
-    shutil.copytree(hub, tmp_path / "whole")
+    monkeypatch.setattr(hub, "shipped_zoo", lambda: tmp_path / "no-shipped-zoo")
+    hub_dir = tmp_path / "hub"
+    zoo.publish(old, NAME, root=hub_dir, say=lambda m: None)
+    shutil.copytree(hub_dir, tmp_path / "whole")
     whole = publish_killed_at(tmp_path / "whole", new, 10**9)
     assert whole.returncode == 0, whole.stderr
     calls = int(whole.stdout)
     assert calls >= 8  # copies, fsyncs, renames and removals of one publish
     for call in range(1, calls + 1):
         attempt = tmp_path / f"hub-{call}"
-        shutil.copytree(hub, attempt)
+        shutil.copytree(hub_dir, attempt)
         assert publish_killed_at(attempt, new, call).returncode == -9
-        on_disk = read_package(attempt / NAME).config["sha256"]  # complete, verifies by itself
-        assert on_disk in (old_sha, new_sha), call
-        assert read_index(attempt)[NAME]["sha256"] in (old_sha, new_sha), call
-        zoo.publish(new, NAME, root=attempt, say=lambda m: None)  # the rerun repairs the rest
+        monkeypatch.setenv("LEVER_HUB", str(attempt))
+        resolved = resolve(f"hub:{NAME}", say=lambda m: None)  # usable right after the kill
+        assert resolved.package.config["sha256"] in (old_sha, new_sha), call
+        assert zoo.verify(say=lambda m: None) == [], call
+        zoo.publish(new, NAME, root=attempt, say=lambda m: None)  # the rerun finishes the job
         assert read_package(attempt / NAME, read_index(attempt)[NAME]["sha256"]).config[
             "sha256"] == new_sha
         visible = {p.name for p in attempt.iterdir() if not p.name.startswith(".")}
         assert visible == {NAME, "index.yaml"}, call
+        assert "replacing_with" not in read_index(attempt)[NAME]
 
 
 def test_sigkill_during_pretraining_then_resume_publishes_every_snapshot(tmp_path):
     rng = random.Random(int(os.environ.get("KILL_SEED", "0")))
-    hub, run = tmp_path / "hub", tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "LEVER_HUB": str(hub)}
+    hub_dir, run = tmp_path / "hub_dir", tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LEVER_HUB": str(hub_dir)}
     pretrain = [sys.executable, "-m", "lever_transfer.cli", "pretrain", "atari:qbert",
                 "--steps", "300 agent_steps", "--snapshot-every", "100 agent_steps",
                 "--set", "init_steps=50 agent_steps", "--set", "eval_episodes=1",
@@ -88,19 +91,19 @@ def test_sigkill_during_pretraining_then_resume_publishes_every_snapshot(tmp_pat
         time.sleep(rng.uniform(2.0, 9.0))
         process.kill()
         process.wait()
-        for name in read_index(hub):  # whatever is published is whole
-            read_package(hub / name)
+        for name in read_index(hub_dir):  # whatever is published is whole
+            read_package(hub_dir / name)
     subprocess.run(pretrain, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    env=env)
-    index = read_index(hub)
+    index = read_index(hub_dir)
     snapshots = [p for p in (run / "snapshots").iterdir() if p.name.startswith("ckpt-")]
     assert len(index) == len(snapshots) == 3 and "qbert-300" in index  # one per 100 steps
     for name, entry in index.items():
-        read_package(hub / name, entry["sha256"])
+        read_package(hub_dir / name, entry["sha256"])
     # a snapshot written but never published (killed in between) is published by the next resume
-    shutil.rmtree(hub / "qbert-300")
-    write_index(hub, {k: v for k, v in index.items() if k != "qbert-300"})
+    shutil.rmtree(hub_dir / "qbert-300")
+    write_index(hub_dir, {k: v for k, v in index.items() if k != "qbert-300"})
     resume = [sys.executable, "-m", "lever_transfer.cli", "resume", str(run), "--no-progress"]
     subprocess.run(resume, check=True, capture_output=True, env=env)
-    assert read_index(hub)["qbert-300"] == index["qbert-300"]
-    read_package(hub / "qbert-300", index["qbert-300"]["sha256"])
+    assert read_index(hub_dir)["qbert-300"] == index["qbert-300"]
+    read_package(hub_dir / "qbert-300", index["qbert-300"]["sha256"])
