@@ -8,8 +8,9 @@ pixels are kept and the frozen layers run without gradients.
 
 A DMC environment runs in its own process: the loop sends an action, runs the update while the
 worker renders, then collects the observation (an Atari step is cheap and runs in place).
-Checkpoints are written at episode ends, so a resumed run starts a fresh episode exactly where
-the original run would have. One loop serves both agents: SAC+CURL on DMC with continuous
+Checkpoints are written at episode ends (Atari: at game ends, as the emulator's mid-game state is
+not saved), so a resumed run starts a fresh episode exactly where the original run would have,
+and logs the same figures. One loop serves both agents: SAC+CURL on DMC with continuous
 actions, data-efficient Rainbow on Atari with discrete ones (stored as their index), n-step
 returns, clipped rewards in the replay and one episode per life.
 """
@@ -393,7 +394,9 @@ class Trainer:
             path = self.snapshot(mean, std)
             bar.write(f"snapshot at {c.agent_steps * self.ar} env steps: {path}")
             c.next_snapshot = _next_due(c.next_snapshot, self.snapshot_every, c.agent_steps)
-        if c.agent_steps >= c.next_checkpoint or snapshot_due:
+        # at a game boundary only: the emulator's mid-game state is not in a checkpoint, so a
+        # checkpoint between two lives of an Atari game would resume into a new game
+        if (c.agent_steps >= c.next_checkpoint or snapshot_due) and self._new_game:
             self.checkpoint()
             c.next_checkpoint = _next_due(c.next_checkpoint,
                                           cfg.checkpoint_every.to_agent_steps(self.ar),

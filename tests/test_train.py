@@ -120,3 +120,32 @@ def test_same_seed_same_metrics_in_another_process(tmp_path, finished_run):
                    capture_output=True)
     assert without_clocks(read_metrics(tmp_path / "metrics.jsonl")) == without_clocks(
         read_metrics(finished_run / "metrics.jsonl"))
+
+
+def test_atari_resume_logs_what_the_uninterrupted_run_logs(tmp_path):
+    """Qbert loses lives mid-game; checkpoints wait for the game's end, so a resume replays
+    exactly (untrained Qbert: game overs near agent steps 392 and 718, Tf = 400)."""
+    atari = {"steps": "800 agent_steps", "init_steps": "100 agent_steps",
+             "freeze_at": "400 agent_steps", "checkpoint_every": "50 agent_steps",
+             "eval_every": "1M agent_steps", "eval_episodes": 1, "device": "cpu"}
+    whole = tmp_path / "whole"
+    Trainer(load_config("atari:qbert", atari), whole, progress=False, say=lambda s: None).run()
+    crashed = tmp_path / "crashed"
+    trainer = Trainer(load_config("atari:qbert", atari), crashed, progress=False,
+                      say=lambda s: None)
+    update = trainer._update
+
+    def crash_at_600() -> float:
+        if trainer.counters.agent_steps == 600:
+            raise Crash
+        return update()
+
+    trainer._update = crash_at_600
+    with pytest.raises(Crash):
+        trainer.run()
+    resumed = Trainer(load_config("atari:qbert", atari), crashed, progress=False,
+                      say=lambda s: None)
+    assert resumed.restore() and 0 < resumed.counters.agent_steps < 400  # a game's end
+    resumed.run()
+    assert without_clocks(read_metrics(crashed / "metrics.jsonl")) == without_clocks(
+        read_metrics(whole / "metrics.jsonl"))
