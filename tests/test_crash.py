@@ -17,9 +17,11 @@ import numpy as np
 from lever_transfer.checkpoint import latest_checkpoint, load_checkpoint
 from lever_transfer.replay import LatentReplay, PixelReplay
 
-STEPS = 300
+# Atari checkpoints wait for a game's end (untrained Qbert: near agent steps 390 and 720), so
+# the run is long enough to hold two before the last, with Tf between them
+STEPS = 800
 TRAIN = ["train", "atari:qbert", "--steps", f"{STEPS} agent_steps", "--freeze-at",
-         "150 agent_steps", "--set", "init_steps=50 agent_steps", "--set",
+         "500 agent_steps", "--set", "init_steps=50 agent_steps", "--set",
          "checkpoint_every=30 agent_steps", "--set", "eval_every=1M agent_steps", "--set",
          "eval_episodes=1", "--no-progress"]
 
@@ -54,7 +56,7 @@ def test_sigkill_anywhere_then_resume_finishes_the_same_run(tmp_path):
                 else cli(*TRAIN, "--out", str(run)))
         process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    env=env)
-        time.sleep(rng.uniform(1.5, 7.0))
+        time.sleep(rng.uniform(1.5, 12.0))
         process.kill()
         process.wait()
         steps_seen.append(check_checkpoint(run))

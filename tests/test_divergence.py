@@ -14,7 +14,8 @@ from lever_transfer.config import load_config
 from lever_transfer.errors import LeverError
 from lever_transfer.train import Trainer
 
-TINY = {"steps": "400 agent_steps", "init_steps": "100 agent_steps",
+# Atari checkpoints wait for a game's end: untrained Qbert's first one is near agent step 390
+TINY = {"steps": "600 agent_steps", "init_steps": "100 agent_steps",
         "freeze_at": "350 agent_steps", "eval_every": "1M agent_steps", "eval_episodes": 1,
         "checkpoint_every": "150 agent_steps", "device": "cpu"}
 
@@ -26,18 +27,18 @@ def test_a_nan_loss_stops_the_run_before_any_checkpoint_holds_it(tmp_path):
 
     def diverging(batch, step):
         metrics = update(batch, step)
-        return {**metrics, "loss": math.nan} if step >= 260 else metrics
+        return {**metrics, "loss": math.nan} if step >= 500 else metrics
 
     trainer.agent.update = diverging
-    with pytest.raises(LeverError, match="agent step 260: the update's loss is not finite") as info:
+    with pytest.raises(LeverError, match="agent step 500: the update's loss is not finite") as info:
         trainer.run()
     assert "\n" not in str(info.value) and "lever-transfer resume" in str(info.value)
     checkpoint = latest_checkpoint(tmp_path / "checkpoints")
-    assert checkpoint is not None and int(checkpoint.name.removeprefix("ckpt-")) < 260
+    assert checkpoint is not None and int(checkpoint.name.removeprefix("ckpt-")) < 500
     result = CliRunner().invoke(main, ["resume", str(tmp_path), "--set", "critic_lr=5e-5",
                                        "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert latest_checkpoint(tmp_path / "checkpoints").name == "ckpt-0000000400"
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "ckpt-0000000600"
     assert "critic_lr: 5.0e-05" in (tmp_path / "config.yaml").read_text()
     refused = CliRunner().invoke(main, ["resume", str(tmp_path), "--set", "frame_stack=2"])
     assert refused.exit_code != 0 and "resume cannot change frame_stack" in refused.output
