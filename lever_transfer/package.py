@@ -143,7 +143,7 @@ def _replace_dir(new: Path, directory: Path) -> None:
     """Swap ``new`` in for ``directory`` by two renames (Linux cannot swap folders in one); a
     crash between them leaves the previous package as ``.NAME.old``, which readers fall back to
     and the next write puts back first."""
-    old = directory.with_name(f".{directory.name}.old")
+    old = _interrupted(directory)
     if not directory.exists() and old.exists():  # a crash between the two renames, last time
         os.replace(old, directory)
     if directory.exists():
@@ -241,11 +241,16 @@ def read_config(directory: Path) -> dict[str, Any]:
     return config
 
 
+def _interrupted(directory: Path) -> Path:
+    """Where ``_replace_dir`` keeps the previous package while it swaps in a new one."""
+    return directory.with_name(f".{directory.name}.old")
+
+
 def live_folder(directory: Path) -> Path:
     """``directory``, or the previous package that a write killed between its two renames left
     as ``.NAME.old`` (see ``_replace_dir``)."""
     directory = Path(directory)
-    interrupted = directory.with_name(f".{directory.name}.old")
+    interrupted = _interrupted(directory)
     return interrupted if not directory.exists() and interrupted.is_dir() else directory
 
 
@@ -266,13 +271,10 @@ def read_package(directory: Path, expected_sha256: str | tuple[str, ...] | None 
         raise PackageError(f"{weights} does not match its config (sha256 {digest[:12]}…, config "
                            f"says {config['sha256'][:12]}…): the weights were changed or damaged; "
                            f"pull the package again")
-    if isinstance(expected_sha256, tuple) and digest in expected_sha256:
-        expected_sha256 = digest
-    elif isinstance(expected_sha256, tuple):
-        expected_sha256 = expected_sha256[0]
-    if expected_sha256 is not None and digest != expected_sha256:
+    accepted = (expected_sha256,) if isinstance(expected_sha256, str) else expected_sha256
+    if accepted is not None and digest not in accepted:
         raise PackageError(f"{weights} has sha256 {digest[:12]}…, but the zoo index says "
-                           f"{expected_sha256[:12]}…: not the encoder the index names; pull it "
+                           f"{accepted[0][:12]}…: not the encoder the index names; pull it "
                            f"again or fix the index")
     tensors = _load_tensors(weights)
     _check_tensors(config, tensors, weights)

@@ -78,18 +78,23 @@ class Crash(Exception):
     pass
 
 
-def test_resume_continues_the_same_run(tmp_path, finished_run):
-    trainer = Trainer(tiny_config(), tmp_path, progress=False, say=lambda s: None)
+def crash_at(cfg, run_dir: Path, step: int) -> None:
+    """Run ``cfg`` in ``run_dir`` until the update at agent step ``step`` raises."""
+    trainer = Trainer(cfg, run_dir, progress=False, say=lambda s: None)
     update = trainer._update
 
-    def crash_at_190() -> float:
-        if trainer.counters.agent_steps == 190:
+    def crashing_update() -> float:
+        if trainer.counters.agent_steps == step:
             raise Crash
         return update()
 
-    trainer._update = crash_at_190
+    trainer._update = crashing_update
     with pytest.raises(Crash):
         trainer.run()
+
+
+def test_resume_continues_the_same_run(tmp_path, finished_run):
+    crash_at(tiny_config(), tmp_path, 190)
     resumed = Trainer(tiny_config(), tmp_path, progress=False, say=lambda s: None)
     assert resumed.restore()
     assert resumed.counters.agent_steps == 125 and len(resumed.replay) == 125
@@ -131,18 +136,7 @@ def test_atari_resume_logs_what_the_uninterrupted_run_logs(tmp_path):
     whole = tmp_path / "whole"
     Trainer(load_config("atari:qbert", atari), whole, progress=False, say=lambda s: None).run()
     crashed = tmp_path / "crashed"
-    trainer = Trainer(load_config("atari:qbert", atari), crashed, progress=False,
-                      say=lambda s: None)
-    update = trainer._update
-
-    def crash_at_600() -> float:
-        if trainer.counters.agent_steps == 600:
-            raise Crash
-        return update()
-
-    trainer._update = crash_at_600
-    with pytest.raises(Crash):
-        trainer.run()
+    crash_at(load_config("atari:qbert", atari), crashed, 600)
     resumed = Trainer(load_config("atari:qbert", atari), crashed, progress=False,
                       say=lambda s: None)
     assert resumed.restore() and 0 < resumed.counters.agent_steps < 400  # a game's end
