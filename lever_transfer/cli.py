@@ -302,7 +302,13 @@ def report(run_dirs: tuple[Path, ...], out: Path, target_return: float | None,
 @click.option("--jobs", type=int, default=1, show_default=True,
               help="Runs at once (local backend); each uses the cores torch is given.")
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
-              show_default=True, help="local processes, or tasks on a Ray cluster.")
+              show_default=True, help="local processes, or tasks on a Ray cluster "
+                                      "(RAY_ADDRESS; unset: a Ray instance on this machine).")
+@click.option("--cpus-per-run", type=click.IntRange(min=1),
+              help="Threads of each local run (default: the cores split over --jobs), or the "
+                   "CPUs Ray reserves for each run (default 1).")
+@click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0,
+              help="GPUs Ray reserves for each run (fractions share one); Ray backend only.")
 @click.option("--steps", help="Training length of every run, e.g. 100k.")
 @click.option("--freeze-at", help="LeVER's Tf of every run.")
 @click.option("--no-lever", is_flag=True, help="The baseline (CURL or Rainbow) for every run.")
@@ -311,8 +317,8 @@ def report(run_dirs: tuple[Path, ...], out: Path, target_return: float | None,
               help="Sweep folder (default runs/sweep-RECIPE); running again resumes it.")
 @one_line_errors
 def sweep(recipe: str, seeds: str, tasks: str | None, jobs: int, backend: str,
-          steps: str | None, freeze_at: str | None, no_lever: bool, sets: tuple[str, ...],
-          out: Path | None) -> None:
+          cpus_per_run: int | None, gpus_per_run: float, steps: str | None,
+          freeze_at: str | None, no_lever: bool, sets: tuple[str, ...], out: Path | None) -> None:
     """Run RECIPE over seeds (and tasks) as separate runs, then report them together."""
     from .report import write_report
     from .sweep import parse_seeds, plan, run_sweep
@@ -327,8 +333,10 @@ def sweep(recipe: str, seeds: str, tasks: str | None, jobs: int, backend: str,
                *[part for item in sets for part in ("--set", item)]]
     out = out or Path("runs") / f"sweep-{_stem(Path(recipe).stem)}"
     runs = plan(base.task, task_list, parse_seeds(seeds), out)
-    click.echo(f"sweep: {len(runs)} runs of {recipe} in {out} ({backend}, {jobs} at once)")
-    failed = run_sweep(recipe, runs, options, jobs, backend, say=click.echo)
+    how = f"{jobs} at once" if backend == "local" else "placed by Ray's scheduler"
+    click.echo(f"sweep: {len(runs)} runs of {recipe} in {out} ({backend}, {how})")
+    failed = run_sweep(recipe, runs, options, jobs, backend, say=click.echo,
+                       cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
     done = [run.run_dir for run in runs if run not in failed]
     if done:
         png, md = write_report(done, out / "report")

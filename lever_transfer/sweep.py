@@ -7,13 +7,15 @@ latest checkpoint at the run's last step) is skipped.
 Locally, ``jobs`` runs go at once in a thread pool that waits on the subprocesses, each given
 ``cores / jobs`` OpenMP threads (unless OMP_NUM_THREADS is set); with
 ``backend="ray"`` each run is a Ray task on the cluster ``ray.init()`` connects to (Ray's own
-scheduler places them; ``RAY_ADDRESS`` picks the cluster), and every node needs lever-transfer
-installed and the same ``OUT`` path (a shared file system).
+scheduler places them by their CPU and GPU requests; ``RAY_ADDRESS`` picks the cluster, none
+starts a Ray instance on this machine), and every node needs lever-transfer installed and the
+same ``OUT`` path (a shared file system).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +31,10 @@ class SweepRun:
     task: str | None  # None: the recipe's own task
     seed: int
     run_dir: Path
+
+    @property
+    def log(self) -> Path:
+        return self.run_dir.with_suffix(".log")
 
     def command(self, recipe: str, options: list[str]) -> list[str]:
         """``train`` for a new run, ``resume`` for one that has a checkpoint."""
@@ -93,40 +99,88 @@ def finished(run_dir: Path) -> bool:
 
 
 def run_sweep(recipe: str, runs: list[SweepRun], options: list[str], jobs: int = 1,
-              backend: str = "local", say: Callable[[str], None] = print) -> list[SweepRun]:
-    """Run (or resume, or skip if finished) every run; returns the runs that failed."""
+              backend: str = "local", say: Callable[[str], None] = print,
+              cpus_per_run: int | None = None, gpus_per_run: float = 0.0) -> list[SweepRun]:
+    """Run (or resume, or skip if finished) every run; returns the runs that failed.
+
+    ``cpus_per_run``: OpenMP threads of each local run (default: the cores split over ``jobs``),
+    or the CPUs Ray reserves for each run (default 1); ``gpus_per_run`` is Ray's alone."""
     todo = [run for run in runs if not finished(run.run_dir)]
     for run in runs:
         if run not in todo:
             say(f"{run.run_dir}: finished earlier, skipped")
-    commands = [(run, run.command(recipe, options)) for run in todo]
     if backend == "ray":
-        codes = _run_ray(commands)
+        codes = _run_ray(recipe, todo, options, cpus_per_run or 1, gpus_per_run)
     elif backend == "local":
-        threads = threads_per_run(jobs)
+        if gpus_per_run:
+            raise LeverError("--gpus-per-run is a Ray resource request: use it with "
+                             "--backend ray (local runs see every GPU of the machine)")
+        threads = cpus_per_run or threads_per_run(jobs)
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            codes = list(pool.map(lambda rc: _run_local(rc[1], rc[0].run_dir.with_suffix(".log"),
-                                                        threads), commands))
+            codes = list(pool.map(lambda run: _run_local(run.command(recipe, options),
+                                                         run.log, threads), todo))
     else:
         raise LeverError(f"unknown backend {backend!r}: use local or ray")
     failed = []
-    for (run, _), code in zip(commands, codes):
+    for run, code in zip(todo, codes):
         if code == 0 and finished(run.run_dir):
             say(f"{run.run_dir}: finished")
         else:
             failed.append(run)
-            say(f"{run.run_dir}: failed (exit {code}); see {run.run_dir.with_suffix('.log')}; "
-                f"run the sweep again to resume it")
+            say(f"{run.run_dir}: failed (exit {code}); see {run.log}; run the sweep again to "
+                f"resume it")
     return failed
 
 
-def _run_ray(commands: list[tuple[SweepRun, list[str]]]) -> list[int]:
+def _run_on_ray_node(run: SweepRun, recipe: str, options: list[str], threads: int) -> int:
+    """One run as a Ray task. The command is built here, on the node that runs it, so it uses
+    that node's Python and, when Ray retries a task whose node died, resumes the checkpoint."""
+    run.log.parent.mkdir(parents=True, exist_ok=True)
+    with open(run.log, "a") as log:
+        log.write(f"sweep: Ray task on node {socket.gethostname()}, {threads} CPU(s)\n")
+    return _run_local(run.command(recipe, options), run.log, threads)
+
+
+def _check_ray_address(address: str | None) -> None:
+    """A wrong RAY_ADDRESS makes ``ray.init`` retry for minutes: fail at once instead."""
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except (ValueError, OSError):
+        raise LeverError(f"RAY_ADDRESS={address}: no Ray cluster answers there; start one with "
+                         f"`ray start --head`, or unset RAY_ADDRESS for a Ray instance on this "
+                         f"machine") from None
+
+
+def _run_ray(recipe: str, runs: list[SweepRun], options: list[str], cpus: int,
+             gpus: float) -> list[int]:
+    """Every run as a Ray task on the cluster that ``RAY_ADDRESS`` names (or a local Ray
+    instance); Ray's scheduler places them by their CPU and GPU requests."""
     try:
         import ray
     except ImportError:
-        raise LeverError("--backend ray needs Ray: pip install 'ray[default]' (and "
+        raise LeverError("--backend ray needs Ray: pip install 'lever-transfer[ray]' (and "
                          "lever-transfer on every node); or use --backend local") from None
-    ray.init(ignore_reinit_error=True)
-    remote = ray.remote(num_cpus=2)(_run_local)
-    return ray.get([remote.remote(command, run.run_dir.with_suffix(".log"))
-                    for run, command in commands])
+    _check_ray_address(os.environ.get("RAY_ADDRESS"))
+    started_here = not ray.is_initialized()
+    try:
+        ray.init(ignore_reinit_error=True, log_to_driver=False)
+    except (ConnectionError, RuntimeError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
+        raise LeverError(f"cannot start or reach Ray ({first_line}); check RAY_ADDRESS, or use "
+                         f"--backend local") from None
+    try:
+        task = ray.remote(num_cpus=cpus, num_gpus=gpus)(_run_on_ray_node)
+        refs = [task.remote(run, recipe, options, cpus) for run in runs]
+        codes = []
+        for ref in refs:
+            try:
+                codes.append(ray.get(ref))
+            except ray.exceptions.RayError:  # the task's node or worker died: a failed run
+                codes.append(-1)
+        return codes
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import sys
+
 import pytest
 from click.testing import CliRunner
 
@@ -49,16 +52,47 @@ def test_bad_sweeps_fail_before_any_run(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
-def test_ray_backend_without_ray_says_how_to_get_it(tmp_path):
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        result = CliRunner().invoke(main, ["sweep", "atari:qbert", "--seeds", "0",
-                                           "--backend", "ray", "--out", str(tmp_path), *TINY])
-        assert result.exit_code != 0 and "pip install 'ray[default]'" in result.output
-        assert "Traceback" not in result.output
-    else:  # with Ray installed this is the real thing: covered by the local test's checks
-        pytest.skip("Ray is installed here")
+def test_ray_backend_runs_every_run_as_a_ray_task_and_reports_them(tmp_path):
+    import ray
+
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(main, ["sweep", "atari:qbert", "--seeds", "0-1", "--backend",
+                                       "ray", "--cpus-per-run", "1", "--out", str(out), *TINY])
+    assert result.exit_code == 0, result.output
+    for seed in (0, 1):
+        assert (out / f"atari-qbert-s{seed}" / "checkpoints" / "ckpt-0000000150").is_dir()
+        log = (out / f"atari-qbert-s{seed}.log").read_text()
+        assert log.startswith("sweep: Ray task on node ") and "1 CPU(s)" in log
+    assert "atari:qbert Rainbow+LeVER (Tf 120 agent steps) | 2 |" in (
+        out / "report" / "report.md").read_text()
+    assert not ray.is_initialized()  # the Ray instance the sweep started is shut down
+
+
+def test_ray_backend_without_ray_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    result = CliRunner().invoke(main, ["sweep", "atari:qbert", "--seeds", "0", "--backend",
+                                       "ray", "--out", str(tmp_path / "s"), *TINY])
+    assert result.exit_code != 0 and "pip install 'lever-transfer[ray]'" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "s").exists()
+
+
+def test_unreachable_ray_cluster_fails_at_once_in_one_line(tmp_path, monkeypatch):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    result = CliRunner().invoke(main, ["sweep", "atari:qbert", "--seeds", "0", "--backend",
+                                       "ray", "--out", str(tmp_path / "s"), *TINY])
+    assert result.exit_code != 0 and "no Ray cluster answers there" in result.output
+    assert "ray start --head" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_gpu_requests_belong_to_the_ray_backend(tmp_path):
+    result = CliRunner().invoke(main, ["sweep", "atari:qbert", "--seeds", "0", "--gpus-per-run",
+                                       "0.5", "--out", str(tmp_path / "s"), *TINY])
+    assert result.exit_code != 0 and "use it with --backend ray" in result.output
+    assert not (tmp_path / "s").exists()
 
 
 def test_parallel_runs_split_the_cores(monkeypatch):
