@@ -1,7 +1,8 @@
 """``lever-transfer report``: learning curves against env steps and cumulative FLOPs, and a table.
 
 Runs are read from their run directories (``config.yaml`` and ``metrics.jsonl``) and grouped by
-setting: runs whose configs differ only in the seed are seeds of one setting, drawn as their mean
+setting: runs whose configs differ only in the seed (and in keys that do not change what is
+learned, ``NOT_THE_SETTING``) are seeds of one setting, drawn as their mean
 with a band of one standard deviation across seeds (the paper's figures). Seeds are aligned by
 evaluation index (the k-th evaluation of every seed), at the mean step and FLOPs of those
 evaluations; a setting's curve stops at its shortest seed. The freeze point Tf is a dotted line
@@ -91,12 +92,27 @@ def _label(config: dict[str, Any]) -> str:
     return f"{config['task']} {agent}+LeVER (Tf {value} {unit.replace('_', ' ')})"
 
 
+# Config keys that do not change what a run learns: runs differing only in these are seeds of
+# one setting (a `pretrain` run's snapshots, a run's checkpoint spacing, its device or logging).
+NOT_THE_SETTING = {"seed", "description", "paper", "snapshot_every", "checkpoint_every",
+                   "tensorboard", "compile", "device", "channels_last"}
+# ... and, for a run that never freezes (a baseline), the keys of the freeze it never makes.
+FREEZE_KEYS = {"freeze_at", "freeze_layers", "latent_augmentations", "latent_dtype"}
+
+
+def setting_of(config: dict[str, Any]) -> str:
+    """The part of a run's config that makes it a setting (its seed and bookkeeping aside)."""
+    ignored = NOT_THE_SETTING
+    if not config.get("lever", True) and not config.get("pretrained"):
+        ignored = ignored | FREEZE_KEYS
+    return yaml.safe_dump({k: v for k, v in config.items() if k not in ignored}, sort_keys=True)
+
+
 def group_runs(runs: list[Run]) -> list[Setting]:
     """Settings in the order their first run was given; seeds of one config share a setting."""
     settings: dict[str, Setting] = {}
     for run in runs:
-        key = yaml.safe_dump({k: v for k, v in run.config.items() if k != "seed"},
-                             sort_keys=True)
+        key = setting_of(run.config)
         settings.setdefault(key, Setting(_label(run.config))).runs.append(run)
     labels = [s.label for s in settings.values()]
     for setting in settings.values():  # same label, different configs: say what differs

@@ -16,12 +16,12 @@ from lever_transfer.report import group_runs, plot, read_run, summary
 
 
 def fake_run(root: Path, name: str, lever: bool, seed: int, returns: list[float],
-             flops_per_step: float, freeze_at: int | None = None) -> Path:
+             flops_per_step: float, freeze_at: int | None = None, settings: dict | None = None) -> Path:
     """A run directory as train writes it: config.yaml and metrics.jsonl with evaluations every
     1000 env steps (and a freeze row)."""
     run = root / name
     run.mkdir()
-    config = load_config("walker_walk", {"lever": lever, "seed": seed}).to_dict()
+    config = load_config("walker_walk", {"lever": lever, "seed": seed, **(settings or {})}).to_dict()
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     rows = []
     for i, value in enumerate(returns, 1):
@@ -63,6 +63,23 @@ def test_seeds_are_one_setting_and_draw_one_curve_with_a_band_and_a_freeze_line(
     (steps_line,) = [line for line in figure.axes[0].lines if line.get_linestyle() == ":"]
     (flops_line,) = [line for line in figure.axes[1].lines if line.get_linestyle() == ":"]
     assert steps_line.get_xdata()[0] == 1500 and flops_line.get_xdata()[0] == 1500 * 1e6
+
+
+def test_runs_that_differ_in_bookkeeping_alone_are_seeds_of_one_setting(tmp_path):
+    """A `pretrain` baseline (snapshots, other checkpoint spacing, a Tf it never reaches) and a
+    `train --no-lever` baseline of another seed learn the same way: one setting. LeVER runs
+    with different Tf are two."""
+    pretrain = fake_run(tmp_path, "a", False, 0, [1, 2], 1e6, settings={
+        "snapshot_every": "500 agent_steps", "freeze_at": "100k agent_steps",
+        "checkpoint_every": "2k agent_steps"})
+    train = fake_run(tmp_path, "b", False, 1, [3, 4], 1e6, settings={"device": "cpu"})
+    tf_1k, tf_2k = (fake_run(tmp_path, f"tf{tf}", True, 0, [1, 2], 1e6,
+                             settings={"freeze_at": f"{tf} agent_steps"}) for tf in (1000, 2000))
+    settings = group_runs([read_run(r) for r in (pretrain, train, tf_1k, tf_2k)])
+    assert [len(s.runs) for s in settings] == [2, 1, 1]
+    different_batch = fake_run(tmp_path, "c", False, 2, [5, 6], 1e6,
+                               settings={"batch_size": 64})
+    assert len(group_runs([read_run(r) for r in (pretrain, different_batch)])) == 2
 
 
 def test_summary_compares_at_a_return_and_a_flops_budget_every_setting_reaches(runs):
