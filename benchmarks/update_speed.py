@@ -8,7 +8,10 @@ table of medians per suite. Optional ``--e2e`` runs real short ``train`` runs an
 steps per second (DMC: after Tf; Atari: before and after Tf, and the implied 100K-step time).
 
     python benchmarks/update_speed.py [--suite dmc|atari|both] [--batch 128] [--repeats 20]
-                                      [--threads 2] [--e2e]
+                                      [--threads 2] [--e2e] [--device cpu|cuda]
+
+On a GPU (``--device cuda``) the official update order and the convolution profile, which are
+CPU measurements, are left out, and every timed update ends with a synchronisation.
 """
 
 from __future__ import annotations
@@ -61,6 +64,12 @@ def filled_atari_replay(entries: int, rng: np.random.Generator) -> PixelReplay:
     return replay
 
 
+def synchronize() -> None:
+    """Wait for queued GPU work, so a timer measures it (nothing to wait for on a CPU)."""
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def time_updates(update, replay: PixelReplay | LatentReplay, batch: int,
                  repeats: int, rng: np.random.Generator, **sampling_args) -> tuple[float, float]:
     """(median ms of sample + update, median ms of sampling alone)."""
@@ -68,10 +77,12 @@ def time_updates(update, replay: PixelReplay | LatentReplay, batch: int,
         update(replay.sample(batch, rng, **sampling_args), step)
     total, sampling = [], []
     for step in range(repeats):
+        synchronize()
         start = time.perf_counter()
         sample = replay.sample(batch, rng, **sampling_args)
         mid = time.perf_counter()
         update(sample, step)
+        synchronize()
         end = time.perf_counter()
         total.append((end - start) * 1000)
         sampling.append((mid - start) * 1000)
@@ -98,14 +109,14 @@ def convolution_ms(update, replay: PixelReplay, batch: int, rng: np.random.Gener
     return conv / repeats / 1000, total / repeats / 1000
 
 
-def end_to_end(render_quality: str) -> dict[str, float]:
+def end_to_end(render_quality: str, device: str) -> dict[str, float]:
     """Agent steps per second of a real walker_walk run (batch 128) in its latent phase."""
     from lever_transfer.metrics import read_metrics
     from lever_transfer.train import Trainer
 
     cfg = load_config("walker_walk", {"steps": "4000", "init_steps": "250 agent_steps",
                                       "freeze_at": "500 agent_steps", "eval_every": "1M",
-                                      "checkpoint_every": "1M", "device": "cpu",
+                                      "checkpoint_every": "1M", "device": device,
                                       "render_quality": render_quality})
     with tempfile.TemporaryDirectory() as tmp:
         Trainer(cfg, Path(tmp), progress=False, say=lambda s: None).run()
@@ -117,14 +128,14 @@ def end_to_end(render_quality: str) -> dict[str, float]:
             "update_ms_after_tf_in_run": rows[-1]["update_ms"]}
 
 
-def atari_end_to_end() -> dict[str, float]:
+def atari_end_to_end(device: str) -> dict[str, float]:
     """Agent steps per second of a real atari:qbert run (batch 32), before and after Tf."""
     from lever_transfer.metrics import read_metrics
     from lever_transfer.train import Trainer
 
     cfg = load_config("atari:qbert", {"steps": "8000 agent_steps", "freeze_at": "4000 agent_steps",
                                       "eval_every": "1M agent_steps", "eval_episodes": 1,
-                                      "checkpoint_every": "1M agent_steps", "device": "cpu"})
+                                      "checkpoint_every": "1M agent_steps", "device": device})
     with tempfile.TemporaryDirectory() as tmp:
         Trainer(cfg, Path(tmp), progress=False, say=lambda s: None).run()
         rows = [r for r in read_metrics(Path(tmp) / "metrics.jsonl")
@@ -146,8 +157,8 @@ def atari_end_to_end() -> dict[str, float]:
 
 def atari(args: argparse.Namespace, rng: np.random.Generator) -> dict[str, float]:
     """Rainbow update medians at batch 32 before and after Tf, and bytes per transition."""
-    cfg = load_config("atari:qbert", {"device": "cpu"})
-    agent = RainbowAgent(cfg, (4, 84, 84), 6)
+    cfg = load_config("atari:qbert", {"device": args.device})
+    agent = RainbowAgent(cfg, (4, 84, 84), 6, args.device)
     pixels = filled_atari_replay(20_000, rng)
     pixel_entry = pixels.bytes_per_entry
     sampling = {"n_step": cfg.multi_step, "gamma": cfg.discount}
@@ -164,8 +175,8 @@ def atari(args: argparse.Namespace, rng: np.random.Generator) -> dict[str, float
                "atari_bytes_per_transition_pixels": pixel_entry,
                "atari_bytes_per_transition_latents": latents.bytes_per_entry}
     if args.e2e:
-        figures.update(atari_end_to_end())
-    print(f"atari:qbert (data-efficient Rainbow), batch {cfg.batch_size}, {args.threads} threads, "
+        figures.update(atari_end_to_end(args.device))
+    print(f"atari:qbert (data-efficient Rainbow), batch {cfg.batch_size}, {where(args)}, "
           f"median of {5 * args.repeats}")
     print(f"{'':32}{'before Tf':>12}{'after Tf':>12}{'ratio':>8}")
     print(f"{'ms per update (sample+update)':32}{before:12.2f}{after:12.2f}{before / after:8.1f}")
@@ -180,6 +191,13 @@ def atari(args: argparse.Namespace, rng: np.random.Generator) -> dict[str, float
     return figures
 
 
+def where(args: argparse.Namespace) -> str:
+    """What the figures were measured on: CPU threads, or the GPU's name."""
+    if args.device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(args.device))
+    return f"{args.threads} threads"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", choices=["dmc", "atari", "both"], default="both")
@@ -191,33 +209,39 @@ def main() -> None:
     parser.add_argument("--render-quality", default="paper", choices=["paper", "fast"],
                         help="rendering of the --e2e run")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU's figures")
     parser.add_argument("--no-malloc-tuning", action="store_true",
                         help="measure with glibc's default malloc thresholds")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tuned = keep_freed_memory() if not args.no_malloc_tuning else False
     rng = np.random.default_rng(0)
-    figures: dict[str, float] = {"threads": args.threads, "malloc_tuned": tuned}
+    figures: dict[str, float | str] = {"threads": args.threads, "malloc_tuned": tuned,
+                                       "device": where(args)}
     if args.suite in ("dmc", "both"):
         figures.update(dmc(args, rng, tuned))
     if args.suite in ("atari", "both"):
         figures.update(atari(args, rng))
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+        measured = {k: None if isinstance(v, float) and v != v else v  # NaN: not measured
+                    for k, v in figures.items()}
+        args.json.write_text(json.dumps(measured, indent=2))
 
 
 def dmc(args: argparse.Namespace, rng: np.random.Generator, tuned: bool) -> dict[str, float]:
     """SAC+CURL update medians before and after Tf, and bytes per transition."""
-    cfg = load_config("walker_walk", {"batch_size": args.batch, "device": "cpu"})
-    agent = SacCurlAgent(cfg, (9, 100, 100), ACTION_DIM)
+    cfg = load_config("walker_walk", {"batch_size": args.batch, "device": args.device})
+    agent = SacCurlAgent(cfg, (9, 100, 100), ACTION_DIM, args.device)
     pixels = filled_pixel_replay(2 * args.batch + 64, rng)
     pixel_entry = pixels.bytes_per_entry
-    reference, _ = time_updates(lambda b, s: reference_update(agent, b, s), pixels, args.batch,
-                                max(4, args.repeats // 4), rng)
+    on_cpu = agent.device.type == "cpu"
+    nan = float("nan")
+    reference = time_updates(lambda b, s: reference_update(agent, b, s), pixels, args.batch,
+                             max(4, args.repeats // 4), rng)[0] if on_cpu else nan
     before, sample_px = time_updates(agent.update, pixels, args.batch, args.repeats, rng)
-    conv_reference, _ = convolution_ms(lambda b, s: reference_update(agent, b, s), pixels,
-                                       args.batch, rng)
-    conv_ours, _ = convolution_ms(agent.update, pixels, args.batch, rng)
+    conv_reference = convolution_ms(lambda b, s: reference_update(agent, b, s), pixels,
+                                    args.batch, rng)[0] if on_cpu else nan
+    conv_ours = convolution_ms(agent.update, pixels, args.batch, rng)[0] if on_cpu else nan
     agent.freeze("all")
     latents = convert_to_latent(pixels, lambda s: agent.encode_latents(s, 4), (4, 2, 50),
                                 capacity=4096)
@@ -235,8 +259,8 @@ def dmc(args: argparse.Namespace, rng: np.random.Generator, tuned: bool) -> dict
         "memory_ratio_f32": pixel_entry / latents.bytes_per_entry,
     }
     if args.e2e:
-        figures.update(end_to_end(args.render_quality))
-    print(f"walker_walk, batch {args.batch}, {args.threads} threads, median of {args.repeats}, "
+        figures.update(end_to_end(args.render_quality, args.device))
+    print(f"walker_walk, batch {args.batch}, {where(args)}, median of {args.repeats}, "
           f"malloc tuning {'on' if tuned else 'off'}")
     print(f"{'':32}{'before Tf':>12}{'after Tf':>12}{'ratio':>8}")
     print(f"{'ms per update, reference order':32}{reference:12.1f}{'':12}{reference / before:8.2f}"
