@@ -33,8 +33,8 @@ from .metrics import read_metrics
 class Run:
     path: Path
     config: dict[str, Any]
-    evals: np.ndarray  # [n, 3]: env_steps, flops, eval_return
-    freeze: tuple[int, int] | None  # (env_steps, flops) at Tf
+    evals: np.ndarray  # [n, 4]: env_steps, flops, eval_return, wall_s
+    freeze: tuple[float, float, float] | None  # (env_steps, flops, wall_s) at Tf
     replay_bytes: int
     wall_s: float
 
@@ -49,12 +49,18 @@ class Setting:
     def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(env steps, FLOPs, mean return, std across seeds) over the shared evaluations."""
         n = min(len(r.evals) for r in self.runs)
-        stacked = np.stack([r.evals[:n] for r in self.runs])  # [seeds, n, 3]
+        stacked = np.stack([r.evals[:n] for r in self.runs])  # [seeds, n, 4]
         mean = stacked.mean(axis=0)
         return mean[:, 0], mean[:, 1], mean[:, 2], stacked[:, :, 2].std(axis=0)
 
+    def wall_hours(self) -> np.ndarray:
+        """Mean wall-clock hours of the run at each shared evaluation (resumes do not count
+        the time a run was stopped)."""
+        n = min(len(r.evals) for r in self.runs)
+        return np.mean([r.evals[:n, 3] for r in self.runs], axis=0) / 3600
+
     @property
-    def freeze(self) -> tuple[float, float] | None:
+    def freeze(self) -> tuple[float, float, float] | None:
         points = [r.freeze for r in self.runs if r.freeze is not None]
         return tuple(np.mean(points, axis=0)) if points else None
 
@@ -70,13 +76,13 @@ def read_run(path: Path) -> Run:
     if not isinstance(config, dict):
         raise LeverError(f"{config_path} is not a run config; was it edited by hand?")
     rows = list(read_metrics(metrics_path))
-    evals = np.array([(r["env_steps"], r["flops"], r["eval_return"]) for r in rows
-                      if r.get("kind") == "eval"], dtype=np.float64).reshape(-1, 3)
+    evals = np.array([(r["env_steps"], r["flops"], r["eval_return"], r.get("wall_s", np.nan))
+                      for r in rows if r.get("kind") == "eval"], dtype=np.float64).reshape(-1, 4)
     if not len(evals):
         raise LeverError(f"{path} has no evaluation yet (evaluations are logged every "
                          f"eval_every steps); report it once it has one")
-    freeze = next(((r["env_steps"], r["flops"]) for r in rows if r.get("kind") == "freeze"),
-                  None)
+    freeze = next(((r["env_steps"], r["flops"], r.get("wall_s", np.nan)) for r in rows
+                   if r.get("kind") == "freeze"), None)
     return Run(path, config, evals, freeze, max(r.get("replay_bytes", 0) for r in rows),
                max(r.get("wall_s", 0.0) for r in rows))
 
@@ -122,27 +128,29 @@ def group_runs(runs: list[Run]) -> list[Setting]:
 
 
 def plot(settings: list[Setting]):
-    """A figure with return against env steps (left) and against FLOPs (right)."""
+    """A figure with return against env steps, against FLOPs and against wall-clock time."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+    figure, axes = plt.subplots(1, 3, figsize=(17, 4.4), constrained_layout=True)
     for index, setting in enumerate(settings):
         colour = f"C{index % 10}"
         steps, flops, mean, std = setting.curve()
         seeds = len(setting.runs)
-        for axis, x, freeze_x in ((axes[0], steps, 0), (axes[1], flops, 1)):
+        hours = setting.wall_hours()
+        for axis, x, freeze_x in ((axes[0], steps, 0), (axes[1], flops, 1), (axes[2], hours, 2)):
             axis.plot(x, mean, color=colour, marker="o", markersize=3,
                       label=f"{setting.label} ({seeds} seed{'s' * (seeds > 1)})")
             if seeds > 1:
                 axis.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2)
             if setting.freeze is not None:
-                axis.axvline(setting.freeze[freeze_x], color=colour, linestyle=":", linewidth=1.5)
+                at = setting.freeze[freeze_x] / (3600 if axis is axes[2] else 1)
+                axis.axvline(at, color=colour, linestyle=":", linewidth=1.5)
     axes[0].set_xlabel("environment steps")
     axes[1].set_xlabel("cumulative FLOPs (appendix B)")
-    axes[1].set_xscale("linear")
+    axes[2].set_xlabel("wall-clock hours (compare only runs from one machine, alone on it)")
     for axis in axes:
         axis.set_ylabel("evaluation return")
         axis.grid(alpha=0.3)

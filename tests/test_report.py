@@ -28,7 +28,8 @@ def fake_run(root: Path, name: str, lever: bool, seed: int, returns: list[float]
         steps = 1000 * i
         if freeze_at is not None and steps - 1000 < freeze_at <= steps:
             rows.append({"kind": "freeze", "env_steps": freeze_at, "agent_steps": freeze_at // 2,
-                         "flops": int(freeze_at * flops_per_step), "replay_bytes": 10})
+                         "flops": int(freeze_at * flops_per_step), "replay_bytes": 10,
+                         "wall_s": freeze_at / 100})
         rows.append({"kind": "train", "env_steps": steps, "agent_steps": steps // 2,
                      "flops": int(steps * flops_per_step), "episode_return": value,
                      "replay_bytes": 1000 * i, "wall_s": 10.0 * i})
@@ -60,9 +61,14 @@ def test_seeds_are_one_setting_and_draw_one_curve_with_a_band_and_a_freeze_line(
         freeze = [line for line in axis.lines if line.get_linestyle() == ":"]
         assert len(curves) == 2 and len(freeze) == 1  # the baseline has no freeze point
         assert sum(isinstance(c, PolyCollection) for c in axis.collections) == 1  # seeds band
-    (steps_line,) = [line for line in figure.axes[0].lines if line.get_linestyle() == ":"]
-    (flops_line,) = [line for line in figure.axes[1].lines if line.get_linestyle() == ":"]
+    assert len(figure.axes) == 3  # against env steps, FLOPs and wall-clock hours
+    steps_line, flops_line, hours_line = ([line for line in axis.lines
+                                           if line.get_linestyle() == ":"][0]
+                                          for axis in figure.axes)
     assert steps_line.get_xdata()[0] == 1500 and flops_line.get_xdata()[0] == 1500 * 1e6
+    assert hours_line.get_xdata()[0] == pytest.approx(15 / 3600)  # Tf's wall time, in hours
+    lever_hours = [line for line in figure.axes[2].lines if line.get_marker() == "o"][0]
+    assert list(lever_hours.get_xdata()) == pytest.approx([10 / 3600, 20 / 3600, 30 / 3600])
 
 
 def test_runs_that_differ_in_bookkeeping_alone_are_seeds_of_one_setting(tmp_path):
