@@ -13,10 +13,12 @@ a half-written directory is never picked up and is cleaned on the next save.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,25 @@ def default_permissions(path: Path) -> None:
     os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask)
 
 
+STALE_AFTER_S = 600  # a write takes seconds; a temporary this old belongs to a killed writer
+
+
+def remove_stale_temporaries(parent: Path, name: str) -> None:
+    """Remove the ``.NAME.*.tmp`` files and folders that killed writers of ``NAME`` left behind
+    (a live writer's temporary is younger than ``STALE_AFTER_S``, so it is left alone)."""
+    cutoff = time.time() - STALE_AFTER_S
+    for leftover in Path(parent).glob(f".{glob.escape(name)}.*.tmp"):
+        try:
+            if leftover.lstat().st_mtime >= cutoff:
+                continue
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+        except OSError:
+            pass  # gone already, or not ours to remove: never fail a write over a leftover
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write a small file so that readers see the old or the new content, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,6 +119,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+    remove_stale_temporaries(path.parent, path.name)
 
 
 def save_checkpoint(directory: Path, step: int, state: dict[str, Any], keep: int = 1) -> Path:

@@ -34,7 +34,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import __version__
-from .checkpoint import _fsync_dir, default_permissions, write_atomic
+from .checkpoint import _fsync_dir, default_permissions, remove_stale_temporaries, write_atomic
 from .encoders import LayeredEncoder, make_encoder
 from .errors import LeverError
 
@@ -142,7 +142,7 @@ def write_package(directory: Path, tensors: Mapping[str, torch.Tensor], config: 
 def _replace_dir(new: Path, directory: Path) -> None:
     """Swap ``new`` in for ``directory`` by two renames (Linux cannot swap folders in one); a
     crash between them leaves the previous package as ``.NAME.old``, which readers fall back to
-    and the next write puts back first."""
+    and the next write puts back first. Temporaries of killed writes are removed after."""
     old = _interrupted(directory)
     if not directory.exists() and old.exists():  # a crash between the two renames, last time
         os.replace(old, directory)
@@ -154,6 +154,7 @@ def _replace_dir(new: Path, directory: Path) -> None:
     else:
         os.replace(new, directory)
     _fsync_dir(directory.parent)
+    remove_stale_temporaries(directory.parent, directory.name)
 
 
 # ---------------------------------------------------------------------------- reading

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from lever_transfer import hub, zoo
+from lever_transfer.checkpoint import STALE_AFTER_S
 from lever_transfer.hub import read_index, resolve, write_index
 from lever_transfer.package import read_package
 
@@ -69,12 +70,35 @@ def test_sigkill_at_every_write_of_a_publish(small_config, tmp_path, monkeypatch
         resolved = resolve(f"hub:{NAME}", say=lambda m: None)  # usable right after the kill
         assert resolved.package.config["sha256"] in (old_sha, new_sha), call
         assert zoo.verify(say=lambda m: None) == [], call
+        age(attempt.glob(".*.tmp"))  # the killed writer's leftovers, as a later session sees them
         zoo.publish(new, NAME, root=attempt, say=lambda m: None)  # the rerun finishes the job
         assert read_package(attempt / NAME, read_index(attempt)[NAME]["sha256"]).config[
             "sha256"] == new_sha
-        visible = {p.name for p in attempt.iterdir() if not p.name.startswith(".")}
-        assert visible == {NAME, "index.yaml"}, call
+        assert {p.name for p in attempt.iterdir()} == {NAME, "index.yaml"}, call  # no leftovers
         assert "replacing_with" not in read_index(attempt)[NAME]
+
+
+def age(paths, seconds: float = 2 * STALE_AFTER_S) -> None:
+    for path in list(paths):
+        then = time.time() - seconds
+        os.utime(path, (then, then))
+
+
+def test_a_publish_removes_stale_temporaries_of_its_name_and_no_others(small_config, tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.setattr(hub, "shipped_zoo", lambda: tmp_path / "no-shipped-zoo")
+    package, _ = make_package(small_config, tmp_path / "package", seed=0)
+    root = tmp_path / "hub"
+    (root / f".{NAME}.stale.tmp").mkdir(parents=True)
+    (root / f".{NAME}.stale.tmp" / "weights.safetensors").write_bytes(b"half written")
+    (root / ".index.yaml.stale.tmp").write_bytes(b"half written")
+    (root / f".{NAME}.live.tmp").mkdir()  # a writer at work right now
+    (root / ".other-encoder.stale.tmp").mkdir()  # another name's: its own writes clean it
+    age([root / f".{NAME}.stale.tmp", root / ".index.yaml.stale.tmp",
+         root / ".other-encoder.stale.tmp"])
+    zoo.publish(package, NAME, root=root, say=lambda m: None)
+    left = {p.name for p in root.iterdir() if p.name.startswith(".")}
+    assert left == {f".{NAME}.live.tmp", ".other-encoder.stale.tmp"}
 
 
 def test_sigkill_during_pretraining_then_resume_publishes_every_snapshot(tmp_path):
