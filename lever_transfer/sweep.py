@@ -158,6 +158,8 @@ def _run_ray(recipe: str, runs: list[SweepRun], options: list[str], cpus: int,
              gpus: float) -> list[int]:
     """Every run as a Ray task on the cluster that ``RAY_ADDRESS`` names (or a local Ray
     instance); Ray's scheduler places them by their CPU and GPU requests."""
+    if not runs:  # every run finished earlier: no cluster needed
+        return []
     try:
         import ray
     except ImportError:
