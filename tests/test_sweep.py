@@ -66,6 +66,9 @@ def test_ray_backend_runs_every_run_as_a_ray_task_and_reports_them(tmp_path):
     assert "atari:qbert Rainbow+LeVER (Tf 120 agent steps) | 2 |" in (
         out / "report" / "report.md").read_text()
     assert not ray.is_initialized()  # the Ray instance the sweep started is shut down
+    again = CliRunner().invoke(main, ["sweep", "atari:qbert", "--seeds", "0-1", "--backend",
+                                      "ray", "--out", str(out), *TINY])
+    assert again.exit_code == 0 and again.output.count("finished earlier, skipped") == 2
 
 
 def test_ray_backend_without_ray_says_how_to_get_it(tmp_path, monkeypatch):
