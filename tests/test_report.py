@@ -16,12 +16,14 @@ from lever_transfer.report import group_runs, plot, read_run, summary
 
 
 def fake_run(root: Path, name: str, lever: bool, seed: int, returns: list[float],
-             flops_per_step: float, freeze_at: int | None = None, settings: dict | None = None) -> Path:
+             flops_per_step: float, freeze_at: int | None = None,
+             settings: dict | None = None) -> Path:
     """A run directory as train writes it: config.yaml and metrics.jsonl with evaluations every
     1000 env steps (and a freeze row)."""
     run = root / name
     run.mkdir()
-    config = load_config("walker_walk", {"lever": lever, "seed": seed, **(settings or {})}).to_dict()
+    overrides = {"lever": lever, "seed": seed, **(settings or {})}
+    config = load_config("walker_walk", overrides).to_dict()
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     rows = []
     for i, value in enumerate(returns, 1):
