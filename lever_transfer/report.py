@@ -46,18 +46,21 @@ class Setting:
     label: str
     runs: list[Run] = field(default_factory=list)
 
+    def _shared_evals(self) -> np.ndarray:
+        """[seeds, n, 4]: every seed's first n evaluations, n that of the shortest seed."""
+        n = min(len(r.evals) for r in self.runs)
+        return np.stack([r.evals[:n] for r in self.runs])
+
     def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(env steps, FLOPs, mean return, std across seeds) over the shared evaluations."""
-        n = min(len(r.evals) for r in self.runs)
-        stacked = np.stack([r.evals[:n] for r in self.runs])  # [seeds, n, 4]
+        stacked = self._shared_evals()
         mean = stacked.mean(axis=0)
         return mean[:, 0], mean[:, 1], mean[:, 2], stacked[:, :, 2].std(axis=0)
 
     def wall_hours(self) -> np.ndarray:
         """Mean wall-clock hours of the run at each shared evaluation (resumes do not count
         the time a run was stopped)."""
-        n = min(len(r.evals) for r in self.runs)
-        return np.mean([r.evals[:n, 3] for r in self.runs], axis=0) / 3600
+        return self._shared_evals()[:, :, 3].mean(axis=0) / 3600
 
     @property
     def freeze(self) -> tuple[float, float, float] | None:
@@ -140,14 +143,16 @@ def plot(settings: list[Setting]):
         steps, flops, mean, std = setting.curve()
         seeds = len(setting.runs)
         hours = setting.wall_hours()
-        for axis, x, freeze_x in ((axes[0], steps, 0), (axes[1], flops, 1), (axes[2], hours, 2)):
+        # (axis, x, which coordinate of the freeze point, divisor into the axis's unit)
+        for axis, x, freeze_x, unit in ((axes[0], steps, 0, 1), (axes[1], flops, 1, 1),
+                                        (axes[2], hours, 2, 3600)):
             axis.plot(x, mean, color=colour, marker="o", markersize=3,
                       label=f"{setting.label} ({seeds} seed{'s' * (seeds > 1)})")
             if seeds > 1:
                 axis.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2)
             if setting.freeze is not None:
-                at = setting.freeze[freeze_x] / (3600 if axis is axes[2] else 1)
-                axis.axvline(at, color=colour, linestyle=":", linewidth=1.5)
+                axis.axvline(setting.freeze[freeze_x] / unit, color=colour, linestyle=":",
+                             linewidth=1.5)
     axes[0].set_xlabel("environment steps")
     axes[1].set_xlabel("cumulative FLOPs (appendix B)")
     axes[2].set_xlabel("wall-clock hours (compare only runs from one machine, alone on it)")
