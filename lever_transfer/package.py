@@ -14,14 +14,17 @@ A package is what any Hugging Face model repo can hold:
 - ``README.md``: the model card (see ``card.py``).
 
 Reading is strict: the sha256 must match, the config must describe exactly the tensors in the
-file (names, shapes, dtypes), and nothing is ever unpickled. Every failure is one ``PackageError``
-line that says which file is wrong and what to do.
+file (names, shapes, dtypes, and ``num_parameters``, their total size, where declared), and
+nothing is ever unpickled. The config is compared with the safetensors header before any module
+is built or any tensor read, so a config that declares a huge network costs nothing to refuse.
+Every failure is one ``PackageError`` line that says which file is wrong and what to do.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -112,7 +115,8 @@ def agent_tensors(weights: Mapping[str, torch.Tensor], num_layers: int,
 
 def write_package(directory: Path, tensors: Mapping[str, torch.Tensor], config: dict[str, Any],
                   card: Callable[[dict[str, Any]], str] | None = None) -> Path:
-    """Write weights, config (with their sha256) and ``card(final config)`` into ``directory``.
+    """Write weights, config (with their sha256 and size) and ``card(final config)`` into
+    ``directory``.
 
     Everything goes into a temporary sibling folder that is renamed into place, so a reader sees
     the old package or the new one, never a mix; a crash leaves at most a ``.tmp`` folder.
@@ -127,6 +131,7 @@ def write_package(directory: Path, tensors: Mapping[str, torch.Tensor], config: 
         default_permissions(tmp / WEIGHTS)
         parts = sorted({key.split(".", 1)[0] for key in tensors})
         config = {**config, "format": FORMAT, "parts": parts, "package_version": __version__,
+                  "num_parameters": sum(v.numel() for v in tensors.values()),
                   "sha256": sha256_file(tmp / WEIGHTS)}
         write_atomic(tmp / CONFIG, json.dumps(config, indent=2, sort_keys=True).encode())
         if card is not None:
@@ -277,9 +282,33 @@ def read_package(directory: Path, expected_sha256: str | tuple[str, ...] | None 
         raise PackageError(f"{weights} has sha256 {digest[:12]}…, but the zoo index says "
                            f"{accepted[0][:12]}…: not the encoder the index names; pull it "
                            f"again or fix the index")
+    _check_tensors(config, _read_header(weights), weights)  # before any module or tensor exists
     tensors = _load_tensors(weights)
-    _check_tensors(config, tensors, weights)
+    _check_tensors(config, {k: (tuple(v.shape), v.dtype) for k, v in tensors.items()}, weights)
     return EncoderPackage(directory, config, tensors)
+
+
+def _unreadable(path: Path, exc: Exception) -> PackageError:
+    return PackageError(f"{path} is not a readable safetensors file ({exc}); pull the package "
+                        f"again")
+
+
+def _read_header(path: Path) -> dict[str, tuple[tuple[int, ...], torch.dtype | str]]:
+    """Name -> (shape, dtype) from the safetensors header alone: no tensor data is read, so a
+    package can be judged before anything of its declared size is allocated. safetensors checks
+    that the shapes agree with the byte offsets, so the sizes are bounded by the file's size."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            slices = {key: f.get_slice(key) for key in f.keys()}
+            return {key: (tuple(s.get_shape()), _DTYPES.get(s.get_dtype(), s.get_dtype()))
+                    for key, s in slices.items()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise _unreadable(path, exc) from None
+
+
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
+           "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32, "I16": torch.int16,
+           "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -287,14 +316,15 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
         with safe_open(str(path), framework="pt") as f:
             return {key: f.get_tensor(key) for key in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise PackageError(f"{path} is not a readable safetensors file ({exc}); pull the package "
-                           f"again") from None
+        raise _unreadable(path, exc) from None
 
 
 def expected_shapes(config: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-    """Name -> (shape, dtype) of every tensor the config's parts must contain."""
+    """Name -> (shape, dtype) of every tensor the config's parts must contain. The modules are
+    built on the meta device, which allocates nothing: a config may declare any size."""
     try:
-        encoder = build_encoder(config)
+        with torch.device("meta"):
+            encoder = build_encoder(config)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise PackageError(f"config.json describes no buildable encoder ({exc}); re-publish "
                            f"it") from None
@@ -303,8 +333,9 @@ def expected_shapes(config: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...
         out.update({f"actor_fc.{k}": (tuple(v.shape), v.dtype)
                     for k, v in encoder.layers[-1].state_dict().items()})
     if "heads" in config["parts"]:
-        out.update({f"heads.{k}": (tuple(v.shape), v.dtype)
-                    for k, v in head_modules(config).state_dict().items()})
+        with torch.device("meta"):
+            heads = head_modules(config)
+        out.update({f"heads.{k}": (tuple(v.shape), v.dtype) for k, v in heads.state_dict().items()})
     return out
 
 
@@ -323,8 +354,9 @@ def head_modules(config: Mapping[str, Any]) -> torch.nn.Module:
                            "re-publish the encoder")
     kind = spec.get("kind", "sac")
     if kind not in HEAD_KINDS:
-        raise PackageError(f"config.json heads kind {kind!r} is not one of {', '.join(HEAD_KINDS)}; "
-                           f"upgrade lever-transfer or re-publish the encoder")
+        raise PackageError(f"config.json heads kind {kind!r} is not one of "
+                           f"{', '.join(HEAD_KINDS)}; upgrade lever-transfer or re-publish the "
+                           f"encoder")
     try:
         feature = int(config["architecture_args"]["feature_dim"])
         actions, hidden = int(spec["action_dim"]), int(spec["hidden_dim"])
@@ -343,22 +375,34 @@ def head_modules(config: Mapping[str, Any]) -> torch.nn.Module:
     return heads
 
 
-def _check_tensors(config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor],
+def _count(shapes: Mapping[str, tuple[tuple[int, ...], Any]]) -> int:
+    """Number of values in tensors of these shapes (what ``num_parameters`` declares)."""
+    return sum(math.prod(shape) for shape, _ in shapes.values())
+
+
+def _check_tensors(config: Mapping[str, Any],
+                   found: Mapping[str, tuple[tuple[int, ...], torch.dtype | str]],
                    path: Path) -> None:
+    """Refuse, in one line, tensors (from the header or loaded) that are not exactly the ones the
+    config's architecture has: names, shapes, dtypes and, if declared, the total count."""
     unknown = set(config["parts"]) - set(PARTS)
     if unknown or "encoder" not in config["parts"]:
         raise PackageError(f"{path}: config parts {config['parts']} must include 'encoder' and "
                            f"only {', '.join(PARTS)}")
     expected = expected_shapes(config)
-    extra, missing = sorted(set(tensors) - set(expected)), sorted(set(expected) - set(tensors))
+    extra, missing = sorted(set(found) - set(expected)), sorted(set(expected) - set(found))
     if extra or missing:
+        differences = [f"extra tensors {extra[:3]}" if extra else "",
+                       f"missing tensors {missing[:3]}" if missing else ""]
         raise PackageError(f"{path} does not match its config (a {config['architecture']!r} "
-                           f"encoder): "
-                           + "; ".join(s for s in (f"extra tensors {extra[:3]}" if extra else "",
-                                                   f"missing tensors {missing[:3]}" if missing else "")
-                                       if s) + "; re-publish the encoder")
+                           f"encoder): {'; '.join(d for d in differences if d)}; "
+                           f"re-publish the encoder")
     for name, (shape, dtype) in expected.items():
-        tensor = tensors[name]
-        if tuple(tensor.shape) != shape or tensor.dtype != dtype:
-            raise PackageError(f"{path}: tensor {name} is {tuple(tensor.shape)} {tensor.dtype}, "
-                               f"the config's architecture needs {shape} {dtype}; re-publish it")
+        if found[name] != (shape, dtype):
+            raise PackageError(f"{path}: tensor {name} is {found[name][0]} {found[name][1]}, the "
+                               f"config's architecture needs {shape} {dtype} ({_count(expected):,} "
+                               f"values in all, the file holds {_count(found):,}); re-publish it")
+    declared = config.get("num_parameters", _count(expected))
+    if isinstance(declared, bool) or not isinstance(declared, int) or declared != _count(found):
+        raise PackageError(f"{path}: config.json declares num_parameters {declared!r}, the file "
+                           f"holds {_count(found):,} values; re-publish the encoder")

@@ -30,7 +30,7 @@ from .errors import LeverError
 from .hub import Say, resolve, stderr
 from .package import EncoderPackage, write_package
 
-_META_KEYS = ("format", "parts", "package_version", "sha256")
+_META_KEYS = ("format", "parts", "package_version", "num_parameters", "sha256")
 
 
 class ZooEncoder(nn.Module, ModelHubMixin, library_name="lever-transfer",

@@ -80,6 +80,15 @@ PACKAGE_DAMAGE = {
     "extra tensor": (edit_tensors(lambda t: t.update({"encoder.sneaky": torch.zeros(3)})),
                      "extra tensors"),
     "missing tensor": (edit_tensors(lambda t: t.pop(first_conv(t))), "missing"),
+    "one float16 tensor": (
+        edit_tensors(lambda t: t.update({first_conv(t): t[first_conv(t)].half()})),
+        "torch.float16, the config's architecture needs"),
+    "renamed tensor": (
+        edit_tensors(lambda t: t.update({first_conv(t) + "s": t.pop(first_conv(t))})),
+        "extra tensors"),
+    "config declares another size": (
+        edit_config(lambda c: c.update(num_parameters=c["num_parameters"] * 1000)),
+        "declares num_parameters"),
     "malformed config.json": (lambda p: (p / CONFIG).write_text('{"sha256": '), "not valid JSON"),
     "config.json not an object": (lambda p: (p / CONFIG).write_text("[1, 2]"), "config.json"),
     "config claims another architecture": (
