@@ -1,0 +1,151 @@
+"""A real run's FLOPs column, the paper's x-axis, added up term by term (appendix B).
+
+A tiny DMC run and a tiny Atari run, each with a freeze: the FLOPs they log at the freeze row
+and at the end must equal the number of updates of each kind, counted here from the schedule,
+times that kind's FLOPs, plus the one-time conversion (every stored observation encoded, K crops
+x N latents) and the per-step encoding of every observation stored after Tf (the EKN term).
+Per-kind FLOPs of pixel updates are counted on a fresh agent of the same recipe; latent updates
+and encodings are written out from the per-layer table (tables 2 and 3). The same runs also
+record the discounts their updates received, which must be the recipe's (gamma^n, or 0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lever_transfer.accounting import latent_batch, pixel_batch
+from lever_transfer.agents import agent_for_task
+from lever_transfer.config import load_config
+from lever_transfer.flops import FlopCounter
+from lever_transfer.metrics import read_metrics
+from lever_transfer.train import Trainer
+
+DMC = {"action_repeat": 8, "steps": "250 agent_steps", "init_steps": "50 agent_steps",
+       "freeze_at": "100 agent_steps", "eval_every": "1M agent_steps", "eval_episodes": 1,
+       "checkpoint_every": "1M agent_steps", "batch_size": 16, "hidden_dim": 32,
+       "render_quality": "fast", "device": "cpu"}
+ATARI = {"steps": "600 agent_steps", "init_steps": "100 agent_steps",
+         "freeze_at": "300 agent_steps", "eval_every": "1M agent_steps", "eval_episodes": 1,
+         "checkpoint_every": "1M agent_steps", "critic_target_update_freq": 50,
+         "hidden_dim": 64, "device": "cpu"}
+
+
+def run_recording_discounts(cfg, run_dir):
+    """Train ``cfg`` to the end; returns (metrics rows, every discount an update received).
+    The real update runs: the recorder only reads its batch on the way in."""
+    trainer = Trainer(cfg, run_dir, progress=False, say=lambda s: None)
+    discounts: list[np.ndarray] = []
+    update = trainer.agent.update
+
+    def recording_update(batch, step):
+        discounts.append(np.array(batch.discount))
+        return update(batch, step)
+
+    trainer.agent.update = recording_update
+    trainer.run()
+    return list(read_metrics(run_dir / "metrics.jsonl")), np.concatenate(discounts)
+
+
+def episode_starts(rows: list[dict]) -> list[int]:
+    """Agent steps at which episodes began (a reset stores an observation there)."""
+    ends = [r["agent_steps"] for r in rows if r["kind"] == "train"]
+    return [0, *ends[:-1]]
+
+
+def update_counts(cfg, period: int) -> dict[tuple[bool, bool], int]:
+    """Updates of each kind (after Tf, actor step) that the schedule makes: one per agent step
+    from init_steps on (the replay holds a batch by then), the actor every ``period`` steps."""
+    ar = cfg.action_repeat
+    start, tf, total = (cfg.init_steps.to_agent_steps(ar), cfg.freeze_at.to_agent_steps(ar),
+                        cfg.steps.to_agent_steps(ar))
+    assert start >= cfg.batch_size  # else the first updates would wait for a full batch
+    counts: dict[tuple[bool, bool], int] = {}
+    for step in range(start, total):
+        kind = (step >= tf, step % period == 0)
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def pixel_update_flops(cfg, agent, obs_shape, space) -> dict[bool, int]:
+    """FLOPs of a pixel update with and without the actor step, on a fresh agent."""
+    rng = np.random.default_rng(0)
+    flops = {}
+    for actor_step in (True, False):
+        with FlopCounter() as counter:
+            agent.update(pixel_batch(cfg, obs_shape, space, rng), 0 if actor_step else 1)
+        flops[actor_step] = counter.total
+    return flops
+
+
+def check_run_total(rows, cfg, per_update, per_observation, period):
+    """Freeze row and final row against the counted terms."""
+    tf, total = cfg.freeze_at.to_agent_steps(cfg.action_repeat), cfg.steps.to_agent_steps(
+        cfg.action_repeat)
+    counts = update_counts(cfg, period)
+    starts = episode_starts(rows)
+    (freeze,) = [r for r in rows if r["kind"] == "freeze"]
+    assert freeze["agent_steps"] == tf
+    # the observations stored before Tf: one per step, one per reset up to Tf (a reset at Tf
+    # happens before the freeze); each is encoded once by the conversion
+    converted = tf + sum(s <= tf for s in starts)
+    assert freeze["conversion_flops"] == converted * per_observation
+    before = sum(n * per_update[kind] for kind, n in counts.items() if not kind[0])
+    assert freeze["flops"] == before + converted * per_observation
+    after = sum(n * per_update[kind] for kind, n in counts.items() if kind[0])
+    stored_after = (total - tf) + sum(s > tf for s in starts)
+    assert rows[-1]["flops"] == freeze["flops"] + after + stored_after * per_observation
+
+
+def test_dmc_run_flops_are_the_sum_of_counted_updates_conversion_and_encoding(tmp_path):
+    cfg = load_config("walker_walk", DMC)
+    rows, discounts = run_recording_discounts(cfg, tmp_path / "run")
+    agent, obs_shape, space = agent_for_task(cfg)
+    layers = {r.name: r.flops for r in agent.layer_flops()}
+    batch, k = cfg.batch_size, cfg.latent_augmentations
+    convs = sum(v for name, v in layers.items() if name.startswith("encoder:"))
+    # one crop: shared convs once, then the critic's and the actor's own fc (N = 2)
+    per_observation = k * (convs + layers["critic:fc1"] + layers["actor:fc1"])
+    q_net = sum(layers[f"critic:fc{i}"] for i in (2, 3, 4))  # one of the twin Q networks
+    actor = sum(layers[f"actor:fc{i}"] for i in (2, 3, 4))
+    # after Tf, per sample: next action (actor, no grad), target twin Q (no grad), online twin
+    # Q with backward (3x); the actor step adds the actor and the twin Q with backward
+    latent_critic = batch * (actor + 2 * q_net + 3 * 2 * q_net)
+    latent_actor = batch * (3 * actor + 3 * 2 * q_net)
+    pixels = pixel_update_flops(cfg, agent, obs_shape, space)
+    per_update = {(False, True): pixels[True], (False, False): pixels[False],
+                  (True, True): latent_critic + latent_actor, (True, False): latent_critic}
+    agent.freeze("all")  # the latent formulas are what the counter sees on a frozen agent
+    with FlopCounter() as counter:
+        agent.update(latent_batch(cfg, (2, 50), space, np.random.default_rng(0)), 0)
+    assert counter.total == per_update[(True, True)]
+    check_run_total(rows, cfg, per_update, per_observation, cfg.actor_update_freq)
+    # DMC episodes end by the time limit, never terminate: every one-step target bootstraps
+    assert set(discounts.tolist()) == {np.float32(cfg.discount).item()}
+    assert len(discounts) == sum(update_counts(cfg, 2).values()) * cfg.batch_size
+
+
+def test_atari_run_flops_are_the_sum_of_counted_updates_conversion_and_encoding(tmp_path):
+    cfg = load_config("atari:qbert", ATARI)
+    rows, discounts = run_recording_discounts(cfg, tmp_path / "run")
+    agent, obs_shape, space = agent_for_task(cfg)
+    layers = {r.name: r.flops for r in agent.layer_flops()}
+    per_observation = layers["encoder:conv1"] + layers["encoder:conv2"]  # N = K = 1
+    head = sum(v for name, v in layers.items() if "stream" in name)
+    # after Tf, per sample: online head on the next latent (double Q's choice), target head,
+    # online head with backward (3x); no actor step, target copies cost nothing
+    latent = cfg.batch_size * (head + head + 3 * head)
+    pixels = pixel_update_flops(cfg, agent, obs_shape, space)
+    assert pixels[True] == pixels[False]
+    per_update = {(False, True): pixels[True], (False, False): pixels[True],
+                  (True, True): latent, (True, False): latent}
+    check_run_total(rows, cfg, per_update, per_observation, 2)
+    # 20-step returns: gamma^20 inside a life, 0 when a life is lost within the 20 steps;
+    # shorter windows gamma^m only where the newest stored entry cuts them (the write head:
+    # 6% of this short run's samples, 74% are gamma^20 and 20% are 0)
+    gamma, n = cfg.discount, cfg.multi_step
+    allowed = {0.0, *(np.float32(gamma**m).item() for m in range(1, n + 1))}
+    assert set(discounts.tolist()) <= allowed
+    values, counts = np.unique(discounts, return_counts=True)
+    by_value = dict(zip(values.tolist(), counts.tolist()))
+    assert by_value[np.float32(gamma**n).item()] > 0.6 * len(discounts)
+    assert by_value[0.0] > 0  # Qbert's random play loses lives within 600 steps
