@@ -90,12 +90,39 @@ def test_lever_update_costs_far_fewer_flops(small_config):
 
 
 def test_encode_latents_shape_and_determinism(small_config):
+    """K crops drawn from the agent's generator: the same generator state gives the same latents,
+    another state other crops, and each copy is both encoders applied to one real 84x84 window
+    of its stack."""
+    import numpy as np
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from lever_transfer.augment import random_crop
+
     agent = SacCurlAgent(small_config(), OBS_SHAPE, ACTION_DIM)
     agent.freeze("all")
     stacks = pixel_batch(3, ACTION_DIM).obs
+    state = agent.generator.get_state()
     latents = agent.encode_latents(stacks, augmentations=4)
     assert latents.shape == (3, 4, 2, 50) and latents.dtype.name == "float32"
-    assert not torch.allclose(torch.from_numpy(latents[:, 0]), torch.from_numpy(latents[:, 1]))
+    agent.generator.set_state(state)
+    np.testing.assert_array_equal(agent.encode_latents(stacks, augmentations=4), latents)
+    assert not np.array_equal(agent.encode_latents(stacks, augmentations=4), latents)  # moved on
+    # the crops that generator state draws, one [3, 9, 84, 84] batch per copy
+    replayed = torch.Generator().set_state(state)
+    crops = [random_crop(torch.as_tensor(stacks), 84, replayed) for _ in range(4)]
+    windows = sliding_window_view(stacks, (84, 84), axis=(2, 3))  # [3, 9, 17, 17, 84, 84]
+    for i in range(3):
+        offsets = set()
+        for k, crop in enumerate(crops):
+            match = np.all(windows[i] == crop[i].numpy()[:, None, None], axis=(0, 3, 4))
+            assert match.any(), f"copy {k} of stack {i} is not a window of the stack"
+            offsets.add(tuple(np.argwhere(match)[0]))
+        assert len(offsets) > 1  # the K copies are different windows
+    with torch.no_grad():
+        expected = torch.stack([torch.stack([agent.critic_encoder(c), agent.actor_encoder(c)], 1)
+                                for c in crops], 1)  # [3, K, N=2, 50]
+    assert not torch.allclose(expected[:, :, 0], expected[:, :, 1])  # two networks' latents
+    torch.testing.assert_close(torch.from_numpy(latents), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_state_round_trip_gives_identical_updates(small_config):

@@ -1,6 +1,9 @@
-"""SIGKILL at random moments (updates, the freeze-time conversion, checkpoint writes, startup):
-every checkpoint left behind loads, holds what its counters say, and resuming reaches the same
-final step with each metrics row logged once. KILL_POINTS (default 6) and KILL_SEED widen it."""
+"""SIGKILL at chosen and at random moments: during updates before the first checkpoint and after
+one, in the middle of the freeze-time conversion, in the latent phase after a checkpoint of the
+latent replay, and at random times (which can land at startup or in a checkpoint write). Every
+checkpoint left behind loads and holds what its counters say, and resuming reaches the same final
+step with each metrics row logged once. KILL_POINTS (default 2 random kills) and KILL_SEED
+widen it."""
 
 from __future__ import annotations
 
@@ -10,20 +13,49 @@ import random
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import numpy as np
 
 from lever_transfer.checkpoint import latest_checkpoint, load_checkpoint
+from lever_transfer.package import read_package
 from lever_transfer.replay import LatentReplay, PixelReplay
 
-# Atari checkpoints wait for a game's end (untrained Qbert: near agent steps 390 and 720), so
-# the run is long enough to hold two before the last, with Tf between them
-STEPS = 800
+# Atari checkpoints wait for a game's end (untrained Qbert: near agent steps 300 and 660), so
+# the run is long enough to hold one before Tf and one after it
+STEPS, TF = 800, 500
 TRAIN = ["train", "atari:qbert", "--steps", f"{STEPS} agent_steps", "--freeze-at",
-         "500 agent_steps", "--set", "init_steps=50 agent_steps", "--set",
+         f"{TF} agent_steps", "--set", "init_steps=50 agent_steps", "--set",
          "checkpoint_every=30 agent_steps", "--set", "eval_every=1M agent_steps", "--set",
          "eval_episodes=1", "--no-progress"]
+
+# The command line with the conversion wrapped: once a chunk is converted and the next one is
+# being encoded, it writes the file HOLD_CONVERSION_AT names and waits there to be killed.
+HOLD_CONVERSION = textwrap.dedent("""
+    import json, math, os, sys, time
+    import lever_transfer.train as train
+    from lever_transfer.cli import main
+
+    convert = train.convert_to_latent
+
+    def convert_and_hold(pixel, encode, *args, **kwargs):
+        chunks, calls = math.ceil(pixel.entries_to_convert().size / 100), []
+        def encode_and_hold(stacks):
+            calls.append(len(stacks))
+            if len(calls) == 2:
+                marker = os.environ["HOLD_CONVERSION_AT"]
+                with open(marker + ".tmp", "w") as f:
+                    json.dump({"encoding_chunk": 2, "chunks": chunks, "sizes": calls}, f)
+                os.replace(marker + ".tmp", marker)
+                time.sleep(600)
+            return encode(stacks)
+        return convert(pixel, encode_and_hold, *args, **kwargs)
+
+    train.convert_to_latent = convert_and_hold
+    sys.argv[0] = "lever-transfer"
+    main()
+""")
 
 
 def cli(*args: str) -> list[str]:
@@ -38,6 +70,7 @@ def check_checkpoint(run) -> int:
     step, state = load_checkpoint(path)
     assert state["counters"]["agent_steps"] == step
     kind = {"PixelReplay": PixelReplay, "LatentReplay": LatentReplay}[state["replay"]["kind"]]
+    assert kind is (LatentReplay if step > TF else PixelReplay)
     replay = kind(**state["replay"]["init"])
     replay.load_state_dict(state["replay"]["state"])
     assert replay.total >= step  # one entry per observation seen, episode starts included
@@ -46,31 +79,118 @@ def check_checkpoint(run) -> int:
     return step
 
 
+def checkpoint_step(run) -> int:
+    """The step of the latest checkpoint, 0 if none (without loading it)."""
+    path = latest_checkpoint(run / "checkpoints")
+    return 0 if path is None else int(path.name.removeprefix("ckpt-"))
+
+
+def rows(run) -> list[dict]:
+    """The metrics rows written so far (a line still being written is left out)."""
+    path = run / "metrics.jsonl"
+    lines = path.read_text().split("\n")[:-1] if path.exists() else []
+    return [json.loads(line) for line in lines]
+
+
+def logged_after(run, step: int) -> bool:
+    """Whether an episode that ended after agent step ``step`` is in the metrics."""
+    return any(r["kind"] == "train" and r["agent_steps"] > step for r in rows(run))
+
+
+def wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"the run ended ({process.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.05)
+
+
+def kill(process: subprocess.Popen) -> None:
+    """SIGKILL, and prove it landed: the process was still running, so it died of it."""
+    process.kill()
+    assert process.wait() == -signal.SIGKILL, "the run had ended before the kill"
+
+
 def test_sigkill_anywhere_then_resume_finishes_the_same_run(tmp_path):
     rng = random.Random(int(os.environ.get("KILL_SEED", "0")))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = tmp_path / "run"
-    steps_seen = []
-    for _ in range(int(os.environ.get("KILL_POINTS", "6"))):
-        args = (cli("resume", str(run), "--no-progress") if latest_checkpoint(run / "checkpoints")
-                else cli(*TRAIN, "--out", str(run)))
-        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   env=env)
-        time.sleep(rng.uniform(1.5, 12.0))
-        process.kill()
-        process.wait()
+    marker = tmp_path / "converting"
+    steps_seen, started = [], []
+
+    def command(hold_conversion: bool = False) -> list[str]:
+        args = (["resume", str(run), "--no-progress"] if latest_checkpoint(run / "checkpoints")
+                else [*TRAIN, "--out", str(run)])
+        return [sys.executable, "-c", HOLD_CONVERSION, *args] if hold_conversion else cli(*args)
+
+    def start(hold_conversion: bool = False) -> subprocess.Popen:
+        started.append(subprocess.Popen(command(hold_conversion), stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL,
+                                        env={**env, "HOLD_CONVERSION_AT": str(marker)}))
+        return started[-1]
+
+    def killed(process: subprocess.Popen) -> None:
+        kill(process)
         steps_seen.append(check_checkpoint(run))
-    assert steps_seen == sorted(steps_seen)  # progress is never lost
-    args = (cli("resume", str(run), "--no-progress") if latest_checkpoint(run / "checkpoints")
-            else cli(*TRAIN, "--out", str(run)))
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env=env)
+
+    try:
+        # 1. in the first updates, once an episode is logged, before any checkpoint exists
+        process = start()
+        wait_for(lambda: logged_after(run, 0), process, "first episode")
+        assert checkpoint_step(run) == 0
+        killed(process)
+        assert steps_seen == [0]
+        # 2. in the pixel phase, after the first checkpoint and an episode logged past it
+        process = start()
+        wait_for(lambda: logged_after(run, checkpoint_step(run) or STEPS), process,
+                 "an episode after the first checkpoint")
+        assert not [r for r in rows(run) if r["kind"] == "freeze"]
+        killed(process)
+        assert 0 < steps_seen[-1] < TF
+        # 3. in the middle of the conversion at Tf: chunk 1 converted, the next one being encoded
+        process = start(hold_conversion=True)
+        wait_for(marker.exists, process, "conversion")
+        held = json.loads(marker.read_text())
+        killed(process)
+        assert held["chunks"] > held["encoding_chunk"] == 2 and held["sizes"] == [100, 100]
+        assert not [r for r in rows(run) if r["kind"] == "freeze"]  # logged once it has finished
+        assert steps_seen[-1] < TF  # a pixel checkpoint is what the resume finds
+        # 4. at random moments (startup, updates, the conversion, checkpoint writes), each run
+        # stopped at the latest once a checkpoint after Tf exists (the next kill's starting point)
+        for _ in range(int(os.environ.get("KILL_POINTS", "2"))):
+            if checkpoint_step(run) > TF:
+                break
+            process = start()
+            until = time.monotonic() + rng.uniform(1.5, 12.0)
+            while time.monotonic() < until and checkpoint_step(run) <= TF:
+                time.sleep(0.05)
+            process.kill()
+            process.wait()
+            steps_seen.append(check_checkpoint(run))
+        # 5. in the latent phase, after a checkpoint of the latent replay and an episode past it
+        process = start()
+        wait_for(lambda: checkpoint_step(run) > TF and logged_after(run, checkpoint_step(run)),
+                 process, "an episode after a checkpoint after Tf")
+        killed(process)
+        assert TF < steps_seen[-1] < STEPS
+        assert steps_seen == sorted(steps_seen)  # progress is never lost
+    finally:  # a failed check leaves no run behind (the held one would wait 600 s)
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    subprocess.run(command(), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env=env, timeout=300)
     assert check_checkpoint(run) == STEPS
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    train = [r["agent_steps"] for r in rows if r["kind"] == "train"]
+    metrics = rows(run)
+    train = [r["agent_steps"] for r in metrics if r["kind"] == "train"]
     assert train == sorted(set(train)) and train[-1] == STEPS  # each row once, to the end
-    assert sum(r["kind"] == "freeze" for r in rows) == 1
-    assert np.all(np.diff([r["flops"] for r in rows]) >= 0)
+    (freeze,) = [r for r in metrics if r["kind"] == "freeze"]
+    assert freeze["agent_steps"] == TF and freeze["latent_replay"]
+    assert freeze["transitions_after"] == freeze["transitions_before"] == TF
+    assert freeze["capacity_after"] == TF + (STEPS - TF) + 1  # what the rest of the run fills
+    assert read_package(run / "encoder").config["source"]["agent_steps"] == TF
+    assert np.all(np.diff([r["flops"] for r in metrics]) >= 0)
 
 
 def test_sigint_writes_a_checkpoint_then_stops_and_resume_finishes(tmp_path):
@@ -88,11 +208,9 @@ def test_sigint_writes_a_checkpoint_then_stops_and_resume_finishes(tmp_path):
     stopped = _train_rows(run)[-1]
     assert stopped["interrupted"] and check_checkpoint(run) == stopped["agent_steps"] < STEPS
     subprocess.run(cli("resume", str(run), "--no-progress"), check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, timeout=300)
     assert check_checkpoint(run) == STEPS and _train_rows(run)[-1]["agent_steps"] == STEPS
 
 
 def _train_rows(run) -> list[dict]:
-    path = run / "metrics.jsonl"
-    lines = path.read_text().splitlines() if path.exists() else []
-    return [row for row in map(json.loads, lines) if row["kind"] == "train"]
+    return [row for row in rows(run) if row["kind"] == "train"]

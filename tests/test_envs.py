@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -174,15 +175,38 @@ def test_worker_errors_surface_and_close_the_worker():
         EnvWorker("walker_wlk")
 
 
+@contextlib.contextmanager
+def deadline(seconds: int, what: str):
+    """Fail the test if the block runs past ``seconds`` instead of blocking it forever: SIGALRM
+    interrupts a wait (pipe read, process join) of this, the main, thread with an exception."""
+
+    def expire(signum, frame):
+        raise TimeoutError(f"{what} still running after {seconds} s: it hangs")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def test_dead_worker_is_named_and_pending_close_does_not_hang():
+    # normally a few seconds (mostly starting the two workers); a hang fails at the deadline
     worker = EnvWorker("walker_walk", render_size=32, seed=0)
     worker.reset()
     os.kill(worker._vec.processes[0].pid, signal.SIGKILL)
-    with pytest.raises(RuntimeError, match="worker process died"):
-        worker.step(np.zeros(6, np.float32))
-    with EnvWorker("walker_walk", render_size=32, seed=0) as worker:
-        worker.reset()
-        worker.step_async(np.zeros(6, np.float32))  # left pending: __exit__ must not wait on it
+    with deadline(60, "a step on a dead worker"):
+        with pytest.raises(RuntimeError, match="worker process died"):
+            worker.step(np.zeros(6, np.float32))
+    with deadline(60, "leaving a worker with a step pending"):
+        with EnvWorker("walker_walk", render_size=32, seed=0) as worker:
+            worker.reset()
+            worker.step_async(np.zeros(6, np.float32))  # left pending: __exit__ must not wait
+            process = worker._vec.processes[0]
+            os.kill(process.pid, signal.SIGSTOP)  # on it, and a stopped worker never answers
+    assert not process.is_alive()
 
 
 def test_fast_rendering_changes_pixels_only_slightly():

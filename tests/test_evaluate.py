@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import imageio.v3 as iio
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -37,7 +38,6 @@ def test_eval_of_a_run_prints_mean_and_std_and_writes_a_playable_gif(qbert_run, 
 
 
 def test_eval_writes_a_playable_mp4(qbert_run, tmp_path):
-    iio = pytest.importorskip("imageio.v3", reason="MP4 needs the 'video' extra")
     video = tmp_path / "episode.mp4"
     result = CliRunner().invoke(main, ["eval", str(qbert_run), "--episodes", "1",
                                        "--video", str(video)])

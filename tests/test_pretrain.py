@@ -6,6 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from lever_transfer import hub
+from lever_transfer.checkpoint import load_checkpoint
 from lever_transfer.cli import main
 from lever_transfer.metrics import read_metrics
 from lever_transfer.package import read_package
@@ -48,12 +49,25 @@ def test_pretrain_publishes_true_steps_and_resumes(pretrained):
     index = hub.read_index(root / "hub")
     assert sorted(index) == ["walker_stand-1k", "walker_stand-2k"]
     assert index["walker_stand-1k"]["sha256"] == first  # the resume did not rewrite it
+    rows = list(read_metrics(run / "metrics.jsonl"))
+    evals = {r["agent_steps"]: r for r in rows if r["kind"] == "eval"}
+    assert sorted(evals) == [125, 250]
     for name, env_steps in (("walker_stand-1k", 1000), ("walker_stand-2k", 2000)):
         source = read_package(root / "hub" / name).config["source"]
         assert source["env_steps"] == env_steps and source["task"] == "walker_stand"
-        assert source["eval_return"] is not None and source["algorithm"] == "SAC+CURL"
-    train = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "train"]
-    assert [r["agent_steps"] for r in train] == [125, 250]
+        assert source["algorithm"] == "SAC+CURL" and source["agent_steps"] == env_steps // 8
+        # the evaluation logged at the snapshot's step, everywhere the package states it
+        logged = evals[env_steps // 8]
+        mean, std = logged["eval_return"], logged["eval_return_std"]
+        assert mean != 0 and (source["eval_return"], source["eval_return_std"]) == (mean, std)
+        assert source["flops"] == logged["flops"] and source["eval_episodes"] == 1
+        assert index[name]["eval_return"] == mean
+        _, snapshot = load_checkpoint(run / "snapshots" / f"ckpt-{env_steps // 8:010d}")
+        assert (snapshot["eval_return"], snapshot["eval_return_std"]) == (mean, std)
+        card = (root / "hub" / name / "README.md").read_text()
+        assert f"value: {mean:.2f} +/- {std:.2f}" in card  # the Hub's model-index entry
+        assert f"publish time: {mean:.1f} ± {std:.1f} over 1 episodes" in card
+    assert [r["agent_steps"] for r in rows if r["kind"] == "train"] == [125, 250]
 
 
 def test_zoo_list_shows_the_snapshots(pretrained, monkeypatch):

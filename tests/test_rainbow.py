@@ -1,4 +1,5 @@
-"""Data-efficient Rainbow with LeVER on real Atari games: table 3, freezing, learning, short runs."""
+"""Data-efficient Rainbow with LeVER on real Atari games: table 3, freezing, learning, short
+runs."""
 
 from __future__ import annotations
 
@@ -113,6 +114,9 @@ def test_short_real_run_freezes_converts_and_resumes(tmp_path):
     assert freeze["transitions_after"] == freeze["transitions_before"] == 300
     # 576 float32 and a 13-byte record per entry, against 84 x 84 + 21 B of pixels
     assert freeze["replay_bytes"] == freeze["capacity_after"] * (576 * 4 + 13)
+    # the pixels' memory would hold 601 * 7077 // 2317 = 1835 latent entries; the run can only
+    # fill the 300 held plus 300 more steps and one entry for the end
+    assert freeze["capacity_after"] == 300 + 300 + 1 < 601 * 7077 // 2317
     assert freeze["capacity_before"] * (84 * 84 + 21) == 601 * 7077
     train = rows(run, "train")
     assert train[-1]["agent_steps"] == 600 and train[-1]["phase"] == "latents"
@@ -232,10 +236,20 @@ def test_finetune_from_the_shipped_qbert_encoder(tmp_path, monkeypatch):
 
 
 def test_a_memory_budget_holds_with_the_priority_tree(tmp_path):
-    cfg = load_config("atari:qbert", {**TINY, "prioritized_replay": True, "replay_memory": "2MB",
-                                      "steps": "450 agent_steps"})
+    """Section 4.2's Cb = floor(C * P / L) with the real bytes of an entry (payload, its record
+    and the tree's 32 B per slot); a budget small enough that the latents fill it by the end."""
+    cfg = load_config("atari:qbert", {**TINY, "prioritized_replay": True,
+                                      "replay_memory": "400KB", "steps": "450 agent_steps"})
     Trainer(cfg, tmp_path, progress=False, say=lambda s: None).run()
     (freeze,) = rows(tmp_path, "freeze")
-    assert freeze["capacity_before"] == 2_000_000 // (7077 + 32)  # the tree's 32 B per slot too
-    assert freeze["capacity_after"] > freeze["capacity_before"]
-    assert max(r["replay_bytes"] for r in read_metrics(tmp_path / "metrics.jsonl")) <= 2_000_000
+    pixel, latent = 84 * 84 + 21 + 32, 576 * 4 + 13 + 32  # bytes per entry, tree included
+    assert freeze["capacity_before"] == 400_000 // pixel == 56
+    grown = 56 * pixel // latent  # 169
+    # the trainer's cap, what the run can still fill (the transitions held, one entry per step
+    # left and one more), does not bind here
+    assert grown < freeze["transitions_before"] + 150 + 1
+    assert freeze["capacity_after"] == grown == 169 and grown * latent <= 400_000
+    assert freeze["transitions_after"] == freeze["transitions_before"]
+    metrics = list(read_metrics(tmp_path / "metrics.jsonl"))
+    assert max(r["replay_bytes"] for r in metrics) <= 400_000
+    assert metrics[-1]["replay_size"] >= 169 - 5  # the latents filled the budget, then wrapped

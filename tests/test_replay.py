@@ -7,12 +7,12 @@ spell its entry number, so a sampled stack says exactly which frames it was buil
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import pytest
+import safetensors.numpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -151,7 +151,7 @@ def test_add_step_needs_an_episode_and_observations_must_fit():
     assert len(replay) == 1 and replay.total == 2  # the refused calls changed nothing
 
 
-def test_realistic_pixel_sampling_is_right_and_fast():
+def test_realistic_pixel_sampling_is_right():
     rng = np.random.default_rng(0)
     replay = PixelReplay(600, (3, 100, 100), 3, 6, block_items=100)
     pool = rng.integers(0, 256, (16, 9, 100, 100), dtype=np.uint8)
@@ -167,12 +167,7 @@ def test_realistic_pixel_sampling_is_right_and_fast():
     entries = batch.reward.astype(np.int64)  # rewards are the entry numbers here
     np.testing.assert_array_equal(batch.obs, replay.stacks(entries))
     np.testing.assert_array_equal(batch.next_obs, replay.stacks(entries + 1))
-    times = []
-    for _ in range(15):
-        start = time.perf_counter()
-        replay.sample(128, rng)
-        times.append(time.perf_counter() - start)
-    assert np.median(times) < 0.1  # a few ms in practice; generous for loaded machines
+    # its speed is benchmarks/update_speed.py's "of which sampling (ms)" row, not a test
 
 
 # ------------------------------------------------------------------------------ latent replay
@@ -538,7 +533,6 @@ def test_reported_bytes_are_the_allocated_blocks():
 
 
 def test_state_dict_round_trip_gives_identical_batches():
-    safetensors = pytest.importorskip("safetensors.numpy")
     pixel = PixelReplay(30, FRAME, 3, ACTION_DIM, block_items=7)
     fill_pixels(pixel, [(10, False), (15, True), (9, False)])  # wrapped, mid-episode
     latent = LatentReplay(25, (3, 2, 4), ACTION_DIM, np.float16, block_items=6)
@@ -549,8 +543,8 @@ def test_state_dict_round_trip_gives_identical_batches():
         assert all(type(v) is np.ndarray for v in state.values())
         assert state["total"].shape == () and state["total"].dtype == np.int64
         # as the checkpoint code does: contiguous copies (0-d counters come back 1-d)
-        stored = safetensors.load(safetensors.save({k: np.ascontiguousarray(v)
-                                                    for k, v in state.items()}))
+        stored = safetensors.numpy.load(safetensors.numpy.save(
+            {k: np.ascontiguousarray(v) for k, v in state.items()}))
         copy = make(**replay.init_args())
         copy.load_state_dict(stored)
         assert len(copy) == len(replay) and copy.nbytes == replay.nbytes

@@ -60,8 +60,13 @@ def test_latent_phase_grows_capacity_under_a_memory_budget(tmp_path):
     cfg = tiny_config(replay_memory="3MB", steps="250 agent_steps")
     Trainer(cfg, tmp_path, progress=False, say=lambda s: None).run()
     (freeze,) = rows(tmp_path, "freeze")
-    assert freeze["capacity_before"] == 99  # 3 MB / 30,041 B per pixel entry
-    assert freeze["capacity_after"] > freeze["capacity_before"]
+    pixel, latent = 3 * 100 * 100 + 41, 4 * 2 * 50 * 4 + 33  # bytes per entry: payload + record
+    assert freeze["capacity_before"] == 3_000_000 // pixel == 99
+    # section 4.2's Cb = floor(C * P / L) = 1821 latent entries fit the pixels' memory, but the
+    # 150 steps after Tf add at most 150 + ceil(150 / 125) + 1 entries (steps, episode starts,
+    # the last observation), and a short run allocates no more than it can fill
+    assert freeze["transitions_before"] == 96  # sampleable in the 99 entries after 101
+    assert freeze["capacity_after"] == 96 + 150 + 2 + 1 < 99 * pixel // latent
     assert rows(tmp_path, "train")[-1]["replay_bytes"] <= 3_000_000
 
 
