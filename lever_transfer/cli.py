@@ -106,8 +106,8 @@ def train(recipe: str, steps: str | None, freeze_at: str | None, freeze_layers: 
 
 
 RESUME_KEYS = ("steps", "critic_lr", "actor_lr", "encoder_lr", "alpha_lr", "adam_eps",
-               "max_grad_norm", "eval_every", "eval_episodes", "checkpoint_every", "device",
-               "tensorboard")
+               "max_grad_norm", "eval_every", "eval_episodes", "checkpoint_every",
+               "checkpoint_minutes", "device", "tensorboard")
 
 
 @main.command()

@@ -75,6 +75,8 @@ class Config:
     eval_every: StepCount = _steps(10000, "agent_steps")   # table 4 (cartpole: 2500)
     eval_episodes: int = 10                                # table 4: evaluation episodes
     checkpoint_every: StepCount = _steps(10000, "agent_steps")  # ours, not in the paper
+    checkpoint_minutes: Union[float, None] = 10.0  # ours: also at the first episode end after
+    #                                   this many minutes, so a slow run loses little; null: off
     snapshot_every: Union[StepCount, None] = None  # keep the agent's weights every N (pretrain)
 
     # -- LeVER
@@ -219,6 +221,8 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     **{k: _STEP_RULE for k in ("steps", "init_steps", "eval_every", "checkpoint_every",
                                "freeze_at")},
     "snapshot_every": ("null or " + _STEP_RULE[0], lambda v: True),
+    "checkpoint_minutes": ("a positive number of minutes or null",
+                           lambda v: v is None or v > 0),
     "task": ("a DMC task name such as 'walker_walk' or an Atari game such as 'atari:qbert'",
              lambda v: re.fullmatch(DMC_TASK, v) is not None or is_atari_task(v)),
     "description": ("one line of text", _line),

@@ -104,7 +104,7 @@ def _label(config: dict[str, Any]) -> str:
 # Config keys that do not change what a run learns: runs differing only in these are seeds of
 # one setting (a `pretrain` run's snapshots, a run's checkpoint spacing, its device or logging).
 NOT_THE_SETTING = {"seed", "description", "paper", "snapshot_every", "checkpoint_every",
-                   "tensorboard", "compile", "device", "channels_last"}
+                   "checkpoint_minutes", "tensorboard", "compile", "device", "channels_last"}
 # ... and, for a run that never freezes (a baseline), the keys of the freeze it never makes.
 FREEZE_KEYS = {"freeze_at", "freeze_layers", "latent_augmentations", "latent_dtype"}
 

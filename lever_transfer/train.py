@@ -51,6 +51,8 @@ from .replay.priority import TREE_BYTES_PER_SLOT
 from .runtime import keep_freed_memory
 
 DMC_EPISODE_ENV_STEPS = 1000  # every DMC task ends by its 1000-step time limit
+# what stops a run cleanly (a checkpoint first): Ctrl-C, a closed terminal, a shutdown or `kill`
+STOP_SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM)
 
 
 @dataclass
@@ -360,7 +362,8 @@ class Trainer:
         c = self.counters
         if self.freeze_step == 0 and not self.agent.frozen_layers:
             self.log(self.freeze())
-        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        previous = {sig: signal.signal(sig, self._on_stop_signal) for sig in STOP_SIGNALS}
+        self._last_checkpoint = time.monotonic()
         bar = tqdm(total=self.total, initial=c.agent_steps, unit="step", dynamic_ncols=True,
                    disable=not self.progress, mininterval=1.0)
         try:
@@ -370,7 +373,8 @@ class Trainer:
                 self._maybe_eval_and_checkpoint(bar, row)
             self.checkpoint()
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             bar.close()
             self.close()
         return self.run_dir
@@ -394,9 +398,11 @@ class Trainer:
             path = self.snapshot(mean, std)
             bar.write(f"snapshot at {c.agent_steps * self.ar} env steps: {path}")
             c.next_snapshot = _next_due(c.next_snapshot, self.snapshot_every, c.agent_steps)
+        minutes = cfg.checkpoint_minutes
+        overdue = minutes is not None and time.monotonic() - self._last_checkpoint >= 60 * minutes
         # at a game boundary only: the emulator's mid-game state is not in a checkpoint, so a
         # checkpoint between two lives of an Atari game would resume into a new game
-        if (c.agent_steps >= c.next_checkpoint or snapshot_due) and self._new_game:
+        if (c.agent_steps >= c.next_checkpoint or snapshot_due or overdue) and self._new_game:
             self.checkpoint()
             c.next_checkpoint = _next_due(c.next_checkpoint,
                                           cfg.checkpoint_every.to_agent_steps(self.ar),
@@ -404,8 +410,10 @@ class Trainer:
         if snapshot_due and self.on_snapshot is not None:
             self.on_snapshot(path)
 
-    def _on_sigint(self, signum: int, frame: Any) -> None:
-        self.say("\ninterrupted: writing a checkpoint, then stopping (resume with lever-transfer resume)")
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        """Ctrl-C, a logout (SIGHUP) or a shutdown (SIGTERM): finish the step, checkpoint, stop."""
+        self.say(f"\ninterrupted ({signal.Signals(signum).name}): writing a checkpoint, then "
+                 f"stopping (resume with lever-transfer resume)")
         self._stop = True
 
     def close(self) -> None:
@@ -442,7 +450,9 @@ class Trainer:
                        "state": self.replay.state_dict()},
             "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state()},
         }
-        return save_checkpoint(self.run_dir / "checkpoints", c.agent_steps, state)
+        path = save_checkpoint(self.run_dir / "checkpoints", c.agent_steps, state)
+        self._last_checkpoint = time.monotonic()
+        return path
 
     def restore(self) -> bool:
         """Load the latest checkpoint of this run directory, if any."""

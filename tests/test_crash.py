@@ -17,6 +17,7 @@ import textwrap
 import time
 
 import numpy as np
+import pytest
 
 from lever_transfer.checkpoint import latest_checkpoint, load_checkpoint
 from lever_transfer.package import read_package
@@ -193,7 +194,8 @@ def test_sigkill_anywhere_then_resume_finishes_the_same_run(tmp_path):
     assert np.all(np.diff([r["flops"] for r in metrics]) >= 0)
 
 
-def test_sigint_writes_a_checkpoint_then_stops_and_resume_finishes(tmp_path):
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM", "SIGHUP"])  # Ctrl-C, kill, logout
+def test_stop_signal_writes_a_checkpoint_then_stops_and_resume_finishes(tmp_path, stop):
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(cli(*TRAIN, "--out", str(run)), stdout=subprocess.PIPE,
@@ -201,10 +203,10 @@ def test_sigint_writes_a_checkpoint_then_stops_and_resume_finishes(tmp_path):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not _train_rows(run):
         time.sleep(0.2)  # wait until it is training
-    process.send_signal(signal.SIGINT)
+    process.send_signal(getattr(signal, stop))
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 0, output
-    assert "interrupted: writing a checkpoint" in output and "Traceback" not in output
+    assert f"interrupted ({stop}): writing a checkpoint" in output and "Traceback" not in output
     stopped = _train_rows(run)[-1]
     assert stopped["interrupted"] and check_checkpoint(run) == stopped["agent_steps"] < STEPS
     subprocess.run(cli("resume", str(run), "--no-progress"), check=True,

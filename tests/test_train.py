@@ -148,3 +148,22 @@ def test_atari_resume_logs_what_the_uninterrupted_run_logs(tmp_path):
     resumed.run()
     assert without_clocks(read_metrics(crashed / "metrics.jsonl")) == without_clocks(
         read_metrics(whole / "metrics.jsonl"))
+
+
+@pytest.mark.parametrize("minutes, expected", [(1e-9, [125, 250, 375]), (None, [375])])
+def test_checkpoint_minutes_adds_a_checkpoint_at_the_first_episode_end_after_them(
+        tmp_path, minutes, expected):
+    """A slow run (CPU pretraining: a second per update) must not lose hours to a step-based
+    schedule: with checkpoint_minutes every episode end past the deadline checkpoints."""
+    cfg = tiny_config(lever=False, steps="375 agent_steps", init_steps="375 agent_steps",
+                      checkpoint_every="1M agent_steps", checkpoint_minutes=minutes)
+    trainer = Trainer(cfg, tmp_path, progress=False, say=lambda s: None)
+    written, checkpoint = [], trainer.checkpoint
+
+    def recording_checkpoint():
+        written.append(trainer.counters.agent_steps)
+        return checkpoint()
+
+    trainer.checkpoint = recording_checkpoint
+    trainer.run()
+    assert sorted(set(written)) == expected
