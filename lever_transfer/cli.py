@@ -224,7 +224,7 @@ def finetune(source: str, recipe: str, freeze_layers: str, transfer: str, steps:
     from .config import load_config
     from .envs import check_task
     from .hub import resolve
-    from .transfer import architecture_overrides, check_suite
+    from .transfer import architecture_overrides, check_suite, frame_spacing_warning
 
     resolved = resolve(source, say=lambda m: click.echo(m, err=True))
     package = resolved.package
@@ -237,6 +237,9 @@ def finetune(source: str, recipe: str, freeze_layers: str, transfer: str, steps:
                                  "device": device}, sets))
     cfg = load_config(recipe, overrides)
     check_task(cfg.task)
+    warning = frame_spacing_warning(package, cfg)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
     run_dir = new_run_dir(out, f"{_stem(cfg.task)}-from-{resolved.name}-s{cfg.seed}")
     from .train import Trainer
 

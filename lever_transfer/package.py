@@ -65,8 +65,10 @@ def sha256_file(path: Path) -> str:
 # ---------------------------------------------------------------------------- writing
 
 def encoder_spec(encoder: LayeredEncoder, architecture: str, frame_stack: int, render_size: int,
-                 crop_size: int, num_filters: int = 32) -> dict[str, Any]:
-    """The architecture and observation part of an encoder's config."""
+                 crop_size: int, num_filters: int = 32, action_repeat: int | None = None
+                 ) -> dict[str, Any]:
+    """The architecture and observation part of an encoder's config. ``action_repeat`` is the
+    frame spacing the encoder learned from: its stacked frames were that many env steps apart."""
     atari = architecture == "der"
     return {
         "architecture": architecture,
@@ -81,6 +83,7 @@ def encoder_spec(encoder: LayeredEncoder, architecture: str, frame_stack: int, r
         "observation": {
             "channels": encoder.obs_shape[0] // frame_stack, "frame_stack": frame_stack,
             "render_size": render_size, "crop_size": crop_size, "dtype": "uint8",
+            **({"action_repeat": action_repeat} if action_repeat is not None else {}),
             "layout": "CHW, frames oldest first", "pixel_scaling": "x / 255",
             "crop": ("none (Atari: 84x84 grayscale, frame skip 4 with max-pooling)" if atari
                      else "random for training, centre for acting and evaluation"),

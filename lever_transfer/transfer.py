@@ -80,6 +80,22 @@ def check_fits(package: EncoderPackage, cfg: Config, action_dim: int) -> None:
                          f"run {cfg.hidden_dim}; set --set hidden_dim={heads['hidden_dim']}")
 
 
+def frame_spacing_warning(package: EncoderPackage, cfg: Config) -> str | None:
+    """What to tell a user whose target runs at another action repeat than the encoder's source.
+
+    The stacked frames then lie another number of env steps apart than the encoder learned
+    from, so motion between them looks faster or slower; the tensors still fit, and a user may
+    mean it (a repeat-4 source for a repeat-2 task), so this is said, not refused. Packages
+    written before the observation spec carried it give the source's action repeat."""
+    repeat = package.observation.get(
+        "action_repeat", package.config.get("source", {}).get("action_repeat"))
+    if repeat is None or repeat == cfg.action_repeat:
+        return None
+    return (f"encoder {package.path.name} learned from frames {repeat} env steps apart (action "
+            f"repeat {repeat}), this run steps {cfg.action_repeat} at a time: motion between its "
+            f"stacked frames will look different; --set action_repeat={repeat} matches the source")
+
+
 def load_into_agent(agent: Any, package: EncoderPackage, cfg: Config, action_dim: int) -> None:
     """Copy the package's weights into a fresh agent (online and target networks);
     ``action_dim`` is the action count of a discrete task."""

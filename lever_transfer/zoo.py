@@ -62,7 +62,7 @@ def package_config(cfg: Config, action_dim: int, *, agent_steps: int, flops: int
     encoder = make_encoder(cfg.encoder, obs_shape, cfg.feature_dim, cfg.num_filters,
                            cfg.num_conv_layers)
     config = encoder_spec(encoder, cfg.encoder, cfg.frame_stack, cfg.render_size, cfg.crop_size,
-                          cfg.num_filters)
+                          cfg.num_filters, cfg.action_repeat)
     config["source"] = {
         "task": cfg.task,
         "algorithm": ("Rainbow" if rainbow else "SAC+CURL") + ("+LeVER" if cfg.lever else ""),

@@ -86,6 +86,7 @@ def test_finetune_from_a_published_snapshot(pretrained, monkeypatch, tmp_path, t
                     "--freeze-layers", layers, "--transfer", transfer, "--steps", "125 agent_steps",
                     "--out", str(run), "--no-progress", *SETS)
     assert f"transfer {transfer}" in output
+    assert "warning" not in output  # source and target both at action repeat 8
     rows = list(read_metrics(run / "metrics.jsonl"))
     freeze = [r for r in rows if r["kind"] == "freeze"][0]
     assert freeze["agent_steps"] == 0
@@ -101,7 +102,13 @@ def test_finetune_from_the_shipped_encoder(tmp_path, monkeypatch):
                     "--transfer", "full", "--steps", "250 agent_steps", "--out", str(run),
                     "--no-progress", *HEAD_SIZED_SETS)
     assert "finetune from hub:walker_stand-20k (transfer full" in output
+    # the shipped encoder learned at action repeat 2; this shortened run steps 8 at a time
+    assert ("warning: encoder walker_stand-20k learned from frames 2 env steps apart (action "
+            "repeat 2), this run steps 8 at a time" in output)
+    assert "--set action_repeat=2 matches the source" in output
     rows = list(read_metrics(run / "metrics.jsonl"))
     assert [r["agent_steps"] for r in rows if r["kind"] == "train"] == [125, 250]
     assert all(r["phase"] == "latents" for r in rows if r["kind"] == "train")
-    assert read_package(run / "encoder").config["source"]["task"] == "walker_walk"
+    config = read_package(run / "encoder").config
+    assert config["source"]["task"] == "walker_walk"
+    assert config["observation"]["action_repeat"] == 8  # the spec says its frame spacing
