@@ -12,6 +12,7 @@ record the discounts their updates received, which must be the recipe's (gamma^n
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from lever_transfer.accounting import latent_batch, pixel_batch
 from lever_transfer.agents import agent_for_task
@@ -149,3 +150,55 @@ def test_atari_run_flops_are_the_sum_of_counted_updates_conversion_and_encoding(
     by_value = dict(zip(values.tolist(), counts.tolist()))
     assert by_value[np.float32(gamma**n).item()] > 0.6 * len(discounts)
     assert by_value[0.0] > 0  # Qbert's random play loses lives within 600 steps
+
+
+def test_atari_n_step_discounts_are_0_or_gamma_n_but_where_the_newest_entry_cuts_the_window():
+    """The precise rule behind the run's set of discounts, on real Qbert play (random actions,
+    a lost life is a termination): each sampled 20-step return and discount equals a walk over
+    the transitions as they were stored: 0 when a life is lost within the window, gamma^20,
+    or gamma^m (m < 20) only where the window reaches the newest stored entry (the episode goes
+    on past what is stored; the reference Rainbow code would not sample it yet). Prioritized
+    sampling, so each sample's entry number is known."""
+    from lever_transfer.envs.atari import AtariEnv
+    from lever_transfer.replay import PixelReplay
+
+    gamma, n = 0.99, 20
+    env = AtariEnv("atari:qbert", seed=0)
+    replay = PixelReplay(1000, (1, 84, 84), 4, 1, prioritized=True)
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    replay.add_reset(obs)
+    rewards, terminal = {}, set()  # by the entry the transition starts from
+
+    def walk(entry: int) -> tuple[float, float]:
+        total = 0.0
+        for k in range(n):
+            total += gamma**k * rewards[entry + k]
+            if entry + k in terminal:
+                return total, 0.0
+            if k + 1 == n or entry + k + 1 == replay.total - 1:  # full, or cut by the newest
+                return total, gamma ** (k + 1)
+        raise AssertionError
+
+    seen = {"zero": 0, "full": 0, "cut": 0}
+    for step in range(1, 601):
+        start = replay.total - 1
+        obs, reward, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
+        replay.add_step(np.zeros(1, np.float32), reward, terminated, obs)
+        rewards[start] = reward
+        if terminated:
+            terminal.add(start)
+        if terminated or truncated:
+            obs, _ = env.reset()
+            replay.add_reset(obs)
+        if step % 50:
+            continue
+        batch = replay.sample(64, rng, n_step=n, gamma=gamma)
+        for entry, ret, discount in zip(batch.ids, batch.reward, batch.discount):
+            expected_return, expected_discount = walk(int(entry))
+            assert ret == pytest.approx(expected_return, rel=1e-5, abs=1e-5)
+            assert discount == pytest.approx(expected_discount, rel=1e-6)
+            seen["zero" if discount == 0 else "full" if expected_discount == gamma**n
+                 else "cut"] += 1
+    env.close()
+    assert min(seen.values()) > 0, seen  # each case happened
