@@ -285,10 +285,10 @@ def read_package(directory: Path, expected_sha256: str | tuple[str, ...] | None 
         raise PackageError(f"{weights} has sha256 {digest[:12]}…, but the zoo index says "
                            f"{accepted[0][:12]}…: not the encoder the index names; pull it "
                            f"again or fix the index")
-    _check_tensors(config, _read_header(weights), weights)  # before any module or tensor exists
-    tensors = _load_tensors(weights)
-    _check_tensors(config, {k: (tuple(v.shape), v.dtype) for k, v in tensors.items()}, weights)
-    return EncoderPackage(directory, config, tensors)
+    # judged from the header before any module or tensor exists; safetensors then loads exactly
+    # the names, shapes and dtypes its header declares
+    _check_tensors(config, _read_header(weights), weights)
+    return EncoderPackage(directory, config, _load_tensors(weights))
 
 
 def _unreadable(path: Path, exc: Exception) -> PackageError:
@@ -325,19 +325,18 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
 def expected_shapes(config: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """Name -> (shape, dtype) of every tensor the config's parts must contain. The modules are
     built on the meta device, which allocates nothing: a config may declare any size."""
-    try:
-        with torch.device("meta"):
+    with torch.device("meta"):
+        try:
             encoder = build_encoder(config)
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise PackageError(f"config.json describes no buildable encoder ({exc}); re-publish "
-                           f"it") from None
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise PackageError(f"config.json describes no buildable encoder ({exc}); re-publish "
+                               f"it") from None
+        heads = head_modules(config) if "heads" in config["parts"] else None
     out = {f"encoder.{k}": (tuple(v.shape), v.dtype) for k, v in encoder.state_dict().items()}
     if "actor_fc" in config["parts"]:
         out.update({f"actor_fc.{k}": (tuple(v.shape), v.dtype)
                     for k, v in encoder.layers[-1].state_dict().items()})
-    if "heads" in config["parts"]:
-        with torch.device("meta"):
-            heads = head_modules(config)
+    if heads is not None:
         out.update({f"heads.{k}": (tuple(v.shape), v.dtype) for k, v in heads.state_dict().items()})
     return out
 

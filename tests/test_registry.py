@@ -30,6 +30,8 @@ from lever_transfer.package import agent_tensors, read_package, write_package
 from lever_transfer.pretrained import load_encoder
 from lever_transfer.transfer import architecture_overrides, load_into_agent
 
+from .test_agent import snapshot
+
 
 def accepted(key: str) -> tuple[str, ...]:
     """The values config.py accepts for an enum key, read from its own rule."""
@@ -70,10 +72,6 @@ def test_every_algorithm_has_a_task_here_and_every_encoder_an_algorithm():
     assert set(SUITE_TASKS) == set(ALGORITHMS), "give a new algorithm a task in SUITE_TASKS"
     assert {encoder for _, encoder in COMBINATIONS} == set(ENCODERS)
     assert {algorithm for algorithm, _ in COMBINATIONS} == set(ALGORITHMS)
-
-
-def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
 def optimized(agent) -> list[nn.Parameter]:

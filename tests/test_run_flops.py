@@ -122,7 +122,8 @@ def test_dmc_run_flops_are_the_sum_of_counted_updates_conversion_and_encoding(tm
     check_run_total(rows, cfg, per_update, per_observation, cfg.actor_update_freq)
     # DMC episodes end by the time limit, never terminate: every one-step target bootstraps
     assert set(discounts.tolist()) == {np.float32(cfg.discount).item()}
-    assert len(discounts) == sum(update_counts(cfg, 2).values()) * cfg.batch_size
+    updates = sum(update_counts(cfg, cfg.actor_update_freq).values())
+    assert len(discounts) == updates * cfg.batch_size
 
 
 def test_atari_run_flops_are_the_sum_of_counted_updates_conversion_and_encoding(tmp_path):
