@@ -43,7 +43,8 @@ def reference_update(agent: SacCurlAgent, batch, step: int) -> None:
         with torch.no_grad():
             h_actor, h_critic = enc(obs, 0, c), enc(obs, 0, c)  # two separate encoder calls
         _, pi, log_pi = agent.actor(actor_enc(h_actor, c))
-        actor_loss = (agent.alpha.detach() * log_pi - torch.min(*agent.critic(enc(h_critic, c), pi))).mean()
+        actor_q = torch.min(*agent.critic(enc(h_critic, c), pi))
+        actor_loss = (agent.alpha.detach() * log_pi - actor_q).mean()
         agent.actor_opt.zero_grad()
         actor_loss.backward()
         agent.actor_opt.step()

@@ -1,7 +1,7 @@
 """Update cost before and after LeVER's freeze, and replay bytes per transition.
 
-DMC: walker-walk shapes (3 stacked 100x100 RGB frames cropped to 84x84, 6 action dims), SAC+CURL,
-batch 128 by default. Atari: Qbert shapes (4 stacked 84x84 grayscale frames, 6 actions),
+DMC: walker-walk shapes (3 stacked 100x100 RGB frames cropped to 84x84, 6 action dims), SAC+CURL
+and DrQ, batch 128 by default. Atari: Qbert shapes (4 stacked 84x84 grayscale frames, 6 actions),
 data-efficient Rainbow with 20-step returns, batch 32. Times one full training step of the agent
 as the loop pays it: sampling a batch from a real replay plus ``agent.update``. Prints a short
 table of medians per suite. Optional ``--e2e`` runs real short ``train`` runs and reports agent
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lever_transfer.agents.drq import DrQAgent
 from lever_transfer.agents.rainbow import RainbowAgent
 from lever_transfer.agents.sac_curl import SacCurlAgent
 from lever_transfer.config import load_config
@@ -50,9 +51,10 @@ def filled_pixel_replay(entries: int, rng: np.random.Generator) -> PixelReplay:
     return replay
 
 
-def filled_atari_replay(entries: int, rng: np.random.Generator) -> PixelReplay:
+def filled_atari_replay(entries: int, rng: np.random.Generator, n_step: int,
+                        gamma: float) -> PixelReplay:
     """Single 84x84 frames, 4-stacks rebuilt on sampling, episodes of 500 steps."""
-    replay = PixelReplay(entries, (1, 84, 84), 4, 1)
+    replay = PixelReplay(entries, (1, 84, 84), 4, 1, n_step=n_step, gamma=gamma)
     frames = rng.integers(0, 256, (64, 4, 84, 84), dtype=np.uint8)
     replay.add_reset(frames[0])
     for i in range(1, entries - 1):
@@ -71,15 +73,15 @@ def synchronize() -> None:
 
 
 def time_updates(update, replay: PixelReplay | LatentReplay, batch: int,
-                 repeats: int, rng: np.random.Generator, **sampling_args) -> tuple[float, float]:
+                 repeats: int, rng: np.random.Generator) -> tuple[float, float]:
     """(median ms of sample + update, median ms of sampling alone)."""
     for step in range(3):  # warm-up: allocator, first-call overheads
-        update(replay.sample(batch, rng, **sampling_args), step)
+        update(replay.sample(batch, rng), step)
     total, sampling = [], []
     for step in range(repeats):
         synchronize()
         start = time.perf_counter()
-        sample = replay.sample(batch, rng, **sampling_args)
+        sample = replay.sample(batch, rng)
         mid = time.perf_counter()
         update(sample, step)
         synchronize()
@@ -159,16 +161,13 @@ def atari(args: argparse.Namespace, rng: np.random.Generator) -> dict[str, float
     """Rainbow update medians at batch 32 before and after Tf, and bytes per transition."""
     cfg = load_config("atari:qbert", {"device": args.device})
     agent = RainbowAgent(cfg, (4, 84, 84), 6, args.device)
-    pixels = filled_atari_replay(20_000, rng)
+    pixels = filled_atari_replay(20_000, rng, agent.n_step, cfg.discount)
     pixel_entry = pixels.bytes_per_entry
-    sampling = {"n_step": cfg.multi_step, "gamma": cfg.discount}
-    before, sample_px = time_updates(agent.update, pixels, cfg.batch_size, 5 * args.repeats, rng,
-                                     **sampling)
+    before, sample_px = time_updates(agent.update, pixels, cfg.batch_size, 5 * args.repeats, rng)
     agent.freeze("all")
     latents = convert_to_latent(pixels, lambda s: agent.encode_latents(s, 1), (1, 1, 64, 3, 3),
                                 capacity=20_000)
-    after, sample_lat = time_updates(agent.update, latents, cfg.batch_size, 5 * args.repeats, rng,
-                                     **sampling)
+    after, sample_lat = time_updates(agent.update, latents, cfg.batch_size, 5 * args.repeats, rng)
     figures = {"atari_ms_per_update_before_tf": before, "atari_ms_per_update_after_tf": after,
                "atari_speedup": before / after, "atari_ms_sampling_pixels": sample_px,
                "atari_ms_sampling_latents": sample_lat,
@@ -189,6 +188,20 @@ def atari(args: argparse.Namespace, rng: np.random.Generator) -> dict[str, float
         print(f"{'minutes for 100K steps, Tf 50K':32}{'':12}"
               f"{figures['atari_minutes_for_100k_tf_50k']:12.1f}")
     return figures
+
+
+def drq_updates(args: argparse.Namespace, rng: np.random.Generator) -> tuple[float, float]:
+    """DrQ's update medians before and after Tf on the same walker_walk shapes (its shifts of
+    the 84 window around the centre of the 100 render; K = M = 2 as its code)."""
+    cfg = load_config("walker_walk", {"algorithm": "drq", "batch_size": args.batch,
+                                      "device": args.device})
+    agent = DrQAgent(cfg, (9, 100, 100), ACTION_DIM, args.device)
+    pixels = filled_pixel_replay(2 * args.batch + 64, rng)
+    before = time_updates(agent.update, pixels, args.batch, args.repeats, rng)[0]
+    agent.freeze("all")
+    latents = convert_to_latent(pixels, lambda s: agent.encode_latents(s, 4), (4, 2, 50),
+                                capacity=4096)
+    return before, time_updates(agent.update, latents, args.batch, args.repeats, rng)[0]
 
 
 def where(args: argparse.Namespace) -> str:
@@ -247,12 +260,15 @@ def dmc(args: argparse.Namespace, rng: np.random.Generator, tuned: bool) -> dict
                                 capacity=4096)
     after, sample_lat = time_updates(agent.update, latents, args.batch, args.repeats, rng)
     half = LatentReplay(1, (4, 2, 50), ACTION_DIM, np.dtype("float16")).bytes_per_entry
+    drq_before, drq_after = drq_updates(args, rng)
     figures = {
+        "drq_ms_per_update_before_tf": drq_before, "drq_ms_per_update_after_tf": drq_after,
         "batch": args.batch,
         "ms_per_update_reference_order": reference,
         "ms_per_update_before_tf": before, "ms_per_update_after_tf": after,
         "conv_ms_reference_order": conv_reference, "conv_ms_before_tf": conv_ours,
-        "speedup": before / after, "ms_sampling_pixels": sample_px, "ms_sampling_latents": sample_lat,
+        "speedup": before / after, "ms_sampling_pixels": sample_px,
+        "ms_sampling_latents": sample_lat,
         "bytes_per_transition_pixels": pixel_entry,
         "bytes_per_transition_latents_f32": latents.bytes_per_entry,
         "bytes_per_transition_latents_f16": half,
@@ -267,6 +283,8 @@ def dmc(args: argparse.Namespace, rng: np.random.Generator, tuned: bool) -> dict
           "  (reference / ours)")
     print(f"{'ms per update (sample+update)':32}{before:12.1f}{after:12.2f}{before / after:8.1f}")
     print(f"{'  of which sampling (ms)':32}{sample_px:12.2f}{sample_lat:12.2f}")
+    print(f"{'DrQ: ms per update (K=M=2)':32}{drq_before:12.1f}{drq_after:12.2f}"
+          f"{drq_before / drq_after:8.1f}  (DrQ / CURL before Tf: {drq_before / before:.2f})")
     print(f"{'ms in convs, reference order':32}{conv_reference:12.1f}{'':12}"
           f"{conv_reference / conv_ours:8.2f}  (profiled, forward + backward)")
     print(f"{'ms in convs, ours':32}{conv_ours:12.1f}")

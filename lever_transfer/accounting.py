@@ -16,7 +16,14 @@ import numpy as np
 from .agents import Agent, agent_for_task
 from .config import Config
 from .flops import FlopCounter, format_table
+from .registry import agent_entry
 from .replay import LatentBatch, PixelBatch
+
+
+def _box_shape(space: gym.Space) -> tuple[int, ...]:
+    """A continuous action space's shape (a ``Box`` always has one)."""
+    assert space.shape is not None
+    return space.shape
 
 
 def _actions(cfg: Config, space: gym.Space, rng: np.random.Generator) -> np.ndarray:
@@ -24,7 +31,7 @@ def _actions(cfg: Config, space: gym.Space, rng: np.random.Generator) -> np.ndar
     b = cfg.batch_size
     if isinstance(space, gym.spaces.Discrete):
         return rng.integers(0, space.n, (b, 1)).astype(np.float32)
-    return rng.uniform(-1, 1, (b, *space.shape)).astype(np.float32)
+    return rng.uniform(-1, 1, (b, *_box_shape(space))).astype(np.float32)
 
 
 def pixel_batch(cfg: Config, obs_shape: tuple[int, ...], space: gym.Space,
@@ -49,7 +56,7 @@ def latent_batch(cfg: Config, latent_shape: tuple[int, ...], space: gym.Space,
 def update_flops(agent: Agent, batch: PixelBatch | LatentBatch) -> float:
     """Mean FLOPs of one update over an actor cycle (SAC's actor steps every 2nd update)."""
     # hard and soft target updates copy weights (no FLOPs): only SAC's actor step has a period
-    period = agent.cfg.actor_update_freq if agent.cfg.algorithm == "sac_curl" else 1
+    period = agent.update_period
     with FlopCounter() as counter:
         for step in range(period):
             agent.update(batch, step)
@@ -59,7 +66,7 @@ def update_flops(agent: Agent, batch: PixelBatch | LatentBatch) -> float:
 def flops_report(cfg: Config, measure_updates: bool = True) -> Iterator[str]:
     agent, obs_shape, space = agent_for_task(cfg)
     actions = (f"{space.n} actions" if isinstance(space, gym.spaces.Discrete) else
-               f"action dim {space.shape[0]}")
+               f"action dim {_box_shape(space)[0]}")
     yield (f"{cfg.task}: forward FLOPs per sample ({cfg.encoder} encoder on "
            f"{cfg.crop_size}x{cfg.crop_size}x{obs_shape[0]}, {actions}; "
            f"multiply-adds, appendix B)")
@@ -78,11 +85,11 @@ def flops_report(cfg: Config, measure_updates: bool = True) -> Iterator[str]:
                              cfg.latent_augmentations)
     yield ""
     yield f"per update, batch {cfg.batch_size}, measured (forward + 2x backward):"
-    yield f"  before Tf (pixels, encoder{' + CURL' if cfg.algorithm == 'sac_curl' else ''}): " \
+    yield f"  before Tf (pixels, encoder, {agent.entry().label}): " \
           f"{before:.3e}"
     what = "latents, heads only" if agent.fully_frozen else f"pixels, {n} layers frozen"
     yield f"  after Tf  ({what}): {after:.3e}   ({before / after:.1f}x fewer)"
-    yield (f"  per stored observation after Tf (K={cfg.latent_augmentations} crops x "
+    yield (f"  per stored observation after Tf (K={cfg.latent_augmentations} views x "
            f"N={networks} latents, the EKN term): {store.total:.3e}")
     yield from whole_run(cfg, before, after, store.total if agent.fully_frozen else 0)
 
@@ -99,8 +106,9 @@ def whole_run(cfg: Config, before: float, after: float, per_observation: float
     baseline = max(0, total - start) * updates * before
     lever = (max(0, tf - start) * updates * before + (total - tf) * updates * after
              + (min(tf, capacity) + (total - tf)) * per_observation)
-    agent = "Rainbow" if cfg.algorithm == "rainbow" else "CURL"
+    agent = agent_entry(cfg.algorithm).baseline
     yield ""
     yield (f"whole run ({total} agent steps, updates from step {start}, Tf = {tf}; "
            f"acting not counted, as in the paper):")
-    yield f"  {agent}: {baseline:.3e}   {agent}+LeVER: {lever:.3e}   ({baseline / lever:.2f}x fewer)"
+    yield (f"  {agent}: {baseline:.3e}   {agent}+LeVER: {lever:.3e}   "
+           f"({baseline / lever:.2f}x fewer)")

@@ -67,8 +67,8 @@ the policy and Q heads on latent replay.
 
 uint8 `[{obs['channels'] * obs['frame_stack']}, {obs['render_size']}, {obs['render_size']}]`:
 {obs['frame_stack']} stacked {obs['channels']}-channel frames ({obs['layout']}), rendered at
-{obs['render_size']}x{obs['render_size']}, crop: {obs['crop']}, {obs['crop_size']}x{obs['crop_size']}
-into the encoder, scaled {obs['pixel_scaling']}.
+{obs['render_size']}x{obs['render_size']}, crop: {obs['crop']},
+{obs['crop_size']}x{obs['crop_size']} into the encoder, scaled {obs['pixel_scaling']}.
 
 | layer | name | output shape |
 |---|---|---|

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from .errors import LeverError
 LATEST = "LATEST"
 TENSORS = "state.safetensors"
 SKELETON = "state.json"
+PREFIX = "ckpt-"  # a checkpoint folder is ckpt-<agent_step, 10 digits>
 
 
 def flatten(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "") -> Any:
@@ -127,14 +128,14 @@ def save_checkpoint(directory: Path, step: int, state: dict[str, Any], keep: int
     directory.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     skeleton = flatten(state, tensors)
-    tmp = Path(tempfile.mkdtemp(dir=directory, prefix=".ckpt-", suffix=".tmp"))
-    final = directory / f"ckpt-{step:010d}"
+    tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f".{PREFIX}", suffix=".tmp"))
+    final = directory / f"{PREFIX}{step:010d}"
     try:
         save_file(tensors, str(tmp / TENSORS))
         write_atomic(tmp / SKELETON, json.dumps({"step": step, "state": skeleton}).encode())
         _fsync_dir(tmp)
         if final.exists():
-            shutil.rmtree(final)
+            _discard(final)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -146,12 +147,30 @@ def save_checkpoint(directory: Path, step: int, state: dict[str, Any], keep: int
 
 def _prune(directory: Path, keep: int, newest: str) -> None:
     """Remove old checkpoints and leftovers of interrupted saves."""
-    for leftover in directory.glob(".ckpt-*.tmp"):
+    for leftover in directory.glob(f".{PREFIX}*.tmp"):
         shutil.rmtree(leftover, ignore_errors=True)
-    done = sorted(p.name for p in directory.glob("ckpt-*") if p.is_dir())
+    done = [p.name for p in list_checkpoints(directory)]
     for name in done[: max(0, len(done) - keep)]:
         if name != newest:
-            shutil.rmtree(directory / name, ignore_errors=True)
+            _discard(directory / name)
+
+
+def _discard(checkpoint: Path) -> None:
+    """Delete a checkpoint folder without it ever being seen half deleted: it is moved out of
+    sight first (a kill while deleting leaves a leftover that the next save cleans)."""
+    hidden = Path(tempfile.mkdtemp(dir=checkpoint.parent, prefix=f".{PREFIX}", suffix=".tmp"))
+    os.replace(checkpoint, hidden / checkpoint.name)
+    shutil.rmtree(hidden, ignore_errors=True)
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Every complete checkpoint under ``directory``, oldest first (names sort by step)."""
+    return sorted(p for p in Path(directory).glob(f"{PREFIX}*") if p.is_dir())
+
+
+def checkpoint_step(path: Path) -> int:
+    """The agent step a checkpoint folder was saved at, from its name."""
+    return int(Path(path).name.removeprefix(PREFIX))
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
@@ -165,7 +184,7 @@ def latest_checkpoint(directory: Path) -> Path | None:
 def _tensor_keys(skeleton: Any) -> list[str]:
     if isinstance(skeleton, dict):
         if "__tensor__" in skeleton or "__ndarray__" in skeleton:
-            return [skeleton.get("__tensor__", skeleton.get("__ndarray__"))]
+            return [cast(str, skeleton.get("__tensor__", skeleton.get("__ndarray__")))]
         return [k for _, v in skeleton["__dict__"] for k in _tensor_keys(v)]
     if isinstance(skeleton, list):
         return [k for v in skeleton for k in _tensor_keys(v)]

@@ -17,6 +17,8 @@ import click
 
 from .errors import LeverError
 
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
 
 def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
@@ -45,6 +47,28 @@ def _overrides(options: dict[str, Any], sets: tuple[str, ...]) -> dict[str, Any]
     return overrides
 
 
+# Options several commands take, declared once; a command adds its own help text and default.
+seed_option = functools.partial(click.option, "--seed", type=int)
+device_option = functools.partial(click.option, "--device",
+                                  type=click.Choice(["auto", "cpu", "cuda"]))
+set_option = functools.partial(click.option, "--set", "sets", multiple=True, metavar="KEY=VALUE")
+out_option = functools.partial(click.option, "--out", type=click.Path(path_type=Path))
+progress_option = functools.partial(click.option, "--no-progress", is_flag=True)
+
+
+def run_options(out_help: str | None = None, set_help: str | None = None,
+                progress_help: str | None = None) -> Decorator:
+    """--seed, --device, --set, --out and --no-progress: the options of every command that
+    starts a run."""
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        options = [seed_option(), device_option(), set_option(help=set_help),
+                   out_option(help=out_help), progress_option(help=progress_help)]
+        for option in reversed(options):  # listed in --help in this order
+            fn = option(fn)
+        return fn
+    return decorate
+
+
 def load_run_config(recipe: str, options: dict[str, Any], sets: tuple[str, ...]):
     """Recipe + flags + --set overrides, validated, with the task checked against dm_control
     or ale-py."""
@@ -64,13 +88,54 @@ def _stem(task: str) -> str:
 def new_run_dir(out: Path | None, stem: str) -> Path:
     """``--out``, or ``runs/STEM-DATE-TIME``; refused if it already holds a run (a checkpoint:
     an attempt killed before its first one starts again)."""
-    from .checkpoint import latest_checkpoint
+    from .run_dir import RunDir
 
     run_dir = out or Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if latest_checkpoint(run_dir / "checkpoints") is not None:
+    if RunDir(run_dir).holds_run():
         raise LeverError(f"{run_dir} already holds a run; continue it with "
                          f"'lever-transfer resume {run_dir}' or choose another --out")
     return run_dir
+
+
+def run_trainer(cfg: Any, run_dir: Path, progress: bool, restore: bool = False,
+                prepare: Callable[[Any, bool], None] | None = None, publish: bool = False,
+                push_to: str | None = None) -> None:
+    """Build the run's Trainer, restore its last checkpoint if ``restore`` and there is one, let
+    ``prepare(trainer, restored)`` set it up, train, and print the run folder. A failure before
+    training closes the trainer (its environment processes) before the error is shown.
+
+    With ``publish`` every snapshot the run saves is packaged and published to the local hub (and
+    pushed to the Hub repo ``push_to``) as the run's events announce it, and, on a resume, those
+    a killed attempt saved but did not get to publish."""
+    from .train import SnapshotSaved, Trainer
+
+    trainer = Trainer(cfg, run_dir, progress=progress)
+    try:
+        restored = restore and trainer.restore()
+        if prepare is not None:
+            prepare(trainer, restored)
+        if publish and restored:
+            from .zoo import publish_run_snapshots
+
+            publish_run_snapshots(run_dir, say=click.echo, missing_only=True)
+    except BaseException:
+        trainer.close()
+        raise
+    for event in trainer.events():
+        if isinstance(event, SnapshotSaved) and publish:
+            _publish_snapshot(run_dir, event.path, push_to)
+    click.echo(f"run directory: {run_dir}")
+
+
+def _publish_snapshot(run_dir: Path, snapshot: Path, push_to: str | None) -> None:
+    """Package a snapshot, publish it to the local hub (and push it, with ``push_to``)."""
+    from .run_dir import RunDir
+    from .zoo import package_snapshot, publish, push
+
+    name, package = package_snapshot(snapshot, RunDir(run_dir).packages_dir)
+    publish(package, name, say=click.echo)
+    if push_to:
+        push(f"hub:{name}", push_to, say=click.echo)
 
 
 @main.command()
@@ -79,16 +144,13 @@ def new_run_dir(out: Path | None, stem: str) -> Path:
 @click.option("--freeze-at", help="LeVER's Tf, e.g. 120k (env steps) or '60000 agent_steps'.")
 @click.option("--freeze-layers", help="Encoder layers to freeze at Tf: 1..N or 'all' (default).")
 @click.option("--replay-memory", help="Replay memory budget, e.g. 0.03GB (sets the capacity).")
-@click.option("--seed", type=int)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--no-lever", is_flag=True, help="The baseline (CURL or Rainbow): never freeze.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override any recipe value, e.g. --set batch_size=32 (repeatable).")
-@click.option("--out", type=click.Path(path_type=Path), help="Run directory (default runs/...).")
-@click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
+@run_options(out_help="Run directory (default runs/...).",
+             set_help="Override any recipe value, e.g. --set batch_size=32 (repeatable).",
+             progress_help="No progress bar (for logs).")
 @one_line_errors
 def train(recipe: str, steps: str | None, freeze_at: str | None, freeze_layers: str | None,
-          replay_memory: str | None, seed: int | None, device: str | None, no_lever: bool,
+          replay_memory: str | None, no_lever: bool, seed: int | None, device: str | None,
           sets: tuple[str, ...], out: Path | None, no_progress: bool) -> None:
     """Train with LeVER on RECIPE (a recipe name, a .yaml path, a DMC task or an Atari game):
     SAC+CURL on DMC, data-efficient Rainbow on Atari."""
@@ -96,74 +158,40 @@ def train(recipe: str, steps: str | None, freeze_at: str | None, freeze_layers: 
                "replay_memory": replay_memory, "seed": seed, "device": device,
                "lever": False if no_lever else None}
     cfg = load_run_config(recipe, options, sets)
-    baseline = "rainbow" if cfg.algorithm == "rainbow" else "curl"
-    run_dir = new_run_dir(out, f"{_stem(cfg.task)}-{'lever' if cfg.lever else baseline}-s{cfg.seed}")
-    from .train import Trainer
+    from .registry import agent_entry
 
-    trainer = Trainer(cfg, run_dir, progress=not no_progress)
-    trainer.run()
-    click.echo(f"run directory: {run_dir}")
-
-
-RESUME_KEYS = ("steps", "critic_lr", "actor_lr", "encoder_lr", "alpha_lr", "adam_eps",
-               "max_grad_norm", "eval_every", "eval_episodes", "checkpoint_every",
-               "checkpoint_minutes", "device", "tensorboard")
+    baseline = agent_entry(cfg.algorithm).baseline.lower()
+    run_dir = new_run_dir(out, f"{_stem(cfg.task)}-{'lever' if cfg.lever else baseline}"
+                               f"-s{cfg.seed}")
+    run_trainer(cfg, run_dir, not no_progress)
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help=f"Change {', '.join(RESUME_KEYS)} (e.g. a longer run, a lower learning rate).")
-@click.option("--no-progress", is_flag=True)
+@set_option(help="Change what the checkpoint does not depend on: steps, eval_every, learning "
+                 "rates, device... (e.g. a longer run, a lower learning rate).")
+@progress_option()
 @one_line_errors
 def resume(run_dir: Path, sets: tuple[str, ...], no_progress: bool) -> None:
     """Continue RUN_DIR from its last checkpoint (weights, optimizers, replay, RNG, counters)."""
-    import yaml
+    from .config import canonical_key, parse_set_options, resumable_keys
+    from .run_dir import RunDir
 
-    from .config import Config, load_config, parse_set_options
-    from .train import Trainer
-
-    config_file = run_dir / "config.yaml"
-    if not config_file.exists():
-        raise LeverError(f"{run_dir} is not a run directory (no config.yaml); "
-                         f"start one with 'lever-transfer train'")
-    cfg = Config.from_dict(yaml.safe_load(config_file.read_text()))
+    run = RunDir(run_dir)
+    cfg = run.read_config()
     changes = parse_set_options(list(sets))
-    fixed = sorted(set(changes) - set(RESUME_KEYS))
+    allowed = resumable_keys(cfg)
+    fixed = sorted(k for k in changes if canonical_key(cfg, k) not in allowed)
     if fixed:
         raise LeverError(f"resume cannot change {', '.join(fixed)} (the checkpoint depends on "
-                         f"it); it can change {', '.join(RESUME_KEYS)}")
+                         f"it); it can change {', '.join(allowed)}")
     if changes:
-        cfg = load_config(str(config_file), changes)
-    trainer = Trainer(cfg, run_dir, progress=not no_progress)
-    if not trainer.restore():
-        trainer.close()
+        cfg = run.read_config(changes)
+    if not run.holds_run():
         raise LeverError(f"{run_dir} has no checkpoint yet; start it again with "
                          f"'lever-transfer train --out {run_dir}'")
-    if cfg.snapshot_every is not None:
-        _publish_missed_snapshots(run_dir)
-        trainer.on_snapshot = _publisher(None)
-    trainer.run()
-    click.echo(f"run directory: {run_dir}")
-
-
-def _publish_missed_snapshots(run_dir: Path) -> None:
-    """Publish the snapshots a killed pretraining wrote but did not get to publish."""
-    from .zoo import publish_run_snapshots
-
-    publish_run_snapshots(run_dir, say=click.echo, missing_only=True)
-
-
-def _publisher(push_to: str | None) -> Callable[[Path], None]:
-    """What pretrain does with each snapshot: package it, publish it, optionally push it."""
-    def publish_snapshot(snapshot: Path) -> None:
-        from .zoo import package_snapshot, publish, push
-
-        name, package = package_snapshot(snapshot, snapshot.parent.parent / "packages")
-        publish(package, name, say=click.echo)
-        if push_to:
-            push(f"hub:{name}", push_to, say=click.echo)
-    return publish_snapshot
+    run_trainer(cfg, run_dir, not no_progress, restore=True,
+                publish=cfg.snapshot_every is not None)
 
 
 @main.command()
@@ -172,90 +200,65 @@ def _publisher(push_to: str | None) -> Callable[[Path], None]:
               help="Source training length (the paper pretrains for 60K env steps).")
 @click.option("--snapshot-every", default="20k", show_default=True,
               help="Publish TASK-20k, TASK-40k, ... every this many env steps.")
-@click.option("--seed", type=int)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--push-to-hub", "push_to", metavar="ORG/NAME",
               help="Also upload every snapshot to this Hugging Face repo (one commit each).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
-@click.option("--out", type=click.Path(path_type=Path),
-              help="Run directory (default runs/pretrain-TASK-sSEED); an existing one is resumed.")
-@click.option("--no-progress", is_flag=True)
+@run_options(out_help="Run directory (default runs/pretrain-TASK-sSEED); an existing one is "
+                      "resumed.")
 @one_line_errors
-def pretrain(recipe: str, steps: str, snapshot_every: str, seed: int | None, device: str | None,
-             push_to: str | None, sets: tuple[str, ...], out: Path | None,
+def pretrain(recipe: str, steps: str, snapshot_every: str, push_to: str | None,
+             seed: int | None, device: str | None, sets: tuple[str, ...], out: Path | None,
              no_progress: bool) -> None:
     """Train a source agent on RECIPE (CURL on DMC, Rainbow on Atari) and publish its encoder
     snapshots to the local hub."""
+    from .run_dir import RunDir
+
     options = {"steps": steps, "snapshot_every": snapshot_every, "seed": seed, "device": device,
                "lever": False}
     cfg = load_run_config(recipe, options, sets)
     run_dir = out or Path("runs") / f"pretrain-{_stem(cfg.task)}-s{cfg.seed}"
-    from .train import Trainer
-
-    trainer = Trainer(cfg, run_dir, progress=not no_progress)
-    if trainer.restore():  # an attempt killed before its first checkpoint starts again
+    if RunDir(run_dir).holds_run():  # (one killed before its first checkpoint starts over)
         click.echo(f"resuming the pretraining in {run_dir}")
-        _publish_missed_snapshots(run_dir)
-    trainer.on_snapshot = _publisher(push_to)
-    trainer.run()
-    click.echo(f"run directory: {run_dir}")
+    run_trainer(cfg, run_dir, not no_progress, restore=True, publish=True, push_to=push_to)
 
 
 @main.command()
 @click.option("--from", "source", required=True, metavar="REF",
               help="Encoder: hub:NAME[@REV], hf://ORG/REPO[@REV], hf-hub:ORG/REPO or a folder.")
-@click.option("--to", "recipe", required=True, help="Target recipe or task, e.g. hopper_hop or atari:alien.")
+@click.option("--to", "recipe", required=True,
+              help="Target recipe or task, e.g. hopper_hop or atari:alien.")
 @click.option("--freeze-layers", default="all", show_default=True,
               help="Encoder layers to freeze from step 0: 1..N or 'all' (convs and fc).")
 @click.option("--transfer", type=click.Choice(["encoder", "full"]), default="encoder",
               show_default=True, help="encoder: new heads (domain transfer); full: heads too.")
 @click.option("--steps", help="Training length, e.g. 100k (env steps).")
 @click.option("--replay-memory", help="Replay memory budget, e.g. 0.03GB.")
-@click.option("--seed", type=int)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
-@click.option("--out", type=click.Path(path_type=Path))
-@click.option("--no-progress", is_flag=True)
+@run_options()
 @one_line_errors
 def finetune(source: str, recipe: str, freeze_layers: str, transfer: str, steps: str | None,
              replay_memory: str | None, seed: int | None, device: str | None,
              sets: tuple[str, ...], out: Path | None, no_progress: bool) -> None:
     """Train on a target task from a zoo encoder, its first N layers frozen, on latent replay."""
-    from .config import load_config
     from .envs import check_task
     from .hub import resolve
-    from .transfer import architecture_overrides, check_suite, frame_spacing_warning
+    from .transfer import frame_spacing_warning, transfer_config
 
     resolved = resolve(source, say=lambda m: click.echo(m, err=True))
     package = resolved.package
-    check_suite(package, load_config(recipe).task)
-    overrides = architecture_overrides(package)
-    if transfer == "full" and package.has_heads:
-        overrides["hidden_dim"] = package.config["heads"]["hidden_dim"]
-    overrides.update(pretrained=source, transfer=transfer, freeze_layers=freeze_layers)
-    overrides.update(_overrides({"steps": steps, "replay_memory": replay_memory, "seed": seed,
-                                 "device": device}, sets))
-    cfg = load_config(recipe, overrides)
+    options = {"steps": steps, "replay_memory": replay_memory, "seed": seed, "device": device}
+    cfg = transfer_config(package, source, transfer, recipe,
+                          {"freeze_layers": freeze_layers, **_overrides(options, sets)})
     check_task(cfg.task)
     warning = frame_spacing_warning(package, cfg)
     if warning:
         click.echo(f"warning: {warning}", err=True)
     run_dir = new_run_dir(out, f"{_stem(cfg.task)}-from-{resolved.name}-s{cfg.seed}")
-    from .train import Trainer
-
-    trainer = Trainer(cfg, run_dir, progress=not no_progress)
-    try:
-        trainer.load_pretrained(package)
-    except BaseException:
-        trainer.close()
-        raise
-    trainer.run()
-    click.echo(f"run directory: {run_dir}")
+    run_trainer(cfg, run_dir, not no_progress,
+                prepare=lambda trainer, _: trainer.load_pretrained(package))
 
 
 @main.command()
 @click.argument("recipe")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@set_option()
 @click.option("--no-update", is_flag=True, help="Only the per-layer table (no measured updates).")
 @one_line_errors
 def flops(recipe: str, sets: tuple[str, ...], no_update: bool) -> None:
@@ -279,8 +282,7 @@ def tasks() -> None:
 
 @main.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=Path("report"), show_default=True,
-              help="Folder for report.png and report.md.")
+@out_option(default=Path("report"), show_default=True, help="Folder for report.png and report.md.")
 @click.option("--target-return", type=float,
               help="Return for the 'FLOPs to reach' column (default: one every setting reaches).")
 @click.option("--at-flops", type=float,
@@ -315,9 +317,8 @@ def report(run_dirs: tuple[Path, ...], out: Path, target_return: float | None,
 @click.option("--steps", help="Training length of every run, e.g. 100k.")
 @click.option("--freeze-at", help="LeVER's Tf of every run.")
 @click.option("--no-lever", is_flag=True, help="The baseline (CURL or Rainbow) for every run.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
-@click.option("--out", type=click.Path(path_type=Path),
-              help="Sweep folder (default runs/sweep-RECIPE); running again resumes it.")
+@set_option()
+@out_option(help="Sweep folder (default runs/sweep-RECIPE); running again resumes it.")
 @one_line_errors
 def sweep(recipe: str, seeds: str, tasks: str | None, jobs: int, backend: str,
           cpus_per_run: int | None, gpus_per_run: float, steps: str | None,
@@ -354,9 +355,8 @@ def sweep(recipe: str, seeds: str, tasks: str | None, jobs: int, backend: str,
 @click.option("--episodes", type=int, default=10, show_default=True)
 @click.option("--video", type=click.Path(path_type=Path),
               help="Write the first episode at render resolution: out.gif or out.mp4.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu",
-              show_default=True)
+@seed_option(default=0, show_default=True)
+@device_option(default="cpu", show_default=True)
 @one_line_errors
 def evaluate_command(source: str, episodes: int, video: Path | None, seed: int,
                      device: str) -> None:
@@ -378,7 +378,9 @@ def evaluate_command(source: str, episodes: int, video: Path | None, seed: int,
     click.echo(f"{cfg.task}: return {result.mean:.1f} ± {result.std:.1f} over {episodes} "
                f"episodes (min {min(result.returns):.1f}, max {max(result.returns):.1f})")
     if video is not None:
-        fps = 15 if cfg.algorithm == "rainbow" else 30
+        from .config import is_atari_task
+
+        fps = 15 if is_atari_task(cfg.task) else 30  # Atari steps are 4 frames, DMC 2 or more
         click.echo(f"video: {write_video(result.frames, video, fps)} "
                    f"({len(result.frames)} frames)")
 

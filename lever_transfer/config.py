@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import re
-import types
 import typing
-from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Iterable, Literal, Mapping, Union
+from dataclasses import dataclass, fields
+from typing import Any, Iterable, Literal, Mapping, Union
 
 import yaml
 
@@ -33,6 +31,20 @@ from .recipe_files import (  # noqa: F401  (atari_game, is_atari_task: re-export
     recipe_names,
     resolve_extends,
 )
+from .registry import AGENTS, DEFAULT_AGENT, ENCODERS
+from .settings import (
+    BOOLEAN,
+    POSITIVE_INT,
+    POSITIVE_OR_NULL,
+    Rule,
+    check_fields,
+    check_value,
+    field_names,
+    one_line,
+    one_of,
+    resumable_names,
+    setting,
+)
 from .steps import UNITS, StepCount, Unit  # noqa: F401  (UNITS: re-exported)
 
 
@@ -47,95 +59,106 @@ def parse_memory_size(text: str) -> int:
         raise ConfigError(str(exc)) from None
 
 
-def _steps(value: int, unit: Unit) -> StepCount:
-    return field(default=StepCount(value, unit))
+def _steps(value: int, unit: Unit, resumable: bool = False) -> StepCount:
+    return setting(StepCount(value, unit), _STEP_RULE, resumable)
+
+
+def _memory_ok(text: str) -> bool:
+    try:
+        parse_memory_size(text)
+    except ConfigError:
+        return False
+    return True
+
+
+DEVICE = r"auto|cpu|cuda(?::\d+)?"
+_STEP_RULE: Rule = ("{env_steps: N} or {agent_steps: N} with N > 0 (on the command line also "
+                    "'60k env_steps', '10000 agent_steps', or '1.5M' meaning env steps)",
+                    lambda v: True)
+_TEXT: Rule = ("one line of text", one_line)
+_TASK: Rule = ("a DMC task name such as 'walker_walk' or an Atari game such as 'atari:qbert'",
+               lambda v: re.fullmatch(DMC_TASK, v) is not None or is_atari_task(v))
 
 
 @dataclass(frozen=True)
 class Config:
-    """Everything one training run needs. Table 4 = LeVER paper, appendix G; CURL = its code."""
+    """Everything one training run needs: the settings every algorithm shares, and the
+    algorithm's own in ``agent`` (its recipe section, declared in ``registry.py``).
+
+    Table 4 = LeVER paper, appendix G; CURL = its code."""
 
     # -- what this run is
-    task: str = "walker_walk"           # DMC domain_task or atari:game; the env module checks it
-    description: str = ""               # one line: what this recipe is
-    paper: str = ""                     # paper figure/table this recipe reproduces, "" if none
-    algorithm: str = "sac_curl"         # "sac_curl" (DMC, table 4) | "rainbow" (Atari, table 5)
-    encoder: str = "curl"               # "curl" (table 4) | "impala" (figure 6(b)) | "der" (Atari)
+    task: str = setting("walker_walk", _TASK)  # DMC domain_task or atari:game; envs check it
+    description: str = setting("", _TEXT)     # one line: what this recipe is
+    paper: str = setting("", _TEXT)           # paper figure/table it reproduces, "" if none
+    algorithm: str = setting(DEFAULT_AGENT, (" | ".join(map(repr, AGENTS)), lambda v: v in AGENTS))
+    encoder: str = setting("curl", (" | ".join(map(repr, ENCODERS)), lambda v: v in ENCODERS))
 
     # -- observations
-    action_repeat: int = 2              # env steps per agent step; table 4 varies it per task
-    frame_stack: int = 3                # table 4: stacked frames
-    render_size: int = 100              # table 4: observation rendering (100, 100)
-    crop_size: int = 84                 # table 4: (84, 84); random crop to train, centre to act
-    render_quality: str = "paper"       # "paper" (MuJoCo default) | "fast" (shadow map 512)
+    action_repeat: int = setting(2, POSITIVE_INT)   # env steps per agent step (table 4, per task)
+    frame_stack: int = setting(3, POSITIVE_INT)     # table 4: stacked frames
+    render_size: int = setting(100, POSITIVE_INT)   # table 4: observation rendering (100, 100)
+    crop_size: int = setting(84, POSITIVE_INT)      # table 4: (84, 84): random crop to train
+    render_quality: str = setting("paper", one_of("paper", "fast"))  # "fast": shadow map 512
 
     # -- schedule (step counts carry their unit)
-    steps: StepCount = _steps(500000, "env_steps")         # section 5.1: 500K, as CURL and RAD
+    steps: StepCount = _steps(500000, "env_steps", True)   # section 5.1: 500K, as CURL and RAD
     init_steps: StepCount = _steps(1000, "agent_steps")    # table 4: initial steps (CURL code)
-    eval_every: StepCount = _steps(10000, "agent_steps")   # table 4 (cartpole: 2500)
-    eval_episodes: int = 10                                # table 4: evaluation episodes
-    checkpoint_every: StepCount = _steps(10000, "agent_steps")  # ours, not in the paper
-    checkpoint_minutes: Union[float, None] = 10.0  # ours: also at the first episode end after
-    #                                   this many minutes, so a slow run loses little; null: off
-    snapshot_every: Union[StepCount, None] = None  # keep the agent's weights every N (pretrain)
+    eval_every: StepCount = _steps(10000, "agent_steps", True)  # table 4 (cartpole: 2500)
+    eval_episodes: int = setting(10, POSITIVE_INT, True)   # table 4: evaluation episodes
+    checkpoint_every: StepCount = _steps(10000, "agent_steps", True)  # ours, not in the paper
+    checkpoint_minutes: Union[float, None] = setting(  # ours: also at the first episode end
+        10.0, ("a positive number of minutes or null",  # after this many minutes; null: off
+               lambda v: v is None or v > 0), True)
+    snapshot_every: Union[StepCount, None] = setting(  # keep the agent's weights every N
+        None, ("null or " + _STEP_RULE[0], lambda v: True))
 
     # -- LeVER
-    lever: bool = True                  # freeze at Tf and replay latents; False = CURL baseline
+    lever: bool = setting(True, BOOLEAN)   # freeze at Tf and replay latents; False = baseline
     freeze_at: StepCount = _steps(60000, "agent_steps")  # Tf: table 4, walker (reference unit)
-    freeze_layers: Union[int, Literal["all"]] = "all"   # "all" = convs + fc (appendix F); N = 1..N
-    latent_augmentations: int = 4       # K crops encoded per transition (reference runs: 4)
-    latent_dtype: str = "float32"       # "float32" (reference code) | "float16"
-    replay_capacity: Union[int, None] = None  # None = training agent steps (table 4, figure 2)
-    replay_memory: Union[str, None] = None    # budget such as "0.03GB" (figure 5); or capacity
+    freeze_layers: Union[int, Literal["all"]] = setting(  # "all" = convs + fc (appendix F)
+        "all", ("a positive integer or 'all'", lambda v: v == "all" or v > 0))
+    latent_augmentations: int = setting(4, POSITIVE_INT)  # K crops encoded per transition
+    latent_dtype: str = setting("float32", one_of("float32", "float16"))  # reference: float32
+    replay_capacity: Union[int, None] = setting(  # None = training agent steps (table 4)
+        None, ("a positive integer or null", lambda v: v is None or v > 0))
+    replay_memory: Union[str, None] = setting(  # a budget such as "0.03GB" (figure 5)
+        None, ("a memory size such as '0.03GB' or null", lambda v: v is None or _memory_ok(v)))
+    reward_clip: Union[float, None] = setting(None, POSITIVE_OR_NULL)  # stored clipped (Atari: 1)
 
     # -- transfer (finetune from a zoo encoder; section 5.5, appendix C)
-    pretrained: Union[str, None] = None  # hub:NAME, hf://ORG/REPO or a folder; frozen from step 0
-    transfer: str = "encoder"           # "encoder" (domain transfer: new heads) | "full" (task)
+    pretrained: Union[str, None] = setting(  # hub:NAME, hf://ORG/REPO or a folder
+        None, ("an encoder reference (hub:NAME, hf://ORG/REPO, a folder) or null",
+               lambda v: v is None or (one_line(v) and v.strip() != "")))
+    transfer: str = setting("encoder", one_of("encoder", "full"))  # "full": heads too (task)
 
-    # -- SAC + CURL (table 4; the CURL code where table 4 is silent)
-    batch_size: int = 128               # table 4 (cheetah: 512)
-    hidden_dim: int = 1024              # table 4: hidden units (MLP)
-    feature_dim: int = 50               # table 4: latent dimension (encoder fc output)
-    num_filters: int = 32               # table 4: filters per conv
-    num_conv_layers: int = 4            # table 4: convolutional layers (curl encoder)
-    critic_lr: float = 1e-3             # table 4 (cheetah: 2e-4)
-    actor_lr: float = 1e-3              # table 4 (cheetah: 2e-4)
-    encoder_lr: float = 1e-3            # table 4, CURL contrastive update (cheetah: 2e-4)
-    alpha_lr: float = 1e-4              # table 4: temperature learning rate
-    alpha_beta1: float = 0.5            # table 4: temperature Adam betas (.5, .999)
-    init_temperature: float = 0.1       # table 4
-    discount: float = 0.99              # table 4
-    critic_tau: float = 0.01            # table 4: Q function EMA
-    encoder_tau: float = 0.05           # table 4: encoder EMA
-    actor_update_freq: int = 2          # CURL code: actor update every N critic updates
-    critic_target_update_freq: int = 2  # table 4
-    actor_log_std_min: float = -10.0    # CURL code
-    actor_log_std_max: float = 2.0      # CURL code
-    updates_per_step: int = 1           # table 4: updates per training step
-
-    # -- data-efficient Rainbow (table 5; the data-efficient Rainbow code where it is silent)
-    multi_step: int = 1                 # n-step returns: 1 for SAC, 20 for data-efficient Rainbow
-    atoms: int = 51                     # C51 atoms on [v_min, v_max]
-    v_min: float = -10.0                # C51 support
-    v_max: float = 10.0                 # C51 support
-    noisy_sigma: float = 0.1            # noisy-net sigma0
-    adam_eps: float = 1e-8              # Adam epsilon (Rainbow: 1.5e-4)
-    max_grad_norm: Union[float, None] = None  # gradient-norm clip (Rainbow: 10)
-    reward_clip: Union[float, None] = None    # rewards stored clipped to +-this (Rainbow: 1)
-    eval_epsilon: float = 0.0           # random actions when evaluating (Rainbow: 0.001)
-    prioritized_replay: bool = False    # Rainbow option; the reference LeVER code ran uniform
-    priority_exponent: float = 0.5      # omega: priority = loss ** omega (Rainbow code)
-    priority_weight: float = 0.4        # beta at the start, annealed to 1 (Rainbow code)
+    # -- networks and updates every algorithm has (table 4 values; Atari recipes set table 5's)
+    batch_size: int = setting(128, POSITIVE_INT)     # table 4 (cheetah: 512)
+    hidden_dim: int = setting(1024, POSITIVE_INT)    # table 4: hidden units (MLP)
+    feature_dim: int = setting(50, POSITIVE_INT)     # table 4: latent dimension (encoder fc)
+    num_filters: int = setting(32, POSITIVE_INT)     # table 4: filters per conv
+    num_conv_layers: int = setting(4, POSITIVE_INT)  # table 4: convolutional layers (curl)
+    discount: float = setting(0.99, ("a number strictly between 0 and 1", lambda v: 0 < v < 1))
+    updates_per_step: int = setting(1, POSITIVE_INT)  # table 4: updates per training step
 
     # -- execution (ours)
-    seed: int = 0                       # 0 .. 2**32-1
-    device: str = "auto"                # "auto" (cuda if available) | "cpu" | "cuda" | "cuda:N"
-    channels_last: bool = True          # faster convs on CPU (notes/performance.md)
-    tensorboard: bool = False           # also log metrics to RUN_DIR/tensorboard (optional dep)
+    seed: int = setting(0, ("an integer in 0 .. 2**32-1", lambda v: 0 <= v < 2**32))
+    device: str = setting("auto", ("'auto' | 'cpu' | 'cuda' | 'cuda:N'",  # "auto": cuda if any
+                                   lambda v: re.fullmatch(DEVICE, v) is not None), resumable=True)
+    channels_last: bool = setting(True, BOOLEAN)     # faster convs on CPU (notes/performance.md)
+    tensorboard: bool = setting(False, BOOLEAN, True)  # also log to RUN_DIR/tensorboard
+
+    # -- the algorithm's own settings: an instance of its registry entry's settings class
+    agent: Any = None
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            object.__setattr__(self, f.name, _check(f.name, getattr(self, f.name), ""))
+        check_fields(self)
+        settings = AGENTS[self.algorithm].settings
+        if self.agent is None:
+            object.__setattr__(self, "agent", settings())
+        elif type(self.agent) is not settings:
+            raise ConfigError(f"agent settings {type(self.agent).__name__} do not belong to "
+                              f"algorithm={self.algorithm!r} (expected {settings.__name__})")
         _check_consistency(self)
 
     def agent_steps(self, count: StepCount) -> int:
@@ -152,14 +175,27 @@ class Config:
         return None if self.replay_memory is None else parse_memory_size(self.replay_memory)
 
     def replace(self, **changes: Any) -> Config:
-        """A new Config with `changes` (typed values); validated like any other."""
-        for key in changes:
-            _check_known(key, "replace()", "argument")
-        return dataclasses.replace(self, **changes)
+        """A new Config with `changes` (typed values; the algorithm's own settings by their
+        names too, e.g. ``critic_lr=2e-4``); validated like any other."""
+        algorithm = changes.get("algorithm", self.algorithm)
+        agent = changes.pop("agent", None)
+        if agent is None:
+            agent = self.agent if algorithm == self.algorithm else AGENTS[algorithm].settings() \
+                if algorithm in AGENTS else None
+        own = {}
+        for key in list(changes):
+            if key not in FIELD_NAMES:
+                own[_agent_key(key, algorithm, "replace()", "argument")] = changes.pop(key)
+        if own:
+            agent = dataclasses.replace(agent, **own)
+        return dataclasses.replace(self, agent=agent, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain YAML/JSON-able dict; step counts as `{unit: value}`."""
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        """Plain YAML/JSON-able dict; step counts as `{unit: value}`; the algorithm's own
+        settings as a section named after it."""
+        out = {name: _plain(getattr(self, name)) for name in FIELD_NAMES}
+        out[self.algorithm] = dataclasses.asdict(self.agent)
+        return out
 
     def to_yaml(self) -> str:
         """`to_dict()` as YAML, in field order."""
@@ -169,13 +205,17 @@ class Config:
     def from_dict(cls, data: Mapping[str, Any], origin: str = "config dict") -> Config:
         """Strict inverse of `to_dict` (unknown keys refused; missing keys take defaults).
 
-        Keys that earlier versions wrote and that no longer mean anything (``RETIRED_KEYS``) are
-        dropped, so old run directories and zoo packages still load."""
+        Files written before the settings were split per algorithm (one flat mapping) still
+        load: the algorithm's settings are taken from the top level (under their old names,
+        ``AgentEntry.aliases``), other algorithms' settings, which meant nothing there, are
+        dropped, and so are keys no version reads any more (``RETIRED_KEYS``)."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"{origin} must be a mapping of config keys, "
                               f"got {type(data).__name__}")
         data = {k: v for k, v in data.items() if k not in RETIRED_KEYS}
-        return cls(**_coerce_all(data, origin, "config key", cli=False))
+        shared, sections = _partition(data, _algorithm_of(data, origin), origin, "config key",
+                                      flat_from_old_files=True)
+        return _build(shared, sections)
 
 
 # Written by 0.1.0 and ignored since: `compile` (torch.compile gave no gain on the CPU update,
@@ -187,111 +227,9 @@ def _plain(value: Any) -> Any:
     return value.to_mapping() if isinstance(value, StepCount) else value
 
 
-# ---------------------------------------------------------------- validation of single values
-
-def _enum(*choices: str) -> tuple[str, Callable[[Any], bool]]:
-    return " | ".join(repr(c) for c in choices), lambda v: v in choices
-
-
-def _line(v: str) -> bool:
-    return "\n" not in v and "\r" not in v
-
-
-_POS_INT = ("a positive integer", lambda v: v > 0)
-_POS_FLOAT = ("a positive number", lambda v: v > 0)
-_STEP_RULE = ("{env_steps: N} or {agent_steps: N} with N > 0 (on the command line also "
-              "'60k env_steps', '10000 agent_steps', or '1.5M' meaning env steps)", lambda v: True)
-_SIZE_KEYS = ("action_repeat", "frame_stack", "render_size", "crop_size", "eval_episodes",
-              "latent_augmentations", "batch_size", "hidden_dim", "feature_dim", "num_filters",
-              "num_conv_layers", "actor_update_freq", "critic_target_update_freq",
-              "updates_per_step", "multi_step")
-_RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    **{k: _POS_INT for k in _SIZE_KEYS},
-    **{k: _POS_FLOAT for k in ("critic_lr", "actor_lr", "encoder_lr", "alpha_lr",
-                               "init_temperature", "noisy_sigma", "adam_eps")},
-    "atoms": ("an integer >= 2", lambda v: v >= 2),
-    "v_min": ("a number", lambda v: True),
-    "v_max": ("a number", lambda v: True),
-    "max_grad_norm": ("a positive number or null", lambda v: v is None or v > 0),
-    "reward_clip": ("a positive number or null", lambda v: v is None or v > 0),
-    "eval_epsilon": ("a number in [0, 1]", lambda v: 0 <= v <= 1),
-    "prioritized_replay": ("true or false", lambda v: True),
-    "priority_exponent": ("a number in [0, 1]", lambda v: 0 <= v <= 1),
-    "priority_weight": ("a number in [0, 1]", lambda v: 0 <= v <= 1),
-    **{k: _STEP_RULE for k in ("steps", "init_steps", "eval_every", "checkpoint_every",
-                               "freeze_at")},
-    "snapshot_every": ("null or " + _STEP_RULE[0], lambda v: True),
-    "checkpoint_minutes": ("a positive number of minutes or null",
-                           lambda v: v is None or v > 0),
-    "task": ("a DMC task name such as 'walker_walk' or an Atari game such as 'atari:qbert'",
-             lambda v: re.fullmatch(DMC_TASK, v) is not None or is_atari_task(v)),
-    "description": ("one line of text", _line),
-    "paper": ("one line of text", _line),
-    "algorithm": _enum("sac_curl", "rainbow"),
-    "encoder": _enum("curl", "impala", "der"),
-    "render_quality": _enum("paper", "fast"),
-    "lever": ("true or false", lambda v: True),
-    "freeze_layers": ("a positive integer or 'all'", lambda v: v == "all" or v > 0),
-    "latent_dtype": _enum("float32", "float16"),
-    "pretrained": ("an encoder reference (hub:NAME, hf://ORG/REPO, a folder) or null",
-                   lambda v: v is None or (_line(v) and v.strip() != "")),
-    "transfer": _enum("encoder", "full"),
-    "replay_capacity": ("a positive integer or null", lambda v: v is None or v > 0),
-    "replay_memory": ("a memory size such as '0.03GB' or null",
-                      lambda v: v is None or _memory_ok(v)),
-    "alpha_beta1": ("a number in [0, 1)", lambda v: 0 <= v < 1),
-    "discount": ("a number strictly between 0 and 1", lambda v: 0 < v < 1),
-    "critic_tau": ("a number in (0, 1]", lambda v: 0 < v <= 1),
-    "encoder_tau": ("a number in (0, 1]", lambda v: 0 < v <= 1),
-    "actor_log_std_min": ("a number", lambda v: True),
-    "actor_log_std_max": ("a number", lambda v: True),
-    "seed": ("an integer in 0 .. 2**32-1", lambda v: 0 <= v < 2**32),
-    "device": ("'auto' | 'cpu' | 'cuda' | 'cuda:N'",
-               lambda v: re.fullmatch(r"auto|cpu|cuda(?::\d+)?", v) is not None),
-    "channels_last": ("true or false", lambda v: True),
-    "tensorboard": ("true or false", lambda v: True),
-}
-
-
-def _memory_ok(text: str) -> bool:
-    try:
-        parse_memory_size(text)
-    except ConfigError:
-        return False
-    return True
-
-
-def _typed(value: Any, hint: Any) -> tuple[bool, Any]:
-    """(matches, normalised value) for `value` against a field's type hint."""
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is Union:
-        for arg in typing.get_args(hint):
-            ok, out = _typed(value, arg)
-            if ok:
-                return True, out
-        return False, value
-    if typing.get_origin(hint) is Literal:
-        return value in typing.get_args(hint), value
-    if hint is type(None):
-        return value is None, value
-    if hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return ok and math.isfinite(value), float(value) if ok else value
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    return isinstance(value, hint), value
-
-
-def _check(key: str, value: Any, where: str) -> Any:
-    """Type- and range-check one field value; return it normalised (ints become floats)."""
-    accepted, ok_range = _RULES[key]
-    ok, out = _typed(value, _HINTS[key])
-    if not ok or not ok_range(out):
-        raise ConfigError(f"invalid value for '{key}'{where}: {value!r}; expected {accepted}")
-    return out
-
-
 def _check_consistency(c: Config) -> None:
     """Rules that involve more than one field."""
+    entry = AGENTS[c.algorithm]
     if c.crop_size > c.render_size:
         raise ConfigError(f"crop_size={c.crop_size} is larger than render_size={c.render_size}; "
                           f"set crop_size <= render_size")
@@ -299,29 +237,22 @@ def _check_consistency(c: Config) -> None:
         raise ConfigError(f"replay_capacity={c.replay_capacity} and replay_memory="
                           f"{c.replay_memory!r} are both set; they are mutually exclusive: set one "
                           f"to null (e.g. --set replay_memory=null)")
-    atari = is_atari_task(c.task)
-    if atari != (c.algorithm == "rainbow"):
-        raise ConfigError(f"algorithm={c.algorithm!r} does not play {c.task!r}: Atari games use "
-                          f"'rainbow' and DMC tasks 'sac_curl'; start from a packaged recipe "
-                          f"(`lever-transfer recipes`) or set algorithm")
-    if atari and (c.frame_stack, c.render_size, c.crop_size, c.action_repeat,
-                  c.latent_augmentations) != (4, 84, 84, 1, 1):
+    suite = "atari" if is_atari_task(c.task) else "dmc"
+    if entry.suite != suite:
+        fits = ", ".join(repr(n) for n, e in AGENTS.items() if e.suite == suite)
+        raise ConfigError(f"algorithm={c.algorithm!r} does not play {c.task!r}: "
+                          f"{'Atari games' if suite == 'atari' else 'DMC tasks'} use {fits}; "
+                          f"start from a packaged recipe (`lever-transfer recipes`) or set "
+                          f"algorithm")
+    if suite == "atari" and (c.frame_stack, c.render_size, c.crop_size, c.action_repeat,
+                             c.latent_augmentations) != (4, 84, 84, 1, 1):
         raise ConfigError("Atari observations are fixed by the preprocessing (table 5): set "
-                          "frame_stack=4, render_size=84, crop_size=84, action_repeat=1 (frame skip "
-                          "4 is part of the environment) and latent_augmentations=1 (no "
+                          "frame_stack=4, render_size=84, crop_size=84, action_repeat=1 (frame "
+                          "skip 4 is part of the environment) and latent_augmentations=1 (no "
                           "augmentation)")
-    if c.algorithm == "rainbow" and c.encoder == "curl" or c.algorithm == "sac_curl" \
-            and c.encoder == "der":
+    if c.encoder not in entry.encoders:
         raise ConfigError(f"encoder={c.encoder!r} does not fit algorithm={c.algorithm!r}: use "
-                          f"'der' (or 'impala') for rainbow and 'curl' or 'impala' for sac_curl")
-    if c.prioritized_replay and c.algorithm != "rainbow":
-        raise ConfigError("prioritized_replay is a Rainbow option; SAC+CURL samples uniformly: "
-                          "set prioritized_replay=false")
-    if c.v_min >= c.v_max:
-        raise ConfigError(f"v_min={c.v_min} must be below v_max={c.v_max}")
-    if c.actor_log_std_min >= c.actor_log_std_max:
-        raise ConfigError(f"actor_log_std_min={c.actor_log_std_min} must be below "
-                          f"actor_log_std_max={c.actor_log_std_max}")
+                          f"{' or '.join(repr(e) for e in entry.encoders)}")
     for key in _STEP_KEYS:
         count = getattr(c, key)
         if count is not None and c.agent_steps(count) < 1:
@@ -330,23 +261,109 @@ def _check_consistency(c: Config) -> None:
     if c.lever and not c.pretrained and c.agent_steps(c.freeze_at) >= c.agent_steps(c.steps):
         raise ConfigError(f"freeze_at={c.freeze_at} is not before the end of training "
                           f"(steps={c.steps}, action_repeat={c.action_repeat}); lower freeze_at "
-                          f"or set lever=false for the plain CURL baseline")
+                          f"or set lever=false for the {entry.baseline} baseline")
 
 
 _HINTS: dict[str, Any] = typing.get_type_hints(Config)
-FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Config))
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Config) if f.name != "agent")
 _STEP_KEYS = tuple(k for k in FIELD_NAMES if _HINTS[k] in (StepCount, Union[StepCount, None]))
-assert set(_RULES) == set(FIELD_NAMES), "every Config field needs a rule"
+assert all("rule" in f.metadata for f in fields(Config) if f.name != "agent")
 
 
 # ---------------------------------------------------------------- raw values -> typed values
 
-def _check_known(key: object, origin: str, what: str) -> None:
+def _suggest(key: object, names: Iterable[str]) -> str:
+    names = list(names)
+    close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(names)}"
+
+
+def _check_known(key: object, origin: str, what: str, algorithm: str | None = None) -> None:
     if key in FIELD_NAMES:
         return
-    close = difflib.get_close_matches(str(key), FIELD_NAMES, n=1, cutoff=0.6)
-    hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(FIELD_NAMES)}"
-    raise ConfigError(f"unknown {what} {key!r} in {origin}; {hint}")
+    own = field_names(AGENTS[algorithm].settings) if algorithm in AGENTS else ()
+    raise ConfigError(f"unknown {what} {key!r} in {origin}; "
+                      f"{_suggest(key, (*FIELD_NAMES, *own))}")
+
+
+def resumable_keys(cfg: Config) -> tuple[str, ...]:
+    """What ``resume --set`` may change: settings the checkpoint does not depend on (the
+    schedule's length and cadence, learning rates and the like, the device)."""
+    return (*resumable_names(Config), *resumable_names(type(cfg.agent)))
+
+
+def canonical_key(cfg: Config, key: str, origin: str = "--set") -> str:
+    """A ``--set`` key as ``cfg`` names it: shared fields as they are, the algorithm's own by
+    their current name (``ALGORITHM.NAME`` and old aliases resolved)."""
+    section, dot, name = key.partition(".")
+    if key in FIELD_NAMES:
+        return key
+    if dot and section != cfg.algorithm:
+        raise ConfigError(f"--set {key}: this run's algorithm is {cfg.algorithm}")
+    return _agent_key(name if dot else key, cfg.algorithm, origin, "override key")
+
+
+def _agent_key(key: str, algorithm: str, origin: str, what: str) -> str:
+    """The name in ``algorithm``'s settings that ``key`` means (its own name or an old alias);
+    a setting of another algorithm or an unknown key is one error line."""
+    entry = AGENTS[algorithm]
+    own = field_names(entry.settings)
+    if key in own:
+        return key
+    if key in entry.aliases:
+        return entry.aliases[key]
+    owners = [n for n, e in AGENTS.items() if key in field_names(e.settings)]
+    if owners:
+        raise ConfigError(f"'{key}' in {origin} is a setting of {' and '.join(owners)}, not of "
+                          f"algorithm={algorithm!r}; {entry.label}'s own settings: "
+                          f"{', '.join(own)}")
+    raise ConfigError(f"unknown {what} {key!r} in {origin}; {_suggest(key, (*FIELD_NAMES, *own))}")
+
+
+def _algorithm_of(data: Mapping[str, Any], origin: str, inherited: str | None = None) -> str:
+    algorithm = data.get("algorithm", inherited or DEFAULT_AGENT)
+    return check_value(Config, "algorithm", algorithm, f" in {origin}")
+
+
+def _partition(data: Mapping[str, Any], algorithm: str, origin: str, what: str,
+               flat_from_old_files: bool = False, cli: bool = False
+               ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Split one mapping into typed shared values and per-algorithm sections.
+
+    A section is a mapping under an algorithm's name; a top-level key that is one of
+    ``algorithm``'s settings goes into its section (top-level keys win over the section's).
+    """
+    shared: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in FIELD_NAMES:
+            shared[key] = _coerce(key, value, f" in {origin}", cli)
+        elif key in AGENTS:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"'{key}' in {origin} must be a mapping of {key}'s settings, "
+                                  f"got {value!r}")
+            where = f"{origin} ({key} section)"
+            sections[key] = {name: _coerce_agent(key, name, v, f" in {where}", cli)
+                             for name, v in ((_agent_key(k, key, where, what), v)
+                                             for k, v in value.items())}
+        elif flat_from_old_files and key not in field_names(AGENTS[algorithm].settings) \
+                and key not in AGENTS[algorithm].aliases \
+                and any(key in field_names(e.settings) for e in AGENTS.values()):
+            continue  # another algorithm's setting in an old flat file: it meant nothing there
+        else:
+            flat[key] = value
+    for key, value in flat.items():
+        name = _agent_key(key, algorithm, origin, what)
+        sections.setdefault(algorithm, {})[name] = _coerce_agent(
+            algorithm, name, value, f" in {origin}", cli)
+    return shared, sections
+
+
+def _build(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str, Any]]) -> Config:
+    algorithm = shared.get("algorithm", DEFAULT_AGENT)
+    agent = AGENTS[algorithm].settings(**sections.get(algorithm, {}))
+    return Config(**shared, agent=agent)
 
 
 def _to_step(key: str, value: Any, where: str, cli: bool) -> Any:
@@ -369,18 +386,21 @@ def _to_step(key: str, value: Any, where: str, cli: bool) -> Any:
 
 
 def _coerce(key: str, value: Any, where: str, cli: bool) -> Any:
+    if cli:
+        value = _override_value(key, value, _HINTS[key])
     if key in _STEP_KEYS:
         value = _to_step(key, value, where, cli)
-    return _check(key, value, where)
+    return check_value(Config, key, value, where)
 
 
-def _coerce_all(data: Mapping[str, Any], origin: str, what: str, cli: bool) -> dict[str, Any]:
-    for key in data:
-        _check_known(key, origin, what)
-    return {k: _coerce(k, v, f" in {origin}", cli) for k, v in data.items()}
+def _coerce_agent(algorithm: str, key: str, value: Any, where: str, cli: bool) -> Any:
+    settings = AGENTS[algorithm].settings
+    if cli:
+        value = _override_value(key, value, typing.get_type_hints(settings)[key])
+    return check_value(settings, key, value, where)
 
 
-def _override_value(key: str, raw: Any) -> Any:
+def _override_value(key: str, raw: Any, hint: Any) -> Any:
     """A `--set` value: strings go through YAML, except text for str fields and step counts."""
     if not isinstance(raw, str):
         return raw
@@ -390,7 +410,7 @@ def _override_value(key: str, raw: Any) -> Any:
         parsed = raw
     if key in _STEP_KEYS and not isinstance(parsed, Mapping):
         return None if parsed is None else raw
-    if _HINTS[key] is str and not isinstance(parsed, str):
+    if hint is str and not isinstance(parsed, str):
         return raw.strip()
     return parsed
 
@@ -409,17 +429,47 @@ def parse_set_options(items: Iterable[str]) -> dict[str, str]:
 # ---------------------------------------------------------------- YAML files and recipes
 
 
-def _load_chain(src: RecipeFile, chain: tuple[RecipeFile, ...] = ()) -> dict[str, Any]:
-    """Typed values of `src` over those of its `extends` ancestors."""
+Values = tuple[dict[str, Any], dict[str, dict[str, Any]]]  # (shared, sections by algorithm)
+
+
+def _load_chain(src: RecipeFile, chain: tuple[RecipeFile, ...] = ()) -> Values:
+    """Typed values of `src` over those of its `extends` ancestors; sections merge key by key,
+    so a recipe can change one of its algorithm's settings and inherit the rest."""
     if src.key in {s.key for s in chain}:
         labels = " -> ".join(s.label for s in (*chain, src))
         raise ConfigError(f"recipe cycle: {labels}; remove one of these 'extends'")
     data = read_yaml(src)
     parent = data.pop("extends", None)
-    own = _coerce_all(data, src.label, "recipe key", cli=False)
-    if parent is None:
-        return own
-    return {**_load_chain(resolve_extends(parent, src), (*chain, src)), **own}
+    shared: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    if parent is not None:
+        shared, sections = _load_chain(resolve_extends(parent, src), (*chain, src))
+    algorithm = _algorithm_of(data, src.label, shared.get("algorithm"))
+    own_shared, own_sections = _partition(data, algorithm, src.label, "recipe key")
+    return {**shared, **own_shared}, _merge(sections, own_sections)
+
+
+def _merge(base: Mapping[str, dict[str, Any]], top: Mapping[str, dict[str, Any]]
+           ) -> dict[str, dict[str, Any]]:
+    out = {name: dict(values) for name, values in base.items()}
+    for name, values in top.items():
+        out.setdefault(name, {}).update(values)
+    return out
+
+
+def _nest_dotted(overrides: Mapping[str, object]) -> dict[str, Any]:
+    """``{"ALGORITHM.NAME": v}`` -> ``{"ALGORITHM": {"NAME": v}}``."""
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        section, dot, name = key.partition(".")
+        if dot:
+            if section not in AGENTS:
+                raise ConfigError(f"unknown section {section!r} in --set {key}=...; sections are "
+                                  f"algorithms: {', '.join(AGENTS)}")
+            out.setdefault(section, {})[name] = value
+        else:
+            out[key] = value
+    return out
 
 
 def load_config(name_or_path: str, overrides: Mapping[str, object] | None = None) -> Config:
@@ -428,25 +478,27 @@ def load_config(name_or_path: str, overrides: Mapping[str, object] | None = None
     A task name without a recipe gets `recipes/dmc/defaults.yaml` (Atari games
     `recipes/atari/atari_defaults.yaml`) with `task` set to it.
     Override values may be strings (parsed as YAML; step counts also as "60k env_steps", a bare
-    number meaning env steps) or typed values.
+    number meaning env steps) or typed values. The algorithm's own settings are given by their
+    names (``critic_lr=2e-4``) or as ``ALGORITHM.NAME``.
     """
     src, task = locate(name_or_path)
-    values = _load_chain(src)
+    shared, sections = _load_chain(src)
     if task is not None:
         table = "table-5" if is_atari_task(task) else "table-4"
-        values.update(task=task, paper="",
+        shared.update(task=task, paper="",
                       description=f"{task} on the shared {table} defaults (no recipe for it)")
-    for key in overrides or {}:
-        _check_known(key, "--set", "override key")
-    values.update({k: _coerce(k, _override_value(k, v), " in --set", cli=True)
-                   for k, v in (overrides or {}).items()})
-    return Config(**values)
+    given = _nest_dotted(overrides or {})
+    algorithm = shared.get("algorithm", DEFAULT_AGENT)
+    if "algorithm" in given:
+        algorithm = _coerce("algorithm", given["algorithm"], " in --set", cli=True)
+    set_shared, set_sections = _partition(given, algorithm, "--set", "override key", cli=True)
+    return _build({**shared, **set_shared}, _merge(sections, set_sections))
 
 
 def list_recipes() -> list[tuple[str, str, str]]:
     """(name, paper, description) of every packaged recipe, sorted by name."""
     out = []
     for name, src in recipe_names():
-        config = Config(**_load_chain(src))
+        config = _build(*_load_chain(src))
         out.append((name, config.paper, config.description))
     return out

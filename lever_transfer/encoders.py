@@ -44,7 +44,8 @@ def orthogonal_init(module: nn.Module) -> None:
 class LayeredEncoder(nn.Module):
     """An encoder whose forward is a sequence of named layers that can be cut and frozen."""
 
-    def __init__(self, layers: Sequence[nn.Module], names: Sequence[str], obs_shape: tuple[int, ...],
+    def __init__(self, layers: Sequence[nn.Module], names: Sequence[str],
+                 obs_shape: tuple[int, ...],
                  channels_last: bool = False):
         super().__init__()
         if len(layers) != len(names):
@@ -143,8 +144,8 @@ class _Head(nn.Sequential):
 class CurlEncoder(LayeredEncoder):
     """SAC-AE/CURL pixel encoder: conv1 (stride 2), conv2-4 (stride 1), fc + LayerNorm."""
 
-    def __init__(self, obs_shape: tuple[int, int, int], feature_dim: int = 50, num_filters: int = 32,
-                 num_conv_layers: int = 4, channels_last: bool = False):
+    def __init__(self, obs_shape: tuple[int, int, int], feature_dim: int = 50,
+                 num_filters: int = 32, num_conv_layers: int = 4, channels_last: bool = False):
         convs = [_conv_relu(obs_shape[0], num_filters, 2)]
         convs += [_conv_relu(num_filters, num_filters, 1) for _ in range(num_conv_layers - 1)]
         with torch.no_grad():
@@ -156,6 +157,11 @@ class CurlEncoder(LayeredEncoder):
         super().__init__([*convs, head], names, obs_shape, channels_last)
         self.num_conv_layers = num_conv_layers
         self.apply(orthogonal_init)
+
+    @classmethod
+    def build(cls, obs_shape: tuple[int, int, int], *, feature_dim: int, num_filters: int,
+              num_conv_layers: int, channels_last: bool) -> CurlEncoder:
+        return cls(obs_shape, feature_dim, num_filters, num_conv_layers, channels_last)
 
 
 class _ResidualBlock(nn.Module):
@@ -192,6 +198,12 @@ class ImpalaEncoder(LayeredEncoder):
         self.num_conv_layers = len(layers) - 1
         self.apply(orthogonal_init)
 
+    @classmethod
+    def build(cls, obs_shape: tuple[int, int, int], *, feature_dim: int, num_filters: int,
+              num_conv_layers: int, channels_last: bool) -> ImpalaEncoder:
+        """Its channels are fixed (16, 32, 32): the filter and conv counts are not its own."""
+        return cls(obs_shape, feature_dim, channels_last=channels_last)
+
 
 class DataEfficientEncoder(LayeredEncoder):
     """Data-efficient Rainbow's Atari encoder (van Hasselt et al. 2019; LeVER appendix H):
@@ -208,20 +220,23 @@ class DataEfficientEncoder(LayeredEncoder):
         super().__init__(layers, ["conv1", "conv2"], obs_shape, channels_last)
         self.num_conv_layers = 2
 
-
-ENCODERS = {"curl": CurlEncoder, "impala": ImpalaEncoder, "der": DataEfficientEncoder}
+    @classmethod
+    def build(cls, obs_shape: tuple[int, int, int], *, feature_dim: int, num_filters: int,
+              num_conv_layers: int, channels_last: bool) -> DataEfficientEncoder:
+        """Fixed by table 3: no fc, so no feature_dim; 32 and 64 filters."""
+        return cls(obs_shape, channels_last)
 
 
 def make_encoder(name: str, obs_shape: tuple[int, int, int], feature_dim: int = 50,
                  num_filters: int = 32, num_conv_layers: int = 4, channels_last: bool = False,
                  ) -> LayeredEncoder:
-    if name == "curl":
-        return CurlEncoder(obs_shape, feature_dim, num_filters, num_conv_layers, channels_last)
-    if name == "impala":
-        return ImpalaEncoder(obs_shape, feature_dim, channels_last=channels_last)
-    if name == "der":
-        return DataEfficientEncoder(obs_shape, channels_last)
-    raise ValueError(f"unknown encoder {name!r}; choose one of {sorted(ENCODERS)}")
+    """The encoder ``name`` (``registry.ENCODERS``) with the recipe's architecture settings;
+    each class takes the ones it has."""
+    from .registry import encoder_class
+
+    return encoder_class(name).build(obs_shape, feature_dim=feature_dim, num_filters=num_filters,
+                                     num_conv_layers=num_conv_layers,
+                                     channels_last=channels_last)
 
 
 def tied_encoder(encoder: LayeredEncoder) -> LayeredEncoder:

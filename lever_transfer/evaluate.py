@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from .errors import LeverError
 
@@ -93,14 +92,13 @@ def load_policy(source: str, device: str = "cpu") -> tuple[Any, Any, str]:
     """(config, agent, what was loaded) from a run directory (its latest checkpoint) or a zoo
     reference to a package with heads (hub:NAME, hf://ORG/REPO, a folder)."""
     from .agents import agent_for_task
-    from .checkpoint import latest_checkpoint, load_checkpoint
-    from .config import Config
+    from .checkpoint import load_checkpoint
+    from .run_dir import RunDir
 
-    run = Path(source)
-    if (run / "config.yaml").is_file():
-        cfg = Config.from_dict(yaml.safe_load((run / "config.yaml").read_text()),
-                               origin=f"{run}/config.yaml").replace(device=device)
-        checkpoint = latest_checkpoint(run / "checkpoints")
+    run = RunDir(source)
+    if run.has_config():
+        cfg = run.read_config().replace(device=device)
+        checkpoint = run.latest_checkpoint()
         if checkpoint is None:
             raise LeverError(f"{run} has no checkpoint yet; evaluate it after its first one "
                              f"(every checkpoint_every steps)")
@@ -113,10 +111,9 @@ def load_policy(source: str, device: str = "cpu") -> tuple[Any, Any, str]:
 
 def _package_policy(source: str, device: str) -> tuple[Any, Any, str]:
     from .agents import agent_for_task
-    from .config import Config
     from .envs import action_size
     from .hub import resolve
-    from .transfer import architecture_overrides, load_into_agent
+    from .transfer import load_into_agent, transfer_config
 
     resolved = resolve(source, say=lambda message: None)
     package = resolved.package
@@ -127,9 +124,7 @@ def _package_policy(source: str, device: str) -> tuple[Any, Any, str]:
     if not isinstance(recipe, dict):
         raise LeverError(f"{source} does not record the recipe it was trained with; evaluate "
                          f"the run it came from instead")
-    cfg = Config.from_dict({**recipe, **architecture_overrides(package), "device": device,
-                            "pretrained": source, "transfer": "full"},
-                           origin=f"{source} config.json")
+    cfg = transfer_config(package, source, "full", recipe, {"device": device})
     agent, _, space = agent_for_task(cfg, device)
     load_into_agent(agent, package, cfg, action_size(space))
     return cfg, agent, resolved.describe()

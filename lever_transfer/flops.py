@@ -15,13 +15,14 @@ takes part in a backward pass).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 COUNTED = (nn.Conv2d, nn.Linear)
+T = TypeVar("T")
 
 
 def module_flops(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> int:
@@ -120,7 +121,8 @@ class CachedFlops:
     def __init__(self) -> None:
         self.by_kind: dict[str, int] = {}
 
-    def run(self, kind: str, fn: Callable[[], object]) -> tuple[object, int]:
+    def run(self, kind: str, fn: Callable[[], T]) -> tuple[T, int]:
+        """(what ``fn`` returns, the FLOPs of its kind)."""
         if kind in self.by_kind:
             return fn(), self.by_kind[kind]
         with FlopCounter() as counter:

@@ -65,7 +65,8 @@ def local_hub() -> Path:
 
 
 def shipped_zoo() -> Path:
-    """The zoo shipped inside the package (``zoo/`` in the checkout, package data when installed)."""
+    """The zoo shipped inside the package (``zoo/`` in the checkout, package data when
+    installed)."""
     return Path(str(resources.files("lever_transfer.shipped_zoo")))
 
 

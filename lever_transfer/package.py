@@ -40,6 +40,7 @@ from . import __version__
 from .checkpoint import _fsync_dir, default_permissions, remove_stale_temporaries, write_atomic
 from .encoders import LayeredEncoder, make_encoder
 from .errors import LeverError
+from .registry import AGENTS, HEAD_KINDS
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -89,31 +90,6 @@ def encoder_spec(encoder: LayeredEncoder, architecture: str, frame_stack: int, r
                      else "random for training, centre for acting and evaluation"),
         },
     }
-
-
-def agent_tensors(weights: Mapping[str, torch.Tensor], num_layers: int,
-                  with_heads: bool) -> dict[str, torch.Tensor]:
-    """Package tensors from an agent's state dict (targets, CURL and optimizers dropped):
-    a SacCurlAgent's, or a RainbowAgent's (``encoder.``, ``head.``)."""
-    fc = f"actor_encoder.layers.{num_layers - 1}."
-    out: dict[str, torch.Tensor] = {}
-    if "critic_encoder.layers.0.0.weight" not in weights:  # Rainbow
-        for key, value in weights.items():
-            if key.startswith("encoder."):
-                out[key] = value
-            elif with_heads and key.startswith("head."):
-                out["heads." + key[len("head."):]] = value
-        return out
-    for key, value in weights.items():
-        if key.startswith("critic_encoder."):
-            out["encoder." + key[len("critic_encoder."):]] = value
-        elif key.startswith(fc):
-            out["actor_fc." + key[len(fc):]] = value
-        elif with_heads and key.startswith(("actor.", "critic.")):
-            out["heads." + key] = value
-        elif with_heads and key == "log_alpha":
-            out["heads.log_alpha"] = value
-    return out
 
 
 def write_package(directory: Path, tensors: Mapping[str, torch.Tensor], config: dict[str, Any],
@@ -341,40 +317,26 @@ def expected_shapes(config: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...
     return out
 
 
-HEAD_KINDS = ("sac", "dueling_c51")
-
-
 def head_modules(config: Mapping[str, Any]) -> torch.nn.Module:
-    """Untrained heads of the kind and sizes ``config['heads']`` gives: SAC's (actor, critic,
-    log_alpha; the default) or Rainbow's dueling C51 head."""
-    from .agents.distributional import DuelingC51Head
-    from .agents.networks import Actor, Critic
-
+    """Untrained heads of the kind and sizes ``config['heads']`` gives, built by an agent that
+    carries that kind (``registry.HEAD_KINDS``; packages written before kinds were named hold
+    SAC's)."""
     spec = config.get("heads")
     if not isinstance(spec, dict):
         raise PackageError("config.json lists 'heads' in parts but has no 'heads' sizes; "
                            "re-publish the encoder")
     kind = spec.get("kind", "sac")
-    if kind not in HEAD_KINDS:
+    owners = [entry for entry in AGENTS.values() if entry.head_kind == kind]
+    if not owners:
         raise PackageError(f"config.json heads kind {kind!r} is not one of "
                            f"{', '.join(HEAD_KINDS)}; upgrade lever-transfer or re-publish the "
                            f"encoder")
     try:
         feature = int(config["architecture_args"]["feature_dim"])
-        actions, hidden = int(spec["action_dim"]), int(spec["hidden_dim"])
-        if kind == "dueling_c51":
-            atoms = int(spec["atoms"])
-            if not 2 <= atoms <= MAX_LAYER_SIZE:
-                raise ValueError(f"atoms {atoms} out of 2..{MAX_LAYER_SIZE}")
-            return DuelingC51Head(feature, actions, hidden, atoms)
-        heads = torch.nn.Module()
-        heads.actor = Actor(feature, actions, hidden)
-        heads.critic = Critic(feature, actions, hidden)
+        return owners[0].agent_class().build_heads(spec, feature)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise PackageError(f"config.json 'heads' sizes are unusable ({exc.__class__.__name__}: "
                            f"{exc}); re-publish the encoder") from None
-    heads.log_alpha = torch.nn.Parameter(torch.zeros(()))
-    return heads
 
 
 def _count(shapes: Mapping[str, tuple[tuple[int, ...], Any]]) -> int:

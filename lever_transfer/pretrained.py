@@ -89,7 +89,7 @@ class ZooEncoder(nn.Module, ModelHubMixin, library_name="lever-transfer",
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *,
                         freeze_layers: FreezeSpec = 0, say: Say = stderr,
-                        **_: Any) -> ZooEncoder:  # type: ignore[override]
+                        **_: Any) -> ZooEncoder:
         """Load from ``hub:NAME``, ``hf://ORG/REPO``, ``hf-hub:ORG/REPO``, a folder, or ORG/REPO."""
         ref = str(pretrained_model_name_or_path)
         if not ref.startswith(("hub:", "hf://", "hf-hub:")) and not Path(ref).is_dir() \

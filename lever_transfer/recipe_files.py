@@ -145,7 +145,9 @@ def locate(name: str) -> tuple[RecipeFile, str | None]:
     if found is not None:
         return found, None
     if is_atari_task(name):
-        return _find_recipe("atari/atari_defaults"), f"atari:{atari_game(name)}"
+        defaults = _find_recipe("atari/atari_defaults")
+        assert defaults is not None  # packaged with lever_transfer
+        return defaults, f"atari:{atari_game(name)}"
     if "/" in name or "\\" in name or name.endswith((".yaml", ".yml")):
         raise ConfigError(f"no recipe file or packaged recipe {name!r}; check the path or run "
                           f"`lever-transfer recipes` to list the packaged ones")
@@ -153,7 +155,9 @@ def locate(name: str) -> tuple[RecipeFile, str | None]:
         close = difflib.get_close_matches(name, [r[0] for r in recipe_names()], n=1)
         hint = f"did you mean '{close[0]}'?" if close else "run `lever-transfer recipes`"
         raise ConfigError(f"{name!r} is not a recipe, a .yaml file or a task name; {hint}")
-    return _find_recipe("dmc/defaults"), name
+    defaults = _find_recipe("dmc/defaults")
+    assert defaults is not None  # packaged with lever_transfer
+    return defaults, name
 
 
 def recipe_names() -> list[tuple[str, RecipeFile]]:
@@ -163,5 +167,7 @@ def recipe_names() -> list[tuple[str, RecipeFile]]:
         folder = root.joinpath(sub) if sub else root
         for node in sorted(folder.iterdir(), key=lambda n: n.name) if folder.is_dir() else []:
             if node.name.endswith(".yaml") and node.is_file():
-                out.append((node.name[:-5], _packaged(posixpath.join(sub, node.name))))
+                recipe = _packaged(posixpath.join(sub, node.name))
+                assert recipe is not None  # the file was just listed
+                out.append((node.name[:-5], recipe))
     return sorted(out, key=lambda item: item[0])

@@ -1,6 +1,6 @@
 """``lever-transfer report``: learning curves against env steps and cumulative FLOPs, and a table.
 
-Runs are read from their run directories (``config.yaml`` and ``metrics.jsonl``) and grouped by
+Runs are read from their run directories (their config and metrics, ``RunDir``) and grouped by
 setting: runs whose configs differ only in the seed (and in keys that do not change what is
 learned, ``NOT_THE_SETTING``) are seeds of one setting, drawn as their mean
 with a band of one standard deviation across seeds (the paper's figures). Seeds are aligned by
@@ -26,7 +26,8 @@ import yaml
 
 from .checkpoint import write_atomic
 from .errors import LeverError
-from .metrics import read_metrics
+from .registry import AGENTS, DEFAULT_AGENT
+from .run_dir import CONFIG, METRICS, RunDir
 
 
 @dataclass
@@ -70,28 +71,26 @@ class Setting:
 
 def read_run(path: Path) -> Run:
     """One run directory, or a one-line error that says what is missing."""
-    path = Path(path)
-    config_path, metrics_path = path / "config.yaml", path / "metrics.jsonl"
-    if not config_path.is_file() or not metrics_path.is_file():
-        raise LeverError(f"{path} is not a run directory (config.yaml and metrics.jsonl are "
+    run = RunDir(path)
+    if not run.has_config() or not run.metrics_path.is_file():
+        raise LeverError(f"{run} is not a run directory ({CONFIG} and {METRICS} are "
                          f"written by lever-transfer train/finetune/pretrain)")
-    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    if not isinstance(config, dict):
-        raise LeverError(f"{config_path} is not a run config; was it edited by hand?")
-    rows = list(read_metrics(metrics_path))
+    config = run.read_config().to_dict()
+    rows = run.metrics()
     evals = np.array([(r["env_steps"], r["flops"], r["eval_return"], r.get("wall_s", np.nan))
                       for r in rows if r.get("kind") == "eval"], dtype=np.float64).reshape(-1, 4)
     if not len(evals):
-        raise LeverError(f"{path} has no evaluation yet (evaluations are logged every "
+        raise LeverError(f"{run} has no evaluation yet (evaluations are logged every "
                          f"eval_every steps); report it once it has one")
     freeze = next(((r["env_steps"], r["flops"], r.get("wall_s", np.nan)) for r in rows
                    if r.get("kind") == "freeze"), None)
-    return Run(path, config, evals, freeze, max(r.get("replay_bytes", 0) for r in rows),
+    return Run(run.path, config, evals, freeze, max(r.get("replay_bytes", 0) for r in rows),
                max(r.get("wall_s", 0.0) for r in rows))
 
 
 def _label(config: dict[str, Any]) -> str:
-    agent = "Rainbow" if config.get("algorithm") == "rainbow" else "CURL"
+    algorithm = config.get("algorithm", DEFAULT_AGENT)
+    agent = AGENTS[algorithm].baseline if algorithm in AGENTS else str(algorithm)
     if config.get("pretrained"):
         return f"{config['task']} from {config['pretrained']} ({config.get('transfer')})"
     if not config.get("lever", True):

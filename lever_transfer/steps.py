@@ -17,9 +17,10 @@ from .errors import ConfigError
 Unit = Literal["env_steps", "agent_steps"]
 UNITS: tuple[str, ...] = ("env_steps", "agent_steps")
 
-_UNIT_ALIASES = {"env": "env_steps", "env_step": "env_steps", "env_steps": "env_steps",
-                 "environment_steps": "env_steps", "agent": "agent_steps",
-                 "agent_step": "agent_steps", "agent_steps": "agent_steps"}
+_UNIT_ALIASES: dict[str, Unit] = {
+    "env": "env_steps", "env_step": "env_steps", "env_steps": "env_steps",
+    "environment_steps": "env_steps", "agent": "agent_steps",
+    "agent_step": "agent_steps", "agent_steps": "agent_steps"}
 _STEP_RE = re.compile(r"([+-]?(?:\d[\d_]*)?\.?\d*(?:e[+-]?\d+)?)\s*([km]?)\s*([a-z_ -]*)", re.I)
 _STEP_HINT = "a step count such as '60k env_steps', '10000 agent_steps' or '1.5M' (env steps)"
 
@@ -83,6 +84,7 @@ class StepCount:
             raise ConfigError(f"cannot read {text!r} as {_STEP_HINT}")
         if number.adjusted() > 15:
             raise ConfigError(f"step count {text!r} is implausibly large; use at most 1e15")
+        assert match is not None  # number is None without a match
         number *= {"": 1, "k": 1000, "m": 1000000}[match[2].lower()]
         if number != number.to_integral_value():
             raise ConfigError(f"step count {text!r} is not a whole number of steps")

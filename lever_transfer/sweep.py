@@ -21,9 +21,10 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from .errors import LeverError
+from .run_dir import RunDir
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class SweepRun:
     def command(self, recipe: str, options: list[str]) -> list[str]:
         """``train`` for a new run, ``resume`` for one that has a checkpoint."""
         cli = [sys.executable, "-m", "lever_transfer.cli"]
-        if (self.run_dir / "checkpoints" / "LATEST").is_file():
+        if RunDir(self.run_dir).holds_run():
             return [*cli, "resume", str(self.run_dir), "--no-progress"]
         task = ["--set", f"task={self.task}"] if self.task else []
         return [*cli, "train", recipe, "--seed", str(self.seed), *task, *options,
@@ -63,7 +64,7 @@ def parse_seeds(text: str) -> list[int]:
 
 def plan(recipe_task: str, tasks: list[str] | None, seeds: list[int], out: Path) -> list[SweepRun]:
     """Every (task, seed) run of the sweep and its run directory."""
-    names = tasks or [None]
+    names: Sequence[str | None] = tasks or [None]
     return [SweepRun(task, seed, Path(out) / f"{(task or recipe_task).replace(':', '-')}-s{seed}")
             for task in names for seed in seeds]
 
@@ -86,16 +87,12 @@ def threads_per_run(jobs: int) -> int | None:
 
 def finished(run_dir: Path) -> bool:
     """Whether a run directory's latest checkpoint is at its last step."""
-    import yaml
-
-    from .checkpoint import latest_checkpoint
-    from .config import Config
-
-    checkpoint = latest_checkpoint(run_dir / "checkpoints")
-    if checkpoint is None or not (run_dir / "config.yaml").is_file():
+    run = RunDir(run_dir)
+    step = run.latest_step()
+    if step is None or not run.has_config():
         return False
-    cfg = Config.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    return int(checkpoint.name.removeprefix("ckpt-")) >= cfg.agent_steps(cfg.steps)
+    cfg = run.read_config()
+    return step >= cfg.agent_steps(cfg.steps)
 
 
 def run_sweep(recipe: str, runs: list[SweepRun], options: list[str], jobs: int = 1,

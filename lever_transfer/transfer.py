@@ -10,11 +10,12 @@ is the same for every game, and ``--transfer encoder`` trains new heads for anot
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
-from .config import Config, is_atari_task
+from .config import Config, is_atari_task, load_config
 from .errors import LeverError
 from .package import EncoderPackage
+from .registry import SUITE_CHANNELS, agent_entry
 
 ARCHITECTURE_KEYS = ("encoder", "feature_dim", "num_filters", "num_conv_layers")
 
@@ -40,10 +41,29 @@ def check_suite(package: EncoderPackage, task: str) -> None:
                          f"the same suite (lever-transfer zoo list)")
 
 
+def transfer_config(package: EncoderPackage, source: str, transfer: str,
+                    recipe: str | Mapping[str, Any],
+                    overrides: Mapping[str, object] | None = None) -> Config:
+    """The config of a run that starts from ``package`` (referenced as ``source``): ``recipe``
+    (a recipe name, path or task: finetune's target; or the recipe dict a package records:
+    eval's), with the encoder's architecture (and, for ``transfer: full``, its heads' width)
+    taken from the package, then ``overrides`` (``--set`` strings or typed values) on top."""
+    values: dict[str, object] = {**architecture_overrides(package), "pretrained": source,
+                                 "transfer": transfer}
+    if transfer == "full" and package.has_heads:
+        values["hidden_dim"] = package.config["heads"]["hidden_dim"]
+    values.update(overrides or {})
+    if isinstance(recipe, str):
+        check_suite(package, load_config(recipe).task)  # before any setting is taken from it
+        return load_config(recipe, values)
+    return Config.from_dict({**recipe, **values}, origin=f"{source} config.json")
+
+
 def check_fits(package: EncoderPackage, cfg: Config, action_dim: int) -> None:
     """Refuse, saying what differs, an encoder whose observation spec or heads do not fit."""
     obs, name = package.observation, package.path.name
-    wanted = {"channels": 1 if cfg.algorithm == "rainbow" else 3,
+    entry = agent_entry(cfg.algorithm)
+    wanted = {"channels": SUITE_CHANNELS[entry.suite],
               "frame_stack": cfg.frame_stack, "render_size": cfg.render_size,
               "crop_size": cfg.crop_size}
     keys = [k for k, v in wanted.items() if obs[k] != v]
@@ -55,10 +75,10 @@ def check_fits(package: EncoderPackage, cfg: Config, action_dim: int) -> None:
                                                       f"another encoder" if fix else
                                                       "pick an encoder of this task's suite"))
     arch = architecture_overrides(package)
-    differ = [f"{k} {arch[k]} vs {getattr(cfg, k)}" for k in ARCHITECTURE_KEYS
-              if arch[k] != getattr(cfg, k)]
-    if differ:
-        raise LeverError(f"encoder {name} has another architecture ({'; '.join(differ)}); "
+    mismatched = [f"{k} {arch[k]} vs {getattr(cfg, k)}" for k in ARCHITECTURE_KEYS
+                  if arch[k] != getattr(cfg, k)]
+    if mismatched:
+        raise LeverError(f"encoder {name} has another architecture ({'; '.join(mismatched)}); "
                          f"drop those overrides: finetune takes them from the encoder")
     if cfg.transfer != "full":
         return
@@ -66,7 +86,7 @@ def check_fits(package: EncoderPackage, cfg: Config, action_dim: int) -> None:
         raise LeverError(f"encoder {name} has no actor/critic heads, so --transfer full cannot "
                          f"load them; use --transfer encoder (new heads)")
     heads = package.config["heads"]
-    kind = "dueling_c51" if cfg.algorithm == "rainbow" else "sac"
+    kind = entry.head_kind
     if heads.get("kind", "sac") != kind:
         raise LeverError(f"--transfer full: encoder {name} carries {heads.get('kind', 'sac')} "
                          f"heads, {cfg.algorithm} needs {kind}; use --transfer encoder")
@@ -97,24 +117,7 @@ def frame_spacing_warning(package: EncoderPackage, cfg: Config) -> str | None:
 
 
 def load_into_agent(agent: Any, package: EncoderPackage, cfg: Config, action_dim: int) -> None:
-    """Copy the package's weights into a fresh agent (online and target networks);
-    ``action_dim`` is the action count of a discrete task."""
+    """Copy the package's weights into a fresh agent (online and target networks; the agent
+    knows its own parameter names); ``action_dim`` is the action count of a discrete task."""
     check_fits(package, cfg, action_dim)
-    encoder = package.part("encoder")
-    agent.encoder.load_state_dict(encoder, strict=True)
-    agent.target_encoder.load_state_dict(encoder, strict=True)
-    if cfg.algorithm == "rainbow":
-        if cfg.transfer == "full":
-            agent.head.load_state_dict(package.part("heads"), strict=True)
-            agent.target_head.load_state_dict(package.part("heads"), strict=True)
-        return
-    if "actor_fc" in package.config["parts"]:
-        agent.actor_encoder.layers[-1].load_state_dict(package.part("actor_fc"), strict=True)
-    if cfg.transfer == "full":
-        heads = package.part("heads")
-        agent.actor.load_state_dict({k[6:]: v for k, v in heads.items()
-                                     if k.startswith("actor.")}, strict=True)
-        critic = {k[7:]: v for k, v in heads.items() if k.startswith("critic.")}
-        agent.critic.load_state_dict(critic, strict=True)
-        agent.target_critic.load_state_dict(critic, strict=True)
-        agent.log_alpha.data.copy_(heads["log_alpha"])
+    agent.load_package(package, full=cfg.transfer == "full")

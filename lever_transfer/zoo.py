@@ -35,13 +35,14 @@ from .package import (
     EncoderPackage,
     PackageError,
     _replace_dir,
-    agent_tensors,
     encoder_spec,
     live_folder,
     read_config,
     read_package,
     write_package,
 )
+from .registry import SUITE_CHANNELS, agent_entry
+from .run_dir import RunDir
 
 
 def snapshot_name(task: str, env_steps: int) -> str:
@@ -57,15 +58,17 @@ def package_config(cfg: Config, action_dim: int, *, agent_steps: int, flops: int
     """config.json of an encoder trained by a run with ``cfg`` (everything but the sha256).
 
     ``action_dim`` is the action count of a discrete (Atari) task."""
-    rainbow = cfg.algorithm == "rainbow"
-    obs_shape = ((1 if rainbow else 3) * cfg.frame_stack, cfg.crop_size, cfg.crop_size)
+    from .agents import agent_class
+
+    entry = agent_entry(cfg.algorithm)
+    obs_shape = (SUITE_CHANNELS[entry.suite] * cfg.frame_stack, cfg.crop_size, cfg.crop_size)
     encoder = make_encoder(cfg.encoder, obs_shape, cfg.feature_dim, cfg.num_filters,
                            cfg.num_conv_layers)
     config = encoder_spec(encoder, cfg.encoder, cfg.frame_stack, cfg.render_size, cfg.crop_size,
                           cfg.num_filters, cfg.action_repeat)
     config["source"] = {
         "task": cfg.task,
-        "algorithm": ("Rainbow" if rainbow else "SAC+CURL") + ("+LeVER" if cfg.lever else ""),
+        "algorithm": entry.label + ("+LeVER" if cfg.lever else ""),
         "action_repeat": cfg.action_repeat, "agent_steps": agent_steps,
         "env_steps": agent_steps * cfg.action_repeat, "seed": cfg.seed, "flops": flops,
         "eval_return": eval_return, "eval_return_std": eval_return_std,
@@ -73,11 +76,9 @@ def package_config(cfg: Config, action_dim: int, *, agent_steps: int, flops: int
         "recipe": cfg.to_dict(),
     }
     if with_heads:
-        config["heads"] = {"action_dim": action_dim, "hidden_dim": cfg.hidden_dim,
-                           "kind": "dueling_c51" if rainbow else "sac"}
-        if rainbow:
-            config["heads"]["atoms"] = cfg.atoms
+        config["heads"] = agent_class(cfg.algorithm).heads_config(cfg, action_dim)
     return config
+
 
 
 def package_snapshot(snapshot: Path, packages: Path, name: str | None = None) -> tuple[str, Path]:
@@ -86,14 +87,16 @@ def package_snapshot(snapshot: Path, packages: Path, name: str | None = None) ->
     _, state = load_checkpoint(snapshot)
     cfg = Config.from_dict(state["config"], origin=f"{snapshot}/state.json")
     weights = state["weights"]
-    action_dim = (int(weights["head.advantage.2.bias_mu"].shape[0]) // cfg.atoms
-                  if cfg.algorithm == "rainbow" else int(weights["actor.trunk.4.weight"].shape[0]) // 2)
+    from .agents import agent_class
+
+    action_dim = agent_class(cfg.algorithm).action_size_of(weights, cfg)
     name = check_name(name or snapshot_name(cfg.task, int(state["env_steps"])))
     config = package_config(cfg, action_dim, agent_steps=int(state["agent_steps"]),
                             flops=int(state["flops"]), eval_return=state["eval_return"],
                             eval_return_std=state["eval_return_std"], wall_s=state["wall_s"],
                             with_heads=True)
-    tensors = agent_tensors(weights, len(config["layers"]), with_heads=True)
+    tensors = agent_class(cfg.algorithm).package_tensors(weights, len(config["layers"]),
+                                                         with_heads=True)
     path = write_package(Path(packages) / name, tensors, config, lambda c: model_card(name, c))
     return name, path
 
@@ -129,17 +132,16 @@ def publish(package_dir: Path, name: str, root: Path | None = None, say: Say = s
 
 def publish_run_snapshots(run_dir: Path, root: Path | None = None, say: Say = stderr,
                           missing_only: bool = False) -> list[str]:
-    """Package and publish every snapshot of a run (``runs/.../snapshots/ckpt-*``).
+    """Package and publish every snapshot of a run (``RunDir.snapshots``).
 
     ``missing_only``: skip those the hub already holds intact (a resumed ``pretrain`` publishes
     what a crash kept from being published, or left half-indexed)."""
-    names = []
-    for snapshot in sorted(Path(run_dir, "snapshots").glob("ckpt-*")):
-        if snapshot.is_dir():
-            name, path = package_snapshot(snapshot, Path(run_dir) / "packages")
-            if not (missing_only and _published(path, name, root)):
-                publish(path, name, root, say)
-            names.append(name)
+    run, names = RunDir(run_dir), []
+    for snapshot in run.snapshots():
+        name, path = package_snapshot(snapshot, run.packages_dir)
+        if not (missing_only and _published(path, name, root)):
+            publish(path, name, root, say)
+        names.append(name)
     if not names and not missing_only:
         raise LeverError(f"{run_dir} has no snapshots yet; 'lever-transfer pretrain' writes them "
                          f"every snapshot_every steps")
@@ -162,14 +164,14 @@ def _published(package_dir: Path, name: str, root: Path | None) -> bool:
 
 def entries() -> Iterator[tuple[str, str, dict[str, Any]]]:
     """(name, where, entry) of every encoder the local hub and the shipped zoo know."""
-    seen: dict[str, str] = {}
+    seen: dict[str, str | None] = {}
     for source, root in hub.sources():
         for name, entry in read_index(root).items():
             on_disk = (live_folder(root / name) / CONFIG).is_file()
             where = source if on_disk else (f"hf://{entry['repo_id']}" if entry.get("repo_id")
                                             else f"{source} (missing)")
-            if seen.get(name) == entry.get("sha256"):
-                continue
+            if name in seen and seen[name] == entry.get("sha256"):
+                continue  # the same package in the local hub and the shipped zoo: list it once
             seen[name] = entry.get("sha256")
             yield name, where, entry
 
@@ -192,7 +194,8 @@ def verify(say: Say = stderr) -> list[str]:
 
 
 def push(reference: str, repo_id: str, private: bool | None = None, say: Say = stderr) -> str:
-    """Upload a package folder as it is to ``repo_id``; record repo and commit in the local index."""
+    """Upload a package folder as it is to ``repo_id``; record repo and commit in the local
+    index."""
     from huggingface_hub import HfApi
     from huggingface_hub import errors as hf
 
@@ -221,7 +224,8 @@ def push(reference: str, repo_id: str, private: bool | None = None, say: Say = s
 
 
 def pull(reference: str, name: str | None = None, say: Say = stderr) -> Path:
-    """Download an encoder (``hub:NAME`` known to an index, or ``hf://ORG/REPO``) into the local hub."""
+    """Download an encoder (``hub:NAME`` known to an index, or ``hf://ORG/REPO``) into the local
+    hub."""
     resolved = resolve(reference, say)
     name = check_name(name or resolved.name)
     path = publish(resolved.package.path, name, local_hub(), say)

@@ -7,7 +7,8 @@ tests run the *real* client against this server, passing ``endpoint=server.endpo
 
 Routes (model repos only): ``POST /api/repos/create``, ``POST /api/validate-yaml``,
 ``POST /api/models/{repo}/preupload/{rev}`` (every file "regular": content comes inline, no LFS or
-Xet), ``POST /api/models/{repo}/commit/{rev}`` (NDJSON), ``GET /api/models/{repo}[/revision/{rev}]``,
+Xet), ``POST /api/models/{repo}/commit/{rev}`` (NDJSON),
+``GET /api/models/{repo}[/revision/{rev}]``,
 ``GET /api/models/{repo}/tree/{rev}[/{path}]`` and ``HEAD``/``GET /{repo}/resolve/{rev}/{file}``.
 Errors carry ``X-Error-Code`` as on the Hub, so the client raises its own exception classes.
 """

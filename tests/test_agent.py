@@ -62,7 +62,7 @@ def test_after_tf_an_update_calls_no_encoder_layer(small_config):
     handles = [m.register_forward_hook(lambda *a: calls.append(1)) for m in encoder_modules(agent)]
     heads_before = snapshot(agent.critic)
     for step in range(4):
-        metrics = agent.update(latent_batch(8, ACTION_DIM, seed=step), step)
+        metrics = agent.update(latent_batch(8, ACTION_DIM, seed=step), step).metrics
     for h in handles:
         h.remove()
     assert calls == []
@@ -152,7 +152,7 @@ def test_converted_latents_are_the_frozen_encoder_applied_to_the_stored_pixels(s
     replay = PixelReplay(20, (3, 100, 100), 3, ACTION_DIM, block_items=4)
     rng = np.random.default_rng(0)
     replay.add_reset(rng.integers(0, 256, OBS_SHAPE, dtype=np.uint8))
-    for step in range(12):
+    for _ in range(12):
         replay.add_step(np.zeros(ACTION_DIM, np.float32), 0.0, False,
                         rng.integers(0, 256, OBS_SHAPE, dtype=np.uint8))
     ids = replay.entries_to_convert()
@@ -163,3 +163,20 @@ def test_converted_latents_are_the_frozen_encoder_applied_to_the_stored_pixels(s
     stored = torch.as_tensor(latent.latents.get(np.arange(len(ids))))[:, 0]
     torch.testing.assert_close(stored, expected, rtol=1e-5, atol=1e-5)
     assert len(latent) == 12
+
+
+def test_a_resumed_agent_takes_its_learning_rates_from_the_config(small_config):
+    """Adam's moments come from the checkpoint, its learning rate from the (changed) config:
+    torch's load_state_dict alone would bring the saved rate back."""
+    agent = SacCurlAgent(small_config(), OBS_SHAPE, ACTION_DIM)
+    agent.update(pixel_batch(8, ACTION_DIM), 0)
+    state = agent.export_state()
+    lowered = SacCurlAgent(small_config(critic_lr=1e-5, alpha_lr=2e-5), OBS_SHAPE, ACTION_DIM)
+    lowered.import_state(state)
+    critic_group = lowered.critic_opt.param_groups[0]
+    assert critic_group["lr"] == 1e-5 and lowered.alpha_opt.param_groups[0]["lr"] == 2e-5
+    assert lowered.critic_opt.param_groups[1]["lr"] == agent.critic_opt.param_groups[1]["lr"]
+    moments = [lowered.critic_opt.state[p]["exp_avg"] for p in critic_group["params"]]
+    saved = [agent.critic_opt.state[p]["exp_avg"]
+             for p in agent.critic_opt.param_groups[0]["params"]]
+    assert all(torch.equal(a, b) for a, b in zip(moments, saved))

@@ -172,8 +172,8 @@ def test_sticky_actions_are_off():
         seed_with[_frame(env)] = seed
     actions = np.random.default_rng(1).integers(env.action_space.n, size=200)
     plays = []
-    for seed in (seed_with[_frame(env)], seed):
-        env.reset(seed=seed)
+    for game_seed in (seed_with[_frame(env)], seed):
+        env.reset(seed=game_seed)
         plays.append([env.step(int(a))[:2] for a in actions])
     for (obs_a, reward_a), (obs_b, reward_b) in zip(*plays):
         assert reward_a == reward_b and np.array_equal(obs_a, obs_b)

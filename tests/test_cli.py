@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from lever_transfer.cli import main
+from lever_transfer.run_dir import RunDir
 
 
 def run(*args: str):
@@ -113,7 +114,7 @@ def _publish_rainbow_package(hub_root, tmp_path, name: str, with_heads: bool, re
     from lever_transfer import zoo
     from lever_transfer.agents import make_agent
     from lever_transfer.config import load_config
-    from lever_transfer.package import agent_tensors, write_package
+    from lever_transfer.package import write_package
 
     cfg = load_config("atari:qbert", {"hidden_dim": 32, "device": "cpu"})
     agent = make_agent(cfg, (4, 84, 84), gym.spaces.Discrete(6))
@@ -121,7 +122,7 @@ def _publish_rainbow_package(hub_root, tmp_path, name: str, with_heads: bool, re
                                 eval_return_std=None, wall_s=0.0, with_heads=with_heads)
     if not recipe:
         del config["source"]["recipe"]
-    tensors = agent_tensors(agent.state_dict(), agent.num_layers, with_heads=with_heads)
+    tensors = agent.package_tensors(agent.state_dict(), agent.num_layers, with_heads=with_heads)
     folder = write_package(tmp_path / "packages" / name, tensors, config)
     zoo.publish(folder, name, hub_root, say=lambda m: None)
 
@@ -171,7 +172,7 @@ def test_zoo_publish_packages_every_snapshot_and_hub_names_resolve_to_them(
     monkeypatch.setenv("LEVER_HUB", str(tmp_path / "hub"))
     result = run("zoo", "publish", str(pretrain))
     assert result.exit_code == 0, result.output
-    snapshots = sorted((pretrain / "snapshots").glob("ckpt-*"))
+    snapshots = RunDir(pretrain).snapshots()
     assert len(snapshots) >= 2
     names = []
     for snapshot in snapshots:
@@ -225,9 +226,7 @@ def test_tasks_lists_every_dmc_task_then_every_atari_game():
 
 
 def _evals(run_dir) -> list[tuple[float, float]]:
-    from lever_transfer.metrics import read_metrics
-
-    return [(r["flops"], r["eval_return"]) for r in read_metrics(run_dir / "metrics.jsonl")
+    return [(r["flops"], r["eval_return"]) for r in RunDir(run_dir).metrics()
             if r["kind"] == "eval"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -111,7 +112,8 @@ def test_every_recipe_loads_and_says_what_it_is(name):
 
 
 def test_recipe_list_is_complete():
-    expected = {"defaults", "quickstart", "walker_stand", "hopper_hop", "hopper_stand"}
+    expected = {"defaults", "quickstart", "walker_stand", "hopper_hop", "hopper_stand",
+                "drq_defaults"}
     expected |= {f"{t}{s}" for t in FIG2 for s in ("", "_memory")}
     expected |= {"cartpole_swingup_impala", "walker_walk_impala", "atari_defaults"}
     expected |= {f"{game}{s}" for game in ("alien", "amidar", "bank_heist", "crazy_climber",
@@ -132,12 +134,13 @@ def test_figure2_recipes_match_table4(task, repeat, tf, lr, batch, eval_every):
     assert (c.task, c.action_repeat, c.batch_size) == (task, repeat, batch)
     assert c.freeze_at == StepCount(tf, "agent_steps")
     assert c.eval_every == StepCount(eval_every, "agent_steps")
-    assert c.critic_lr == c.actor_lr == c.encoder_lr == lr
+    assert c.agent.critic_lr == c.agent.actor_lr == c.agent.encoder_lr == lr
     assert c.steps == StepCount(500000, "env_steps")
     assert c.replay_capacity is None and c.replay_memory is None
     assert c.encoder == "curl" and c.lever and c.freeze_layers == "all"
-    assert (c.alpha_lr, c.alpha_beta1, c.init_temperature, c.discount) == (1e-4, 0.5, 0.1, 0.99)
-    assert (c.critic_tau, c.encoder_tau, c.hidden_dim, c.feature_dim) == (0.01, 0.05, 1024, 50)
+    s = c.agent
+    assert (s.alpha_lr, s.alpha_beta1, s.init_temperature, c.discount) == (1e-4, 0.5, 0.1, 0.99)
+    assert (s.critic_tau, s.encoder_tau, c.hidden_dim, c.feature_dim) == (0.01, 0.05, 1024, 50)
     assert (c.frame_stack, c.render_size, c.crop_size, c.eval_episodes) == (3, 100, 84, 10)
     assert c.init_steps == StepCount(1000, "agent_steps") and c.latent_augmentations == 4
 
@@ -277,7 +280,8 @@ def test_empty_recipe_means_defaults(tmp_path):
 def test_scientific_floats_in_yaml(tmp_path):
     path = write(tmp_path / "lr.yaml", "critic_lr: 3e-4\nactor_lr: 1\n")
     c = load_config(str(path))
-    assert c.critic_lr == 3e-4 and c.actor_lr == 1.0 and isinstance(c.actor_lr, float)
+    assert c.agent.critic_lr == 3e-4 and c.agent.actor_lr == 1.0
+    assert isinstance(c.agent.actor_lr, float)
 
 
 # ---------------------------------------------------------------- overrides
@@ -297,7 +301,7 @@ def test_overrides_valid():
         "batch_size=32", "critic_lr=3e-4", "lever=false", "freeze_at=10k agent",
         "steps=100000", "eval_every={agent_steps: 500}", "freeze_layers=3",
         "replay_capacity=5000", "description=my run: fast", "device=cuda:1"]))
-    assert c.batch_size == 32 and c.critic_lr == 3e-4 and not c.lever
+    assert c.batch_size == 32 and c.agent.critic_lr == 3e-4 and not c.lever
     assert c.freeze_at == StepCount(10000, "agent_steps")
     assert c.steps == StepCount(100000, "env_steps")
     assert c.eval_every == StepCount(500, "agent_steps")
@@ -385,8 +389,8 @@ def test_freeze_after_end_is_fine_without_lever():
 def test_defaults_are_table4_and_valid():
     c = Config()
     assert c.steps == StepCount(500000, "env_steps") and c.freeze_layers == "all"
-    assert c.critic_lr == 1e-3 and c.batch_size == 128 and c.replay_capacity is None
-    assert tuple(c.to_dict()) == FIELD_NAMES
+    assert c.agent.critic_lr == 1e-3 and c.batch_size == 128 and c.replay_capacity is None
+    assert tuple(c.to_dict()) == (*FIELD_NAMES, "sac_curl")  # its own settings: one section
 
 
 def test_construction_validates_types():
@@ -396,7 +400,7 @@ def test_construction_validates_types():
         Config(batch_size=True)
     with pytest.raises(ConfigError, match="'steps'"):
         Config(steps=500000)
-    assert Config(critic_lr=1).critic_lr == 1.0
+    assert Config().replace(critic_lr=1).agent.critic_lr == 1.0
 
 
 def test_frozen_and_replace():
@@ -429,3 +433,63 @@ def test_from_dict_is_strict():
         Config.from_dict({**d, "batch_size": "128"})
     with pytest.raises(ConfigError):
         Config.from_dict([1, 2])  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- one section per algorithm
+
+def test_each_algorithm_owns_its_settings_section():
+    from lever_transfer.registry import AGENTS
+
+    for name, entry in AGENTS.items():
+        task = "atari:qbert" if entry.suite == "atari" else "walker_walk"
+        c = load_config(task, {"algorithm": name, "encoder": entry.encoders[0]})
+        assert type(c.agent) is entry.settings and c.to_dict()[name] == dataclasses.asdict(c.agent)
+        assert [k for k in c.to_dict() if k in AGENTS] == [name]  # no other algorithm's section
+        assert Config.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+
+
+def test_rainbow_settings_have_rainbow_names():
+    c = load_config("qbert")
+    assert c.agent.lr == 1e-4 and c.agent.target_update_period == 2000
+    assert c.agent.multi_step == 20 and not hasattr(c.agent, "critic_lr")
+
+
+def test_setting_of_another_algorithm_is_one_line_naming_its_owner(tmp_path):
+    with pytest.raises(ConfigError) as exc:
+        load_config("walker_walk", {"atoms": "51"})
+    assert "'atoms'" in one_line(exc) and "rainbow" in str(exc.value)
+    recipe = write(tmp_path / "r.yaml", "extends: walker_walk\nnoisy_sigma: 0.5\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(str(recipe))
+    assert "noisy_sigma" in one_line(exc) and "r.yaml" in str(exc.value)
+
+
+def test_dotted_set_and_sections_merge_along_extends(tmp_path):
+    c = load_config("walker_walk", {"sac_curl.actor_lr": "3e-4", "critic_lr": "2e-4"})
+    assert (c.agent.actor_lr, c.agent.critic_lr, c.agent.alpha_lr) == (3e-4, 2e-4, 1e-4)
+    recipe = write(tmp_path / "r.yaml", "extends: cheetah_run\nsac_curl: {encoder_tau: 0.1}\n")
+    c = load_config(str(recipe))
+    assert (c.agent.critic_lr, c.agent.encoder_tau, c.agent.alpha_beta1) == (2e-4, 0.1, 0.5)
+    with pytest.raises(ConfigError) as exc:
+        load_config("walker_walk", {"sac_curl.critic_lrr": "1"})
+    assert "did you mean 'critic_lr'" in one_line(exc)
+
+
+def test_switching_algorithm_takes_the_new_one_s_defaults():
+    c = load_config("walker_walk", {"algorithm": "drq"})
+    assert c.agent.alpha_beta1 == 0.9 and c.agent.image_pad == 4  # not SAC+CURL's 0.5
+    assert Config().replace(algorithm="drq").agent == type(c.agent)()
+
+
+def test_flat_files_of_earlier_versions_load():
+    """config.yaml as 0.1 wrote it: every field of both algorithms at the top level."""
+    old = yaml.safe_load((Path(__file__).parent / "data" / "runs-0.1" /
+                          "qbert-rainbow-prioritized" / "config.yaml").read_text())
+    assert old["critic_lr"] == 1e-4 and "actor_lr" in old and "rainbow" not in old
+    c = Config.from_dict(old)
+    assert c.agent.lr == 1e-4 and c.agent.target_update_period == old["critic_target_update_freq"]
+    assert c.agent.prioritized_replay is True
+    old = yaml.safe_load((Path(__file__).parent / "data" / "runs-0.1" /
+                          "walker_walk-sac_curl" / "config.yaml").read_text())
+    assert "atoms" in old
+    assert Config.from_dict(old).agent.critic_lr == old["critic_lr"]

@@ -19,9 +19,10 @@ import time
 import numpy as np
 import pytest
 
-from lever_transfer.checkpoint import latest_checkpoint, load_checkpoint
+from lever_transfer.checkpoint import load_checkpoint
 from lever_transfer.package import read_package
 from lever_transfer.replay import LatentReplay, PixelReplay
+from lever_transfer.run_dir import RunDir
 
 # Atari checkpoints wait for a game's end (untrained Qbert: near agent steps 300 and 660), so
 # the run is long enough to hold one before Tf and one after it
@@ -35,10 +36,10 @@ TRAIN = ["train", "atari:qbert", "--steps", f"{STEPS} agent_steps", "--freeze-at
 # being encoded, it writes the file HOLD_CONVERSION_AT names and waits there to be killed.
 HOLD_CONVERSION = textwrap.dedent("""
     import json, math, os, sys, time
-    import lever_transfer.train as train
+    import lever_transfer.lever as lever
     from lever_transfer.cli import main
 
-    convert = train.convert_to_latent
+    convert = lever.convert_to_latent
 
     def convert_and_hold(pixel, encode, *args, **kwargs):
         chunks, calls = math.ceil(pixel.entries_to_convert().size / 100), []
@@ -53,7 +54,7 @@ HOLD_CONVERSION = textwrap.dedent("""
             return encode(stacks)
         return convert(pixel, encode_and_hold, *args, **kwargs)
 
-    train.convert_to_latent = convert_and_hold
+    lever.convert_to_latent = convert_and_hold
     sys.argv[0] = "lever-transfer"
     main()
 """)
@@ -65,7 +66,7 @@ def cli(*args: str) -> list[str]:
 
 def check_checkpoint(run) -> int:
     """The latest checkpoint loads and its replay matches its counters; returns its step."""
-    path = latest_checkpoint(run / "checkpoints")
+    path = RunDir(run).latest_checkpoint()
     if path is None:
         return 0
     step, state = load_checkpoint(path)
@@ -75,20 +76,19 @@ def check_checkpoint(run) -> int:
     replay = kind(**state["replay"]["init"])
     replay.load_state_dict(state["replay"]["state"])
     assert replay.total >= step  # one entry per observation seen, episode starts included
-    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith("ckpt-")
+    assert not [p for p in RunDir(run).checkpoints_dir.iterdir() if p.name.startswith("ckpt-")
                 and not (p / "state.json").is_file()]  # no half-written checkpoint is visible
     return step
 
 
 def checkpoint_step(run) -> int:
     """The step of the latest checkpoint, 0 if none (without loading it)."""
-    path = latest_checkpoint(run / "checkpoints")
-    return 0 if path is None else int(path.name.removeprefix("ckpt-"))
+    return RunDir(run).latest_step() or 0
 
 
 def rows(run) -> list[dict]:
     """The metrics rows written so far (a line still being written is left out)."""
-    path = run / "metrics.jsonl"
+    path = RunDir(run).metrics_path
     lines = path.read_text().split("\n")[:-1] if path.exists() else []
     return [json.loads(line) for line in lines]
 
@@ -120,7 +120,7 @@ def test_sigkill_anywhere_then_resume_finishes_the_same_run(tmp_path):
     steps_seen, started = [], []
 
     def command(hold_conversion: bool = False) -> list[str]:
-        args = (["resume", str(run), "--no-progress"] if latest_checkpoint(run / "checkpoints")
+        args = (["resume", str(run), "--no-progress"] if RunDir(run).holds_run()
                 else [*TRAIN, "--out", str(run)])
         return [sys.executable, "-c", HOLD_CONVERSION, *args] if hold_conversion else cli(*args)
 
@@ -188,7 +188,8 @@ def test_sigkill_anywhere_then_resume_finishes_the_same_run(tmp_path):
     assert train == sorted(set(train)) and train[-1] == STEPS  # each row once, to the end
     (freeze,) = [r for r in metrics if r["kind"] == "freeze"]
     assert freeze["agent_steps"] == TF and freeze["latent_replay"]
-    assert freeze["transitions_after"] == freeze["transitions_before"] == TF
+    # 20-step windows: the newest 19 transitions of the game in progress wait for theirs
+    assert freeze["transitions_after"] == freeze["transitions_before"] == TF - 19
     assert freeze["capacity_after"] == TF + (STEPS - TF) + 1  # what the rest of the run fills
     assert read_package(run / "encoder").config["source"]["agent_steps"] == TF
     assert np.all(np.diff([r["flops"] for r in metrics]) >= 0)

@@ -17,6 +17,7 @@ from lever_transfer import hub, zoo
 from lever_transfer.checkpoint import STALE_AFTER_S
 from lever_transfer.hub import read_index, resolve, write_index
 from lever_transfer.package import read_package
+from lever_transfer.run_dir import RunDir
 
 from .test_zoo import make_package
 
@@ -46,7 +47,8 @@ KILLER = textwrap.dedent("""
 
 def publish_killed_at(hub: Path, package: Path, call: int) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", KILLER, str(hub), str(package), NAME, str(call)],
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def test_sigkill_at_every_write_of_a_publish(small_config, tmp_path, monkeypatch):
@@ -120,7 +122,7 @@ def test_sigkill_during_pretraining_then_resume_publishes_every_snapshot(tmp_pat
     subprocess.run(pretrain, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    env=env)
     index = read_index(hub_dir)
-    snapshots = [p for p in (run / "snapshots").iterdir() if p.name.startswith("ckpt-")]
+    snapshots = RunDir(run).snapshots()
     assert len(index) == len(snapshots) == 3 and "qbert-300" in index  # one per 100 steps
     for name, entry in index.items():
         read_package(hub_dir / name, entry["sha256"])

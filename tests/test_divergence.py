@@ -8,10 +8,10 @@ import math
 import pytest
 from click.testing import CliRunner
 
-from lever_transfer.checkpoint import latest_checkpoint
 from lever_transfer.cli import main
 from lever_transfer.config import load_config
 from lever_transfer.errors import LeverError
+from lever_transfer.run_dir import RunDir
 from lever_transfer.train import Trainer
 
 # Atari checkpoints wait for a game's end: untrained Qbert's first one is near agent step 390
@@ -26,20 +26,23 @@ def test_a_nan_loss_stops_the_run_before_any_checkpoint_holds_it(tmp_path):
     update = trainer.agent.update
 
     def diverging(batch, step):
-        metrics = update(batch, step)
-        return {**metrics, "loss": math.nan} if step >= 500 else metrics
+        result = update(batch, step)
+        if step >= 500:
+            result.metrics["loss"] = math.nan
+        return result
 
     trainer.agent.update = diverging
     with pytest.raises(LeverError, match="agent step 500: the update's loss is not finite") as info:
         trainer.run()
     assert "\n" not in str(info.value) and "lever-transfer resume" in str(info.value)
-    checkpoint = latest_checkpoint(tmp_path / "checkpoints")
-    assert checkpoint is not None and int(checkpoint.name.removeprefix("ckpt-")) < 500
-    result = CliRunner().invoke(main, ["resume", str(tmp_path), "--set", "critic_lr=5e-5",
+    run = RunDir(tmp_path)
+    assert run.latest_step() is not None and run.latest_step() < 500
+    assert "--set lr=..." in str(info.value)  # Rainbow's learning rate, by its own name
+    result = CliRunner().invoke(main, ["resume", str(tmp_path), "--set", "lr=5e-5",
                                        "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert latest_checkpoint(tmp_path / "checkpoints").name == "ckpt-0000000600"
-    assert "critic_lr: 5.0e-05" in (tmp_path / "config.yaml").read_text()
+    assert run.latest_step() == 600
+    assert run.read_config().agent.lr == 5e-5
     refused = CliRunner().invoke(main, ["resume", str(tmp_path), "--set", "frame_stack=2"])
     assert refused.exit_code != 0 and "resume cannot change frame_stack" in refused.output
 

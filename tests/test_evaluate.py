@@ -48,10 +48,11 @@ def test_eval_writes_a_playable_mp4(qbert_run, tmp_path):
 
 
 def test_the_policy_is_the_checkpointed_one(qbert_run):
-    from lever_transfer.checkpoint import latest_checkpoint, load_checkpoint
+    from lever_transfer.checkpoint import load_checkpoint
+    from lever_transfer.run_dir import RunDir
 
     cfg, agent, what = load_policy(str(qbert_run))
-    _, state = load_checkpoint(latest_checkpoint(qbert_run / "checkpoints"))
+    _, state = load_checkpoint(RunDir(qbert_run).latest_checkpoint())
     assert what.endswith("ckpt-0000000200") and cfg.task == "atari:qbert"
     assert agent.fully_frozen  # frozen at Tf = 150, as the run was
     for key, value in agent.state_dict().items():

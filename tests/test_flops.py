@@ -63,7 +63,8 @@ def test_conv_counts_no_bias_and_linear_counts_bias():
     model = nn.Sequential(nn.Conv2d(4, 32, 5, stride=5), nn.ReLU(), nn.Flatten(),
                           nn.Linear(32 * 16 * 16, 10))
     rows = layer_table(model, torch.zeros(1, 4, 84, 84))
-    assert [r.flops for r in rows] == [4 * 32 * 25 * 16 * 16, (32 * 16 * 16 + 1) * 10]  # 8.2e5: table 3
+    # 8.2e5: table 3
+    assert [r.flops for r in rows] == [4 * 32 * 25 * 16 * 16, (32 * 16 * 16 + 1) * 10]
 
 
 def test_counter_counts_batch_and_backward():

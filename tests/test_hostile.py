@@ -26,6 +26,8 @@ from lever_transfer.config import FIELD_NAMES, load_config
 from lever_transfer.errors import ConfigError, LeverError
 from lever_transfer.package import CONFIG, WEIGHTS, sha256_file
 from lever_transfer.pretrained import load_encoder
+from lever_transfer.registry import AGENTS
+from lever_transfer.settings import field_names
 
 from .test_zoo import make_package
 
@@ -220,8 +222,14 @@ ANY_VALUE = st.recursive(
     max_leaves=6)
 
 
+# shared keys, every algorithm's own (flat: the recipe's algorithm's or another's, an error) and
+# the algorithm sections themselves
+RECIPE_KEYS = sorted({*FIELD_NAMES, *AGENTS,
+                      *(name for entry in AGENTS.values() for name in field_names(entry.settings))})
+
+
 @settings(max_examples=300, deadline=None)
-@given(key=st.sampled_from(sorted(FIELD_NAMES)), value=ANY_VALUE)
+@given(key=st.sampled_from(RECIPE_KEYS), value=ANY_VALUE)
 def test_any_value_for_any_recipe_key_loads_or_is_one_clear_error(key, value):
     """A recipe file's values are whatever YAML can hold: each loads or is one ConfigError,
     from a recipe file and as an override."""

@@ -48,7 +48,8 @@ def _rehash(path: Path) -> None:
 counter = iter(range(10**9))
 
 
-@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(file=st.sampled_from([WEIGHTS, CONFIG]), position=st.floats(0, 1),
        mode=st.sampled_from(["flip", "truncate", "insert"]), rehash=st.booleans(),
        byte=st.integers(0, 255))

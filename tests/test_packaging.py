@@ -32,3 +32,6 @@ def test_shipped_encoder_loads_from_an_installed_wheel(tmp_path):
     module_file, steps = out.stdout.strip().splitlines()
     assert module_file.startswith(str(site))  # not the checkout
     assert steps == "20000 walker_stand" and "shipped zoo" in out.stderr
+    package = site / "lever_transfer"
+    assert (package / "py.typed").is_file()  # PEP 561: type checkers read its annotations
+    assert (package / "recipes" / "dmc" / "drq_defaults.yaml").is_file()

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from lever_transfer import hub
 from lever_transfer.checkpoint import load_checkpoint
 from lever_transfer.cli import main
-from lever_transfer.metrics import read_metrics
 from lever_transfer.package import read_package
+from lever_transfer.run_dir import RunDir
 
 from .test_train import TINY
 
@@ -49,7 +49,7 @@ def test_pretrain_publishes_true_steps_and_resumes(pretrained):
     index = hub.read_index(root / "hub")
     assert sorted(index) == ["walker_stand-1k", "walker_stand-2k"]
     assert index["walker_stand-1k"]["sha256"] == first  # the resume did not rewrite it
-    rows = list(read_metrics(run / "metrics.jsonl"))
+    rows = RunDir(run).metrics()
     evals = {r["agent_steps"]: r for r in rows if r["kind"] == "eval"}
     assert sorted(evals) == [125, 250]
     for name, env_steps in (("walker_stand-1k", 1000), ("walker_stand-2k", 2000)):
@@ -62,7 +62,7 @@ def test_pretrain_publishes_true_steps_and_resumes(pretrained):
         assert mean != 0 and (source["eval_return"], source["eval_return_std"]) == (mean, std)
         assert source["flops"] == logged["flops"] and source["eval_episodes"] == 1
         assert index[name]["eval_return"] == mean
-        _, snapshot = load_checkpoint(run / "snapshots" / f"ckpt-{env_steps // 8:010d}")
+        _, snapshot = load_checkpoint(RunDir(run).snapshots_dir / f"ckpt-{env_steps // 8:010d}")
         assert (snapshot["eval_return"], snapshot["eval_return_std"]) == (mean, std)
         card = (root / "hub" / name / "README.md").read_text()
         assert f"value: {mean:.2f} +/- {std:.2f}" in card  # the Hub's model-index entry
@@ -87,7 +87,7 @@ def test_finetune_from_a_published_snapshot(pretrained, monkeypatch, tmp_path, t
                     "--out", str(run), "--no-progress", *SETS)
     assert f"transfer {transfer}" in output
     assert "warning" not in output  # source and target both at action repeat 8
-    rows = list(read_metrics(run / "metrics.jsonl"))
+    rows = RunDir(run).metrics()
     freeze = [r for r in rows if r["kind"] == "freeze"][0]
     assert freeze["agent_steps"] == 0
     assert freeze["latent_replay"] == (layers == "all")  # conv features are bigger than pixels
@@ -106,9 +106,9 @@ def test_finetune_from_the_shipped_encoder(tmp_path, monkeypatch):
     assert ("warning: encoder walker_stand-20k learned from frames 2 env steps apart (action "
             "repeat 2), this run steps 8 at a time" in output)
     assert "--set action_repeat=2 matches the source" in output
-    rows = list(read_metrics(run / "metrics.jsonl"))
+    rows = RunDir(run).metrics()
     assert [r["agent_steps"] for r in rows if r["kind"] == "train"] == [125, 250]
     assert all(r["phase"] == "latents" for r in rows if r["kind"] == "train")
-    config = read_package(run / "encoder").config
+    config = read_package(RunDir(run).encoder_dir).config
     assert config["source"]["task"] == "walker_walk"
     assert config["observation"]["action_repeat"] == 8  # the spec says its frame spacing

@@ -3,6 +3,7 @@ runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import gymnasium as gym
@@ -13,11 +14,12 @@ from click.testing import CliRunner
 
 from lever_transfer.accounting import latent_batch, pixel_batch
 from lever_transfer.agents.rainbow import RainbowAgent
-from lever_transfer.checkpoint import load_checkpoint
+from lever_transfer.checkpoint import load_checkpoint, save_checkpoint
 from lever_transfer.cli import main
 from lever_transfer.config import load_config
 from lever_transfer.errors import ConfigError
 from lever_transfer.metrics import read_metrics
+from lever_transfer.replay import PrioritizedSampler
 from lever_transfer.train import Trainer
 
 OBS = (4, 84, 84)
@@ -92,9 +94,9 @@ def test_updates_fit_a_fixed_target():
     batch = pixel_batch(cfg, OBS, gym.spaces.Discrete(4), np.random.default_rng(1))
     batch = type(batch)(batch.obs, batch.action, np.ones_like(batch.reward),
                         np.zeros_like(batch.discount), batch.next_obs)
-    losses = [agent.update(batch, step)["loss"] for step in range(1, 61)]
+    losses = [agent.update(batch, step).metrics["loss"] for step in range(1, 61)]
     assert losses[-1] < 0.5 * losses[0]
-    assert agent.update(batch, 61)["q"] == pytest.approx(1.0, abs=0.3)
+    assert agent.update(batch, 61).metrics["q"] == pytest.approx(1.0, abs=0.3)
 
 
 def test_act_is_a_valid_action_and_evaluation_is_greedy():
@@ -111,7 +113,8 @@ def test_short_real_run_freezes_converts_and_resumes(tmp_path):
     run = tmp_path / "run"
     (freeze,) = rows(run, "freeze")
     assert freeze["agent_steps"] == 300 and freeze["latent_replay"]
-    assert freeze["transitions_after"] == freeze["transitions_before"] == 300
+    # the newest 19 of the 300 transitions wait for their 20-step window (the episode goes on)
+    assert freeze["transitions_after"] == freeze["transitions_before"] == 300 - 19
     # 576 float32 and a 13-byte record per entry, against 84 x 84 + 21 B of pixels
     assert freeze["replay_bytes"] == freeze["capacity_after"] * (576 * 4 + 13)
     # the pixels' memory would hold 601 * 7077 // 2317 = 1835 latent entries; the run can only
@@ -136,7 +139,7 @@ def test_bad_atari_settings_are_one_line_errors():
         load_config("atari:qbert", {"algorithm": "sac_curl"})
     with pytest.raises(ConfigError, match="frame_stack=4"):
         load_config("atari:qbert", {"frame_stack": 3})
-    with pytest.raises(ConfigError, match="prioritized_replay is a Rainbow option"):
+    with pytest.raises(ConfigError, match="prioritized_replay.* is a setting of rainbow"):
         load_config("walker_walk", {"prioritized_replay": True})
     result = CliRunner().invoke(main, ["finetune", "--from", "hub:walker_stand-20k", "--to",
                                        "atari:qbert"])
@@ -158,7 +161,7 @@ def test_recipes_cover_the_papers_games_with_table_5_values():
         assert memory.agent_steps(memory.freeze_at) == figure_4
         assert compute.replay_capacity is None and memory.replay_capacity == 10_000
     cfg = load_config("qbert")
-    assert (cfg.batch_size, cfg.multi_step, cfg.critic_target_update_freq, cfg.hidden_dim,
+    assert (cfg.batch_size, cfg.agent.multi_step, cfg.agent.target_update_period, cfg.hidden_dim,
             cfg.agent_steps(cfg.init_steps), cfg.frame_stack, cfg.discount) == \
         (32, 20, 2000, 256, 1600, 4, 0.99)  # table 5
 
@@ -171,17 +174,71 @@ def test_prioritized_run_keeps_its_priorities_through_the_freeze(tmp_path):
 
     def freeze_and_compare():
         pixel = trainer.replay
-        seen["before"] = pixel.priorities.get(pixel.entries_to_convert() % pixel.capacity)
+        seen["before"] = pixel.sampler.priorities(pixel.entries_to_convert() % pixel.capacity)
+        seen["waiting"] = pixel.waiting
         row = freeze()
         latent = trainer.replay
-        seen["after"] = latent.priorities.get(np.arange(latent.total) % latent.capacity)
+        seen["after"] = latent.sampler.priorities(np.arange(latent.total) % latent.capacity)
         return row
 
     trainer.freeze = freeze_and_compare
     trainer.run()
     assert len(np.unique(seen["before"])) > 10  # set from the updates' losses, not uniform
     np.testing.assert_array_equal(seen["before"], seen["after"])
-    assert trainer.replay.prioritized and rows(tmp_path, "train")[-1]["phase"] == "latents"
+    # the transitions still waiting for their 20-step window at Tf have no priority yet
+    assert seen["waiting"] > 0 and (seen["after"][-1 - seen["waiting"]:] == 0).all()
+    sampler = trainer.replay.sampler
+    assert isinstance(sampler, PrioritizedSampler) and rows(tmp_path, "train")[-1]["phase"] == \
+        "latents"
+    assert sampler.init_args() == {"exponent": 0.5, "beta_start": 0.4, "anneal_from": 100,
+                                   "anneal_to": 400, "epsilon": 1e-6}  # the config's schedule
+
+
+def test_a_checkpoint_written_before_samplers_resumes(tmp_path):
+    """A run folder whose checkpoint names the replay as the code before samplers did (init
+    args with prioritized=True, no n_step or gamma; the tree's leaves and max priority at the
+    top of the replay state) resumes: the sampler, n_step and gamma come from the config, the
+    priorities are kept, and the transitions still waiting for their 20-step window (which the
+    old code had given the max priority) wait again."""
+    cfg = load_config("atari:qbert", {**TINY, "prioritized_replay": True})
+    trainer = Trainer(cfg, tmp_path, progress=False, say=lambda s: None)
+    frames = np.random.default_rng(0).integers(0, 256, (8, 4, 84, 84), dtype=np.uint8)
+    replay = trainer.replay
+    replay.add_reset(frames[0])
+    for i in range(1, 70):  # a life lost at step 30, then an episode under way
+        replay.add_step(np.array([i % 6], np.float32), float(i % 3 == 0), i == 30, frames[i % 8])
+        if i == 30:
+            replay.add_reset(frames[1])
+    ids = np.arange(replay.total)
+    replay.update_priorities(ids, ids.astype(np.float64))  # waiting ones are skipped
+    assert replay.waiting == 19
+    init = {k: v for k, v in replay.init_args().items() if k not in ("n_step", "gamma", "sampler")}
+    old_state = {k.removeprefix("sampler."): np.array(v) for k, v in replay.state_dict().items()}
+    waiting = np.arange(replay.total - 20, replay.total - 1)
+    old_state["priorities"][waiting % replay.capacity] = old_state["max_priority"]
+    save_checkpoint(tmp_path / "checkpoints", 69, {
+        "counters": dataclasses.asdict(trainer.counters) | {"agent_steps": 69},
+        "agent": trainer.agent.export_state(),
+        "replay": {"kind": "PixelReplay", "init": init | {"prioritized": True},
+                   "state": old_state},
+        "rng": {"numpy": trainer.rng.bit_generator.state, "torch": torch.get_rng_state()}})
+    trainer.close()
+    resumed = Trainer(cfg, tmp_path, progress=False, say=lambda s: None)
+    try:
+        assert resumed.restore() and resumed.counters.agent_steps == 69
+        copy = resumed.replay
+        assert isinstance(copy.sampler, PrioritizedSampler) and copy.sampler.anneal_to == 600
+        assert (copy.n_step, copy.gamma, copy.total, len(copy), copy.waiting) == \
+            (20, 0.99, replay.total, len(replay), 19)
+        np.testing.assert_array_equal(copy.sampler.tree.tree, replay.sampler.tree.tree)
+        assert copy.sampler.max_priority == replay.sampler.max_priority
+        batch = copy.sample(32, np.random.default_rng(0), step=200)
+        assert copy.sampleable(batch.ids).all() and batch.weights.max() == 1.0
+        now = copy.init_args()  # what the next checkpoint stores: today's layout
+        assert now["sampler"]["kind"] == "PrioritizedSampler" and now["n_step"] == 20
+        assert "prioritized" not in now
+    finally:
+        resumed.close()
 
 
 SMALL = ["--set", "init_steps=100 agent_steps", "--set", "eval_episodes=1",
@@ -252,4 +309,5 @@ def test_a_memory_budget_holds_with_the_priority_tree(tmp_path):
     assert freeze["transitions_after"] == freeze["transitions_before"]
     metrics = list(read_metrics(tmp_path / "metrics.jsonl"))
     assert max(r["replay_bytes"] for r in metrics) <= 400_000
-    assert metrics[-1]["replay_size"] >= 169 - 5  # the latents filled the budget, then wrapped
+    # the latents filled the budget, then wrapped; the newest 19 wait for their 20-step window
+    assert metrics[-1]["replay_size"] >= 169 - 5 - 19

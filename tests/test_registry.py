@@ -1,13 +1,14 @@
 """Every registered encoder and agent, built, updated once and packaged: none is only a recipe.
 
-The combinations come from the code's own lists (``encoders.ENCODERS`` and the algorithm and
-encoder values ``config`` accepts), filtered by the config's own consistency rules, so a newly
-registered encoder or algorithm is built, trained and packaged here without editing this file.
+The combinations come from the registry (``registry.AGENTS`` and ``registry.ENCODERS``), filtered
+by the config's own consistency rules, so a newly registered encoder or algorithm is built,
+trained and packaged here without editing this file.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import itertools
 
 import gymnasium as gym
@@ -23,11 +24,12 @@ from lever_transfer.accounting import latent_batch, pixel_batch
 from lever_transfer.agents import make_agent
 from lever_transfer.augment import center_crop
 from lever_transfer.config import is_atari_task, list_recipes, load_config
-from lever_transfer.encoders import ENCODERS, ImpalaEncoder, make_encoder
+from lever_transfer.encoders import ImpalaEncoder, make_encoder
 from lever_transfer.envs import action_size
 from lever_transfer.errors import ConfigError
-from lever_transfer.package import agent_tensors, read_package, write_package
+from lever_transfer.package import read_package, write_package
 from lever_transfer.pretrained import load_encoder
+from lever_transfer.registry import AGENTS, ENCODERS, encoder_class
 from lever_transfer.transfer import architecture_overrides, load_into_agent
 
 from .test_agent import snapshot
@@ -35,17 +37,18 @@ from .test_agent import snapshot
 
 def accepted(key: str) -> tuple[str, ...]:
     """The values config.py accepts for an enum key, read from its own rule."""
-    description, _ = config_module._RULES[key]
-    return tuple(ast.literal_eval(part) for part in description.split(" | "))
+    rule = {f.name: f for f in dataclasses.fields(config_module.Config)}[key].metadata["rule"]
+    return tuple(ast.literal_eval(part) for part in rule[0].split(" | "))
 
 
-ALGORITHMS = accepted("algorithm")
-# one task per suite; the suite's default recipe says which algorithm plays it
-SUITE_TASKS = {load_config(task).algorithm: task for task in ("walker_walk", "atari:qbert")}
+ALGORITHMS = tuple(AGENTS)
+# one task per suite; each agent's registry entry says which suite it plays
+SUITE_TASKS = {name: {"dmc": "walker_walk", "atari": "atari:qbert"}[entry.suite]
+               for name, entry in AGENTS.items()}
 # channels_last off: the agent's encoder then runs the same kernels as a loaded one (a package
 # is read back contiguous), so the round trip can be checked bit for bit
-SMALL = {"batch_size": 8, "hidden_dim": 32, "num_filters": 8, "eval_epsilon": 0.0,
-         "channels_last": False, "device": "cpu", "seed": 0}
+SMALL = {"batch_size": 8, "hidden_dim": 32, "num_filters": 8, "channels_last": False,
+         "device": "cpu", "seed": 0}
 
 
 def combinations() -> list[tuple[str, str]]:
@@ -54,7 +57,7 @@ def combinations() -> list[tuple[str, str]]:
     pairs = []
     for algorithm, encoder in itertools.product(ALGORITHMS, ENCODERS):
         try:
-            load_config(SUITE_TASKS[algorithm], {"encoder": encoder})
+            load_config(SUITE_TASKS[algorithm], {"algorithm": algorithm, "encoder": encoder})
         except (KeyError, ConfigError):
             continue
         pairs.append((algorithm, encoder))
@@ -64,8 +67,9 @@ def combinations() -> list[tuple[str, str]]:
 COMBINATIONS = combinations()
 
 
-def test_config_accepts_exactly_the_registered_encoders():
+def test_config_accepts_exactly_the_registered_encoders_and_agents():
     assert set(accepted("encoder")) == set(ENCODERS)
+    assert set(accepted("algorithm")) == set(AGENTS)
 
 
 def test_every_algorithm_has_a_task_here_and_every_encoder_an_algorithm():
@@ -81,7 +85,10 @@ def optimized(agent) -> list[nn.Parameter]:
 def setup(algorithm: str, encoder: str):
     """(config, observation shape, action space) of a small agent of this kind; observations
     are what the environment gives (DMC: render size, the agent crops; Atari: 84x84)."""
-    cfg = load_config(SUITE_TASKS[algorithm], {**SMALL, "encoder": encoder})
+    cfg = load_config(SUITE_TASKS[algorithm], {**SMALL, "algorithm": algorithm,
+                                               "encoder": encoder})
+    if hasattr(cfg.agent, "eval_epsilon"):
+        cfg = cfg.replace(eval_epsilon=0.0)  # a greedy policy: the round trip compares actions
     channels = 1 if is_atari_task(cfg.task) else 3
     obs_shape = (channels * cfg.frame_stack, cfg.render_size, cfg.render_size)
     space = (gym.spaces.Discrete(6) if is_atari_task(cfg.task)
@@ -99,7 +106,7 @@ def assert_finite(metrics: dict) -> None:
 def test_agent_is_built_updated_frozen_packaged_and_loaded_back(algorithm, encoder, tmp_path):
     cfg, obs_shape, space = setup(algorithm, encoder)
     agent = make_agent(cfg, obs_shape, space)
-    assert type(agent.encoder) is ENCODERS[encoder]
+    assert type(agent.encoder) is encoder_class(encoder)
     assert agent.encoder.obs_shape == (obs_shape[0], cfg.crop_size, cfg.crop_size)  # 9x84x84
     rng = np.random.default_rng(0)
     names = {id(p): name for name, p in agent.named_parameters()}
@@ -109,7 +116,7 @@ def test_agent_is_built_updated_frozen_packaged_and_loaded_back(algorithm, encod
     before = {id(p): p.detach().clone() for p in optimized(agent)}
     encoder_ids = {id(p) for p in agent.encoder.parameters()}
     assert [names[i] for i in encoder_ids - set(before)] == []  # all of it trains before Tf
-    assert_finite(agent.update(pixel_batch(cfg, obs_shape, space, rng), 0))
+    assert_finite(agent.update(pixel_batch(cfg, obs_shape, space, rng), 0).metrics)
     assert [names[id(p)] for p in optimized(agent) if torch.equal(p, before[id(p)])] == []
 
     # freeze everything: the stored latent has the shape encode_latents gives
@@ -126,7 +133,7 @@ def test_agent_is_built_updated_frozen_packaged_and_loaded_back(algorithm, encod
     assert heads
     assert [names[i] for i in encoder_ids & set(heads)] == []  # frozen: out of the optimizers
     batch = latent_batch(cfg, (networks, *feature), space, rng)
-    assert_finite(agent.update(batch, cfg.actor_update_freq))
+    assert_finite(agent.update(batch, agent.update_period).metrics)
     assert [names[i] for i, old in heads.items() if torch.equal(params[i], old)] == []
     assert all(torch.equal(v, frozen[k]) for k, v in agent.encoder.state_dict().items())
 
@@ -136,7 +143,8 @@ def test_agent_is_built_updated_frozen_packaged_and_loaded_back(algorithm, encod
                                 eval_return_std=None, wall_s=0.0, with_heads=True)
     config["frozen_layers"] = agent.frozen_layers
     folder = write_package(tmp_path / "package",
-                           agent_tensors(agent.state_dict(), agent.num_layers, with_heads=True),
+                           agent.package_tensors(agent.state_dict(), agent.num_layers,
+                                                 with_heads=True),
                            config)
     assert read_package(folder).config["architecture"] == encoder
     loaded = load_encoder(str(folder), say=lambda message: None).eval()

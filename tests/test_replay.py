@@ -22,6 +22,7 @@ from lever_transfer.replay import (
     BlockArray,
     LatentReplay,
     PixelReplay,
+    PrioritizedSampler,
     capacity_from_memory,
     convert_to_latent,
     grown_capacity,
@@ -207,9 +208,19 @@ def test_latent_replay_samples_one_copy_per_transition(episodes, capacity, k, n,
 
 
 # ------------------------------------------------------------------------------ n-step returns
-def reference_n_step(transitions: list[Transition], start: Transition, n: int, gamma: float
-                     ) -> tuple[float, float, int]:
-    """(return, discount on the next value, next entry) walked transition by transition."""
+def still_open(episodes: list[tuple[int, bool]]) -> bool:
+    """Whether the last episode is under way after ``play`` (it did not terminate)."""
+    length, terminated = episodes[-1]
+    return not (terminated and length)
+
+
+def reference_n_step(transitions: list[Transition], start: Transition, n: int, gamma: float,
+                     open_first: int | None) -> tuple[float, float, int] | None:
+    """(return, discount on the next value, next entry) walked transition by transition, or
+    None while the window is incomplete: it reaches the newest entry of the episode under way
+    (first entry ``open_first``) before n steps and before a termination. The reference
+    data-efficient Rainbow never samples such a transition; a window that an episode's end
+    (termination, or a reset after a time limit) cuts short is complete."""
     by_entry = {t.entry: t for t in transitions}
     total, m, t = 0.0, 0, start
     while True:
@@ -218,44 +229,95 @@ def reference_n_step(transitions: list[Transition], start: Transition, n: int, g
         if t.discount == 0.0:
             return total, 0.0, t.entry + 1
         t = by_entry.get(t.entry + 1)
-        if m == n or t is None or t.first != start.first:
+        if m == n:
             return total, gamma ** m, start.entry + m
+        if t is None or t.first != start.first:  # the episode ends at entry start + m
+            return None if start.first == open_first else (total, gamma ** m, start.entry + m)
 
 
 @settings(max_examples=50, deadline=None)
 @given(episodes=episodes_st, stack=st.integers(1, 3), capacity=st.integers(1, 70),
        n=st.integers(1, 6), gamma=st.sampled_from([1.0, 0.5, 0.99]), seed=st.integers(0, 2**16))
-def test_n_step_samples_sum_the_episode_rewards_that_follow(episodes, stack, capacity, n, gamma,
-                                                            seed):
-    replay = PixelReplay(capacity, FRAME, stack, ACTION_DIM, block_items=4)
+def test_n_step_samples_are_complete_windows_summing_the_episode_rewards_that_follow(
+        episodes, stack, capacity, n, gamma, seed):
+    """Every sampled transition's window is complete (n steps stored, or ended by the
+    episode's end); every complete one is sampled, with the reference return, discount and
+    next observation; the incomplete ones wait (``waiting``) and are never drawn."""
+    replay = PixelReplay(capacity, FRAME, stack, ACTION_DIM, block_items=4, n_step=n,
+                         gamma=gamma)
     transitions, firsts = fill_pixels(replay, episodes)
     window = pixel_window(transitions, len(firsts), capacity, stack)
-    if not window:
+    open_first = firsts[-1] if still_open(episodes) else None
+    walked = {t.entry: reference_n_step(transitions, t, n, gamma, open_first)
+              for t in window.values()}
+    complete = {e: w for e, w in walked.items() if w is not None}
+    assert len(replay) == len(complete) and replay.waiting == len(walked) - len(complete)
+    if not complete:
+        with pytest.raises(RuntimeError, match="no sampleable transition"):
+            replay.sample(1, np.random.default_rng(seed))
         return
-    batch = replay.sample(500, np.random.default_rng(seed), n_step=n, gamma=gamma)
-    by_entry = {t.entry: t for t in window.values()}
-    for i in range(500):
-        newest = batch.obs[i, -3:]  # the newest frame spells the transition's entry
-        t = by_entry[int(newest[0, 0, 0]) + 256 * int(newest[1, 0, 0])]
-        expected, discount, next_entry = reference_n_step(transitions, t, n, gamma)
-        assert batch.reward[i] == pytest.approx(expected, rel=1e-6)
-        assert batch.discount[i] == pytest.approx(discount, rel=1e-6)
-        np.testing.assert_array_equal(batch.next_obs[i], stack_of(next_entry, t.first, stack))
+    batch = replay.sample(3000, np.random.default_rng(seed))
+    newest = batch.obs[:, -3:, 0, 0]  # the newest frame spells the transition's entry
+    entries = newest[:, 0].astype(np.int64) + 256 * newest[:, 1].astype(np.int64)
+    np.testing.assert_array_equal(entries, batch.ids)
+    incomplete = sorted(set(entries.tolist()) - set(complete))
+    assert not incomplete, f"sampled entries whose n-step window is incomplete: {incomplete}"
+    assert set(entries.tolist()) == set(complete)  # ...and every complete one is sampled
+    expected = np.array([complete[e] for e in entries.tolist()])
+    np.testing.assert_allclose(batch.reward, expected[:, 0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(batch.discount, expected[:, 1], rtol=1e-6)
+    for i in range(0, 3000, 11):
+        first = firsts[entries[i]]
+        np.testing.assert_array_equal(batch.next_obs[i],
+                                      stack_of(int(expected[i, 2]), first, stack))
 
 
 def test_n_step_return_of_a_small_hand_computed_case():
-    """Rewards 1, 2, 4 then termination; gamma 0.5, n 3 and 2 (truncated near the end)."""
-    replay = LatentReplay(10, (1, 1, 2), 1)
+    """Rewards 1, 2, 4 then termination; gamma 0.5, n 2 and 3 (truncated at the end)."""
+    for n in (2, 3):
+        replay = LatentReplay(10, (1, 1, 2), 1, n_step=n, gamma=0.5)
+        replay.add_reset(latents_of(0, 1, 1))
+        for entry, (reward, done) in enumerate([(1.0, False), (2.0, False), (4.0, True)], 1):
+            replay.add_step(np.zeros(1), reward, done, latents_of(entry, 1, 1))
+        batch = replay.sample(200, np.random.default_rng(0))
+        got = {int(z[0, 0]) // 8: (r, d, int(nz[0, 0]) // 8) for z, r, d, nz in
+               zip(batch.latent, batch.reward, batch.discount, batch.next_latent)}
+        if n == 2:
+            assert got == {0: (1 + 0.5 * 2, 0.25, 2), 1: (2 + 0.5 * 4, 0.0, 3), 2: (4.0, 0.0, 3)}
+        else:
+            assert got[0] == (1 + 0.5 * 2 + 0.25 * 4, 0.0, 3)
+
+
+def test_a_window_the_newest_entry_cuts_waits_until_it_is_complete():
+    """n = 3: a transition is drawn only once its 3 steps are stored, or its episode ended
+    (termination: discount 0; a reset after a time limit: gamma^m); the reference
+    data-efficient Rainbow code never samples a window that is still being written."""
+    replay = LatentReplay(20, (1, 1, 2), 1, n_step=3, gamma=0.5)
+
+    def drawn() -> dict[int, tuple[float, float]]:
+        batch = replay.sample(300, np.random.default_rng(0))
+        return {int(i): (float(r), float(d))
+                for i, r, d in zip(batch.ids, batch.reward, batch.discount)}
+
     replay.add_reset(latents_of(0, 1, 1))
-    for entry, (reward, done) in enumerate([(1.0, False), (2.0, False), (4.0, True)], 1):
-        replay.add_step(np.zeros(1), reward, done, latents_of(entry, 1, 1))
-    batch = replay.sample(200, np.random.default_rng(0), n_step=2, gamma=0.5)
-    got = {int(z[0, 0]) // 8: (r, d, int(nz[0, 0]) // 8) for z, r, d, nz in
-           zip(batch.latent, batch.reward, batch.discount, batch.next_latent)}
-    assert got == {0: (1 + 0.5 * 2, 0.25, 2), 1: (2 + 0.5 * 4, 0.0, 3), 2: (4.0, 0.0, 3)}
-    batch = replay.sample(50, np.random.default_rng(0), n_step=3, gamma=0.5)
-    first = int(np.flatnonzero(batch.latent[:, 0, 0] == 0)[0])
-    assert batch.reward[first] == 1 + 0.5 * 2 + 0.25 * 4 and batch.discount[first] == 0.0
+    replay.add_step(np.zeros(1), 1.0, False, latents_of(1, 1, 1))
+    replay.add_step(np.zeros(1), 2.0, False, latents_of(2, 1, 1))
+    assert len(replay) == 0 and replay.waiting == 2
+    with pytest.raises(RuntimeError, match="no sampleable transition"):
+        replay.sample(1, np.random.default_rng(0))
+    replay.add_step(np.zeros(1), 4.0, False, latents_of(3, 1, 1))  # entry 0's window is full
+    assert len(replay) == 1 and replay.waiting == 2
+    assert drawn() == {0: (1 + 0.5 * 2 + 0.25 * 4, 0.125)}
+    replay.add_step(np.zeros(1), 8.0, True, latents_of(4, 1, 1))  # termination ends them all
+    assert len(replay) == 4 and replay.waiting == 0
+    assert drawn() == {0: (3.0, 0.125), 1: (2 + 2 + 2.0, 0.0), 2: (4 + 4.0, 0.0), 3: (8.0, 0.0)}
+    replay.add_reset(latents_of(5, 1, 1))  # a time-limited episode: 2 steps, then a reset
+    replay.add_step(np.zeros(1), 16.0, False, latents_of(6, 1, 1))
+    replay.add_step(np.zeros(1), 32.0, False, latents_of(7, 1, 1))
+    assert len(replay) == 4 and replay.waiting == 2
+    replay.add_reset(latents_of(8, 1, 1))  # the episode's end closes its windows
+    assert len(replay) == 6 and replay.waiting == 0
+    assert drawn()[5] == (16 + 16.0, 0.25) and drawn()[6] == (32.0, 0.5)
 
 
 # ------------------------------------------------------------------------------ priorities
@@ -275,49 +337,70 @@ def test_sum_tree_draws_in_proportion_and_never_a_zero_priority(priorities, seed
     assert (counts[np.array(priorities) == 0] == 0).all()
     assert np.abs(counts - expected).max() < 5 * np.sqrt(expected.max()) + 5
     rebuilt = SumTree(len(priorities))
-    rebuilt.load(tree.leaves_array().copy(), tree.max_priority)
+    rebuilt.load(tree.leaves_array().copy())
     np.testing.assert_array_equal(rebuilt.tree, tree.tree)
+
+
+def positive_entries(replay: PixelReplay | LatentReplay) -> set[int]:
+    """Entries in the ring whose slot has a positive priority."""
+    ids = np.arange(replay.oldest, replay.total, dtype=np.int64)
+    return set(ids[replay.sampler.priorities(ids % replay.capacity) > 0].tolist())
 
 
 @settings(max_examples=40, deadline=None)
 @given(episodes=episodes_st, stack=st.integers(1, 3), capacity=st.integers(1, 50),
-       seed=st.integers(0, 2**16))
-def test_prioritized_pixel_replay_samples_only_valid_transitions(episodes, stack, capacity, seed):
-    replay = PixelReplay(capacity, FRAME, stack, ACTION_DIM, block_items=4, prioritized=True)
+       n=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_prioritized_pixel_replay_samples_only_valid_transitions(episodes, stack, capacity, n,
+                                                                 seed):
+    """The priority tree is positive exactly on the sampleable transitions: frames stored and
+    n-step window complete."""
+    replay = PixelReplay(capacity, FRAME, stack, ACTION_DIM, block_items=4, n_step=n,
+                         sampler=PrioritizedSampler(beta_start=0.4, anneal_from=0, anneal_to=10))
     transitions, firsts = fill_pixels(replay, episodes)
     window = pixel_window(transitions, len(firsts), capacity, stack)
-    assert (replay.priorities.leaves_array() > 0).sum() == len(window) == len(replay)
-    if not window:
+    open_first = firsts[-1] if still_open(episodes) else None
+    complete = {t.entry for t in window.values()
+                if reference_n_step(transitions, t, n, 0.5, open_first) is not None}
+    assert positive_entries(replay) == complete and len(replay) == len(complete)
+    if not complete:
         return
     rng = np.random.default_rng(seed)
-    batch = replay.sample(400, rng, beta=0.4)
-    assert set(batch.reward.tolist()) <= set(window)
+    batch = replay.sample(400, rng, step=0)
+    assert set(batch.ids.tolist()) <= complete
     assert batch.weights.max() == 1.0 and (batch.weights > 0).all()
     favourite = batch.ids[0]  # raise one transition's priority: it dominates the draws
     replay.update_priorities(batch.ids, np.where(batch.ids == favourite, 1e6, 1e-6))
     ids = replay.sample(400, rng).ids
-    assert (ids == favourite).mean() > 0.9 or len(window) == 1
+    assert (ids == favourite).mean() > 0.9 or len(complete) == 1
 
 
 def test_priorities_survive_conversion_and_checkpoints():
-    pixel = PixelReplay(40, FRAME, 3, ACTION_DIM, block_items=4, prioritized=True)
-    fill_pixels(pixel, [(12, True), (9, False)])
+    """Priorities move with their entries into the latent replay; the transitions whose 3-step
+    window is still open stay at 0 there and get the max priority once it is complete."""
+    pixel = PixelReplay(40, FRAME, 3, ACTION_DIM, block_items=4, n_step=3,
+                        sampler=PrioritizedSampler())
+    fill_pixels(pixel, [(12, True), (9, False)])  # entries 0..22; 20 and 21 wait for step 23
     ids = np.arange(pixel.oldest, pixel.total - 1)
-    pixel.update_priorities(ids, ids.astype(np.float64) ** 2)
-    before = {int(i): float(pixel.priorities.get(i % 40)) for i in pixel.entries_to_convert()}
+    pixel.update_priorities(ids, ids.astype(np.float64) ** 2)  # exponent 0.5: priority = id
+    assert pixel.sampler.max_priority == pytest.approx(19.0)  # waiting ones are not updated
+    before = {int(i): float(p) for i, p in zip(
+        pixel.entries_to_convert(), pixel.sampler.priorities(pixel.entries_to_convert() % 40))}
     latent = convert_to_latent(pixel, lambda stacks: np.zeros((len(stacks), 1, 1, 2)),
                                (1, 1, 2), capacity=100)
-    assert latent.prioritized and latent.priorities.max_priority == pytest.approx(21.0)
-    assert before[12] == 0.0 and before[11] == pytest.approx(11.0)  # 12 ends episode 1
-    after = {int(i): float(latent.priorities.get(i % 100)) for i in range(latent.total)}
+    assert isinstance(latent.sampler, PrioritizedSampler)
+    assert latent.n_step == 3 and latent.sampler.max_priority == pytest.approx(19.0)
+    assert before[12] == before[20] == before[21] == 0.0 and before[11] == pytest.approx(11.0)
+    after = {int(i): float(p) for i, p in enumerate(latent.sampler.priorities(np.arange(23)))}
     assert after == pytest.approx(before)  # no wrap-around here: same entry numbers
     copy = LatentReplay(**latent.init_args())
     copy.load_state_dict({k: np.array(v) for k, v in latent.state_dict().items()})
-    np.testing.assert_array_equal(copy.priorities.tree, latent.priorities.tree)
-    a = latent.sample(64, np.random.default_rng(3))
-    b = copy.sample(64, np.random.default_rng(3))
+    np.testing.assert_array_equal(copy.sampler.tree.tree, latent.sampler.tree.tree)
+    a = latent.sample(64, np.random.default_rng(3), step=0)
+    b = copy.sample(64, np.random.default_rng(3), step=0)
     np.testing.assert_array_equal(a.ids, b.ids)
     np.testing.assert_array_equal(a.weights, b.weights)
+    latent.add_step(np.zeros(2), 0.0, False, np.zeros((1, 1, 2)))  # entry 20's window is full
+    assert latent.sampler.priorities(np.array([20, 21])) == pytest.approx([19.0, 0.0])
 
 
 # ------------------------------------------------------------------------------ conversion
@@ -599,14 +682,16 @@ def test_reported_bytes_are_what_the_process_allocates():
 
     frames = np.random.default_rng(0).integers(0, 256, (8, 9, 32, 32), dtype=np.uint8)
     encode = lambda s: np.zeros((len(s), 4, 2, 50))  # noqa: E731
-    warm = PixelReplay(40, (3, 32, 32), 3, ACTION_DIM, block_items=8, prioritized=True)
+    warm = PixelReplay(40, (3, 32, 32), 3, ACTION_DIM, block_items=8,
+                       sampler=PrioritizedSampler())
     fill_random(warm, frames, 39)  # first calls import what they use: not replay memory
     convert_to_latent(warm, encode, (4, 2, 50), capacity=80).sample(4, np.random.default_rng(0))
     tracemalloc.start()
     try:
-        pixel = PixelReplay(4000, (3, 32, 32), 3, ACTION_DIM, block_items=500, prioritized=True)
+        pixel = PixelReplay(4000, (3, 32, 32), 3, ACTION_DIM, block_items=500,
+                            sampler=PrioritizedSampler())
         fill_random(pixel, frames, 3999)
-        assert pixel.nbytes > 12_000_000 and pixel.priorities.nbytes == 65_536
+        assert pixel.nbytes > 12_000_000 and pixel.sampler.nbytes == 65_536
         assert abs(tracemalloc.get_traced_memory()[0] - pixel.nbytes) < 40_000
         latent = convert_to_latent(pixel, encode, (4, 2, 50), capacity=8000)
         del pixel

@@ -119,10 +119,10 @@ def test_dmc_run_flops_are_the_sum_of_counted_updates_conversion_and_encoding(tm
     with FlopCounter() as counter:
         agent.update(latent_batch(cfg, (2, 50), space, np.random.default_rng(0)), 0)
     assert counter.total == per_update[(True, True)]
-    check_run_total(rows, cfg, per_update, per_observation, cfg.actor_update_freq)
+    check_run_total(rows, cfg, per_update, per_observation, cfg.agent.actor_update_freq)
     # DMC episodes end by the time limit, never terminate: every one-step target bootstraps
     assert set(discounts.tolist()) == {np.float32(cfg.discount).item()}
-    updates = sum(update_counts(cfg, cfg.actor_update_freq).values())
+    updates = sum(update_counts(cfg, cfg.agent.actor_update_freq).values())
     assert len(discounts) == updates * cfg.batch_size
 
 
@@ -141,51 +141,52 @@ def test_atari_run_flops_are_the_sum_of_counted_updates_conversion_and_encoding(
     per_update = {(False, True): pixels[True], (False, False): pixels[True],
                   (True, True): latent, (True, False): latent}
     check_run_total(rows, cfg, per_update, per_observation, 2)
-    # 20-step returns: gamma^20 inside a life, 0 when a life is lost within the 20 steps;
-    # shorter windows gamma^m only where the newest stored entry cuts them (the write head:
-    # 6% of this short run's samples, 74% are gamma^20 and 20% are 0)
-    gamma, n = cfg.discount, cfg.multi_step
-    allowed = {0.0, *(np.float32(gamma**m).item() for m in range(1, n + 1))}
-    assert set(discounts.tolist()) <= allowed
+    # 20-step returns: gamma^20 inside a life, 0 when a life is lost within the 20 steps; a
+    # window that the newest stored entry cuts is not sampled until it is complete, and no game
+    # reaches its time limit here (the only other way to a shorter window, gamma^m)
+    gamma, n = cfg.discount, cfg.agent.multi_step
+    assert set(discounts.tolist()) <= {0.0, np.float32(gamma**n).item()}
     values, counts = np.unique(discounts, return_counts=True)
     by_value = dict(zip(values.tolist(), counts.tolist()))
     assert by_value[np.float32(gamma**n).item()] > 0.6 * len(discounts)
     assert by_value[0.0] > 0  # Qbert's random play loses lives within 600 steps
 
 
-def test_atari_n_step_discounts_are_0_or_gamma_n_but_where_the_newest_entry_cuts_the_window():
+def test_atari_n_step_samples_are_complete_windows_0_or_gamma_n():
     """The precise rule behind the run's set of discounts, on real Qbert play (random actions,
     a lost life is a termination): each sampled 20-step return and discount equals a walk over
-    the transitions as they were stored: 0 when a life is lost within the window, gamma^20,
-    or gamma^m (m < 20) only where the window reaches the newest stored entry (the episode goes
-    on past what is stored; the reference Rainbow code would not sample it yet). Prioritized
-    sampling, so each sample's entry number is known."""
+    the transitions as they were stored: 0 when a life is lost within the window, else gamma^20.
+    A transition whose window reaches the newest stored entry while the episode goes on is never
+    sampled (as in the reference data-efficient Rainbow code): the walk would come up short of
+    rewards still to come. Prioritized sampling, so each sample's entry number is known."""
     from lever_transfer.envs.atari import AtariEnv
-    from lever_transfer.replay import PixelReplay
+    from lever_transfer.replay import PixelReplay, PrioritizedSampler
 
     gamma, n = 0.99, 20
     env = AtariEnv("atari:qbert", seed=0)
-    replay = PixelReplay(1000, (1, 84, 84), 4, 1, prioritized=True)
+    replay = PixelReplay(1000, (1, 84, 84), 4, 1, n_step=n, gamma=gamma,
+                         sampler=PrioritizedSampler())
     rng = np.random.default_rng(0)
     obs, _ = env.reset(seed=0)
     replay.add_reset(obs)
     rewards, terminal = {}, set()  # by the entry the transition starts from
 
-    def walk(entry: int) -> tuple[float, float]:
+    def walk(entry: int) -> tuple[float, float] | None:
+        """(return, discount), or None while the window is incomplete."""
         total = 0.0
         for k in range(n):
+            if entry + k not in rewards:  # the newest stored entry, the episode under way
+                return None
             total += gamma**k * rewards[entry + k]
             if entry + k in terminal:
                 return total, 0.0
-            if k + 1 == n or entry + k + 1 == replay.total - 1:  # full, or cut by the newest
-                return total, gamma ** (k + 1)
-        raise AssertionError
+        return total, gamma**n
 
-    seen = {"zero": 0, "full": 0, "cut": 0}
+    seen, held_back = {"zero": 0, "full": 0}, 0
     for step in range(1, 601):
         start = replay.total - 1
         obs, reward, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
-        replay.add_step(np.zeros(1, np.float32), reward, terminated, obs)
+        replay.add_step(np.zeros(1), reward, terminated, obs)
         rewards[start] = reward
         if terminated:
             terminal.add(start)
@@ -194,12 +195,17 @@ def test_atari_n_step_discounts_are_0_or_gamma_n_but_where_the_newest_entry_cuts
             replay.add_reset(obs)
         if step % 50:
             continue
-        batch = replay.sample(64, rng, n_step=n, gamma=gamma)
+        assert not truncated  # no game reaches its time limit: no window ends early but by a loss
+        waiting = [e for e in range(replay.oldest, replay.total)
+                   if e in rewards and walk(e) is None]
+        assert replay.waiting == len(waiting)
+        held_back += len(waiting)
+        batch = replay.sample(64, rng, step=0)
         for entry, ret, discount in zip(batch.ids, batch.reward, batch.discount):
-            expected_return, expected_discount = walk(int(entry))
-            assert ret == pytest.approx(expected_return, rel=1e-5, abs=1e-5)
-            assert discount == pytest.approx(expected_discount, rel=1e-6)
-            seen["zero" if discount == 0 else "full" if expected_discount == gamma**n
-                 else "cut"] += 1
+            expected = walk(int(entry))
+            assert expected is not None, f"entry {entry}: its 20-step window is incomplete"
+            assert ret == pytest.approx(expected[0], rel=1e-5, abs=1e-5)
+            assert discount == pytest.approx(expected[1], rel=1e-6)
+            seen["zero" if discount == 0 else "full"] += 1
     env.close()
-    assert min(seen.values()) > 0, seen  # each case happened
+    assert min(seen.values()) > 0 and held_back > 0, (seen, held_back)  # each case happened

@@ -89,7 +89,7 @@ def test_sac_critic_loss_uses_the_target_critic_the_entropy_term_and_the_discoun
     ref = copy.deepcopy(agent)
     torch.manual_seed(123)
     with torch.enable_grad():
-        metrics = agent.update(batch, step=1)  # odd step: no actor or target update
+        metrics = agent.update(batch, step=1).metrics  # odd step: no actor or target update
     torch.manual_seed(123)
     noise = torch.randn(3, ACTION_DIM)  # the next action's noise, the update's first draw
     next_latent = torch.as_tensor(batch.next_latent)
@@ -117,7 +117,7 @@ def test_sac_curl_pixel_update_uses_target_encoder_and_bilinear_logits(small_con
     ref = copy.deepcopy(agent)
     torch.manual_seed(7)
     with torch.enable_grad():
-        metrics = agent.update(batch, step=1)
+        metrics = agent.update(batch, step=1).metrics
     torch.manual_seed(7)
     noise = torch.randn(3, ACTION_DIM)
     obs_t, next_t = torch.as_tensor(obs), torch.as_tensor(next_obs)
@@ -142,7 +142,8 @@ def test_sac_actor_and_temperature_losses_match_their_formulas(small_config):
     ref = copy.deepcopy(agent)
     torch.manual_seed(11)
     with torch.enable_grad():
-        metrics = agent.update(batch, step=0)  # even step: the actor and temperature step too
+        # even step: the actor and temperature step too
+        metrics = agent.update(batch, step=0).metrics
     torch.manual_seed(11)
     torch.randn(3, ACTION_DIM)  # first draw: the next action of the critic's target
     noise = torch.randn(3, ACTION_DIM)
@@ -158,7 +159,7 @@ def test_sac_actor_and_temperature_losses_match_their_formulas(small_config):
     assert agent.log_alpha.grad.item() == pytest.approx(gradient.item(), rel=1e-4)
     # Adam's first step moves by the learning rate against the gradient's sign
     step = ref.log_alpha - agent.log_alpha
-    assert step.item() == pytest.approx(math.copysign(agent.cfg.alpha_lr, gradient.item()),
+    assert step.item() == pytest.approx(math.copysign(agent.settings.alpha_lr, gradient.item()),
                                         rel=1e-3)
 
 
@@ -169,7 +170,7 @@ def test_sac_reward_one_discount_zero_drives_q_to_one(small_config):
     batch = LatentBatch(batch.latent, batch.next_latent, batch.action,
                         np.ones(3, np.float32), np.zeros(3, np.float32))
     for step in range(300):
-        metrics = agent.update(batch, step)
+        metrics = agent.update(batch, step).metrics
     assert metrics["q"] == pytest.approx(1.0, abs=0.02)
     assert metrics["critic_loss"] < 1e-3
 
@@ -212,7 +213,7 @@ def test_rainbow_loss_is_cross_entropy_to_the_projected_double_q_target():
                         discount=DISCOUNT)
     ref = copy.deepcopy(agent)  # its generator too: the target noise is drawn the same way
     with torch.enable_grad():
-        metrics = agent.update(batch, step=1)
+        metrics = agent.update(batch, step=1).metrics
     support = ref.support.numpy()
     z, z_next = torch.as_tensor(batch.latent)[:, 0], torch.as_tensor(batch.next_latent)[:, 0]
     online_q = (ref.head(z_next).exp() * ref.support).sum(-1)
@@ -236,6 +237,6 @@ def test_rainbow_reward_one_discount_zero_drives_q_to_one():
                         action=np.array([[0], [2], [1]], np.float32),
                         reward=np.ones(3, np.float32), discount=np.zeros(3, np.float32))
     for step in range(400):
-        metrics = agent.update(batch, step)
+        metrics = agent.update(batch, step).metrics
     # the target is all mass on 1.0, split 1/2 : 1/2 between the atoms 0.8 and 1.2
     assert metrics["q"] == pytest.approx(1.0, abs=0.02)

@@ -20,7 +20,6 @@ from lever_transfer.package import (
     CONFIG,
     WEIGHTS,
     PackageError,
-    agent_tensors,
     read_package,
     write_package,
 )
@@ -38,7 +37,7 @@ def make_package(small_config, folder: Path, seed: int = 0, action_dim: int = 6,
     agent = SacCurlAgent(cfg, OBS_SHAPE, action_dim)
     config = zoo.package_config(cfg, action_dim, agent_steps=500, flops=123, eval_return=12.5,
                                 eval_return_std=1.0, wall_s=3.0, with_heads=True)
-    tensors = agent_tensors(agent.state_dict(), agent.num_layers, with_heads=True)
+    tensors = agent.package_tensors(agent.state_dict(), agent.num_layers, with_heads=True)
     path = write_package(folder / name, tensors, config, lambda c: model_card(name, c))
     return path, agent
 
@@ -68,7 +67,8 @@ def test_publish_resolve_load_round_trip_is_bit_exact(small_config, tmp_path, hu
         expected = agent.critic_encoder(obs[:, :, 8:92, 8:92])
         torch.testing.assert_close(encoder(obs), expected)  # centre crop from the config
     card = (hubs[0] / "walker_walk-1k" / "README.md").read_text()
-    assert "model-index" in card and "mean_reward" in card and "library_name: lever-transfer" in card
+    assert "model-index" in card and "mean_reward" in card
+    assert "library_name: lever-transfer" in card
 
 
 def _tamper_weights(path: Path) -> None:
@@ -224,3 +224,14 @@ def test_cli_errors_are_one_line(tmp_path):
         assert out.returncode == 2, out.stderr
         lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
         assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+
+
+def test_an_index_entry_without_a_digest_is_listed_once(hubs):
+    """An entry with no sha256 (written by hand, or pushed-only) is still listed; the same name
+    with the same digest in both hubs is listed once."""
+    local, shipped = hubs
+    hub.write_index(local, {"handmade": {"repo_id": "org/handmade"},
+                            "both": {"sha256": "ab" * 32}})
+    hub.write_index(shipped, {"both": {"sha256": "ab" * 32}, "other": {"sha256": "cd" * 32}})
+    names = [name for name, _, _ in zoo.entries()]
+    assert sorted(names) == ["both", "handmade", "other"]

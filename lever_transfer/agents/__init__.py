@@ -1,12 +1,14 @@
-"""The agents: SAC+CURL on DeepMind Control, data-efficient Rainbow on Atari, both with LeVER."""
+"""The agents (SAC+CURL and DrQ on DeepMind Control, data-efficient Rainbow on Atari), all with
+LeVER; which exist, and their settings, is ``registry.AGENTS``."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from .base import Agent
+from ..registry import agent_entry
+from .base import Agent, UpdateResult
 
 if TYPE_CHECKING:  # loading a zoo encoder must not import gymnasium
     import gymnasium as gym
@@ -17,13 +19,12 @@ def make_agent(cfg: Any, obs_shape: tuple[int, int, int], action_space: "gym.Spa
     """The agent ``cfg.algorithm`` names, sized for the task's observations and actions."""
     from ..envs import action_size
 
-    if cfg.algorithm == "rainbow":
-        from .rainbow import RainbowAgent
+    return agent_class(cfg.algorithm)(cfg, obs_shape, action_size(action_space), device)
 
-        return RainbowAgent(cfg, obs_shape, action_size(action_space), device)
-    from .sac_curl import SacCurlAgent
 
-    return SacCurlAgent(cfg, obs_shape, action_size(action_space), device)
+def agent_class(algorithm: str) -> type[Agent]:
+    """The class that implements ``algorithm`` (imported on first use)."""
+    return agent_entry(algorithm).agent_class()
 
 
 def agent_for_task(cfg: Any, device: torch.device | str = "cpu"
@@ -35,10 +36,12 @@ def agent_for_task(cfg: Any, device: torch.device | str = "cpu"
 
     env = evaluation_env(cfg)
     try:
-        obs_shape, space = tuple(env.observation_space.shape), env.action_space
+        shape = env.observation_space.shape
+        assert shape is not None  # a Box of stacked frames [S*C, H, W]
+        obs_shape, space = cast("tuple[int, int, int]", tuple(shape)), env.action_space
     finally:
         env.close()
     return make_agent(cfg, obs_shape, space, device), obs_shape, space
 
 
-__all__ = ["Agent", "agent_for_task", "make_agent"]
+__all__ = ["Agent", "UpdateResult", "agent_class", "agent_for_task", "make_agent"]

@@ -19,11 +19,15 @@ from torch.nn import functional as F
 class NoisyLinear(nn.Module):
     """Factorised-Gaussian noisy linear layer (Fortunato et al. 2018), as Rainbow uses it."""
 
+    weight_epsilon: torch.Tensor  # buffers (register_buffer): torch types them as Tensor | Module
+    bias_epsilon: torch.Tensor
+
     def __init__(self, in_features: int, out_features: int, sigma0: float = 0.1):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         bound = 1 / math.sqrt(in_features)
-        self.weight_mu = nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))
+        self.weight_mu = nn.Parameter(
+            torch.empty(out_features, in_features).uniform_(-bound, bound))
         self.bias_mu = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
         self.weight_sigma = nn.Parameter(torch.full((out_features, in_features), sigma0 * bound))
         self.bias_sigma = nn.Parameter(torch.full((out_features,), sigma0 * bound))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -63,3 +64,12 @@ def soft_update(online: nn.Module, target: nn.Module, tau: float) -> None:
     online_params = [p.data for p in online.parameters()]
     target_params = [p.data for p in target.parameters()]
     torch._foreach_lerp_(target_params, online_params, tau)
+
+
+def sac_heads(spec: Mapping[str, Any], feature_dim: int) -> nn.Module:
+    """SAC's package heads: ``actor.``, ``critic.`` and ``log_alpha``, sized by ``spec``."""
+    heads = nn.Module()
+    heads.actor = Actor(feature_dim, int(spec["action_dim"]), int(spec["hidden_dim"]))
+    heads.critic = Critic(feature_dim, int(spec["action_dim"]), int(spec["hidden_dim"]))
+    heads.log_alpha = nn.Parameter(torch.zeros(()))
+    return heads

@@ -10,8 +10,9 @@ Where this differs from the reference code (Kaixhin's Rainbow in the data-effici
 the LeVER code used it), and why:
 1. Uniform replay and a plain mean loss by default, as the reference LeVER code ran both arms
    (its sum tree had index errors). With ``prioritized_replay`` the loss is weighted by the
-   batch's importance weights and ``update`` returns each sample's loss (``sample_loss``) for
-   the replay's new priorities, as in Rainbow.
+   batch's importance weights and ``update`` returns each sample's loss
+   (``UpdateResult.priorities``)
+   for the replay's new priorities, as in Rainbow.
 2. One forward per input: the frozen lower layers (if some are frozen and pixels are kept) run
    once without gradients for the online and target networks, whose frozen layers are equal.
 3. After Tf (whole encoder frozen) the target network reads the stored online latents (its
@@ -28,7 +29,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import replace
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -36,13 +37,17 @@ from torch import nn
 
 from ..encoders import FreezeSpec, make_encoder
 from ..flops import LayerFlops, layer_table
-from ..replay import LatentBatch, PixelBatch
-from .base import Agent
+from ..package import MAX_LAYER_SIZE
+from ..replay import LatentBatch, PixelBatch, PrioritizedSampler, Sampler, UniformSampler
+from .base import Agent, UpdateResult
 from .distributional import DuelingC51Head, project_distribution
 
 
 class RainbowAgent(Agent):
     """Online and target (encoder, dueling C51 head) pairs and one Adam optimizer."""
+
+    name = "rainbow"
+    support: torch.Tensor  # a buffer (register_buffer): torch types it as Tensor | Module
 
     def __init__(self, cfg: Any, obs_shape: tuple[int, int, int], num_actions: int,
                  device: torch.device | str = "cpu"):
@@ -53,18 +58,19 @@ class RainbowAgent(Agent):
         channels_last = bool(cfg.channels_last) and self.device.type == "cpu"
         self.encoder = make_encoder(cfg.encoder, obs_shape, cfg.feature_dim, cfg.num_filters,
                                     cfg.num_conv_layers, channels_last)
+        s = cfg.agent
         latent_dim = math.prod(self.encoder.output_shape(self.encoder.num_layers))
-        self.head = DuelingC51Head(latent_dim, self.num_actions, cfg.hidden_dim, cfg.atoms,
-                                   cfg.noisy_sigma)
+        self.head = DuelingC51Head(latent_dim, self.num_actions, cfg.hidden_dim, s.atoms,
+                                   s.noisy_sigma)
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.target_head = copy.deepcopy(self.head).requires_grad_(False)
-        self.register_buffer("support", torch.linspace(cfg.v_min, cfg.v_max, cfg.atoms))
+        self.register_buffer("support", torch.linspace(s.v_min, s.v_max, s.atoms))
         self.generator = torch.Generator().manual_seed(int(cfg.seed))
         self.to(self.device)
         self.optimizer = torch.optim.Adam([
-            {"params": list(self.head.parameters()), "lr": cfg.critic_lr},
-            {"params": self.encoder.trainable_parameters(), "lr": cfg.encoder_lr},
-        ], eps=cfg.adam_eps, fused=True)  # one kernel per step (a third of a latent update)
+            {"params": list(self.head.parameters()), "lr": s.lr},
+            {"params": self.encoder.trainable_parameters(), "lr": s.encoder_lr},
+        ], eps=s.adam_eps, fused=True)  # one kernel per step (a third of a latent update)
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -78,6 +84,14 @@ class RainbowAgent(Agent):
         """(N, feature shape) stored for layer n: one network (the heads share the latent)."""
         return 1, self.encoder.output_shape(n)
 
+    def replay_sampler(self, first_update: int, last_step: int) -> Sampler:
+        """Uniform, as the reference LeVER code ran; with ``prioritized_replay`` Rainbow's
+        prioritized replay, beta annealed from ``priority_weight`` at the first update to 1."""
+        s = self.settings
+        if not s.prioritized_replay:
+            return UniformSampler()
+        return PrioritizedSampler(s.priority_exponent, s.priority_weight, first_update, last_step)
+
     # ----------------------------------------------------------------- acting and encoding
     def _q_values(self, head: nn.Module, latent: torch.Tensor) -> torch.Tensor:
         return (head(latent).exp() * self.support).sum(-1)
@@ -86,7 +100,7 @@ class RainbowAgent(Agent):
     def act(self, obs: np.ndarray, sample: bool) -> int:
         """Greedy action of the noisy network (fresh noise) when training; when evaluating, the
         mean network with ``eval_epsilon`` random actions (data-efficient Rainbow's 0.001)."""
-        if not sample and torch.rand((), generator=self.generator) < self.cfg.eval_epsilon:
+        if not sample and torch.rand((), generator=self.generator) < self.settings.eval_epsilon:
             return int(torch.randint(self.num_actions, (), generator=self.generator))
         self.head.train(sample)
         if sample:
@@ -119,7 +133,7 @@ class RainbowAgent(Agent):
         k = self.frozen_layers
         return encoder(x, k) if k < self.num_layers else x
 
-    def update(self, batch: PixelBatch | LatentBatch, step: int) -> dict[str, Any]:
+    def update(self, batch: PixelBatch | LatentBatch, step: int) -> UpdateResult:
         x, x_next = self._inputs(batch)
         batch_index = torch.arange(len(x), device=self.device)
         action = self._tensor(batch.action)[:, 0].long()
@@ -138,17 +152,16 @@ class RainbowAgent(Agent):
             else sample_loss.mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.cfg.max_grad_norm is not None:
+        if self.settings.max_grad_norm is not None:
             nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
-                                     self.cfg.max_grad_norm)
+                                     self.settings.max_grad_norm)
         self.optimizer.step()
-        if step % self.cfg.critic_target_update_freq == 0:
+        if step % self.settings.target_update_period == 0:
             self._update_target()
         q = (log_probs.detach().exp() * self.support).sum(1)
-        metrics: dict[str, Any] = {"loss": loss.item(), "q": q.mean().item()}
-        if batch.weights is not None:
-            metrics["sample_loss"] = sample_loss.detach().cpu().numpy()
-        return metrics
+        metrics = {"loss": loss.item(), "q": q.mean().item()}
+        priorities = sample_loss.detach().cpu().numpy() if batch.weights is not None else None
+        return UpdateResult(metrics, priorities)
 
     @torch.no_grad()
     def _update_target(self) -> None:
@@ -174,3 +187,40 @@ class RainbowAgent(Agent):
         heads = [replace(r, name=names.get(r.name, r.name))
                  for r in layer_table(self.head, latent)]
         return rows + heads
+
+    # ----------------------------------------------------------------- zoo packages
+    @classmethod
+    def package_tensors(cls, weights: Mapping[str, torch.Tensor], num_layers: int,
+                        with_heads: bool) -> dict[str, torch.Tensor]:
+        """``encoder.`` and, with heads, the dueling C51 head as ``heads.``."""
+        out = {k: v for k, v in weights.items() if k.startswith("encoder.")}
+        if with_heads:
+            out.update({"heads." + k[len("head."):]: v for k, v in weights.items()
+                        if k.startswith("head.")})
+        return out
+
+    @classmethod
+    def heads_config(cls, cfg: Any, action_size: int) -> dict[str, Any]:
+        return {"kind": cls.entry().head_kind, "action_dim": action_size,
+                "hidden_dim": cfg.hidden_dim, "atoms": cfg.agent.atoms}
+
+    @classmethod
+    def build_heads(cls, spec: Mapping[str, Any], feature_dim: int) -> nn.Module:
+        """The dueling C51 head over the encoder's flattened output (``feature_dim``)."""
+        atoms = int(spec["atoms"])
+        if not 2 <= atoms <= MAX_LAYER_SIZE:
+            raise ValueError(f"atoms {atoms} out of 2..{MAX_LAYER_SIZE}")
+        return DuelingC51Head(feature_dim, int(spec["action_dim"]), int(spec["hidden_dim"]), atoms)
+
+    @classmethod
+    def action_size_of(cls, weights: Mapping[str, torch.Tensor], cfg: Any) -> int:
+        # the advantage stream outputs atoms per action
+        return int(weights["head.advantage.2.bias_mu"].shape[0]) // cfg.agent.atoms
+
+    def load_package(self, package: Any, full: bool) -> None:
+        encoder = package.part("encoder")
+        self.encoder.load_state_dict(encoder, strict=True)
+        self.target_encoder.load_state_dict(encoder, strict=True)
+        if full:
+            self.head.load_state_dict(package.part("heads"), strict=True)
+            self.target_head.load_state_dict(package.part("heads"), strict=True)

@@ -35,7 +35,7 @@ import copy
 import functools
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -43,11 +43,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..augment import center_crop, random_crop
-from ..encoders import FreezeSpec, make_encoder, tied_encoder
+from ..encoders import FreezeSpec, LayeredEncoder, make_encoder, tied_encoder
 from ..flops import LayerFlops, layer_table
 from ..replay import LatentBatch, PixelBatch
-from .base import Agent
-from .networks import Actor, Critic, soft_update
+from .base import Agent, UpdateResult
+from .networks import Actor, Critic, sac_heads, soft_update
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,8 @@ class Inputs:
 class SacCurlAgent(Agent):
     """All SAC+CURL networks and optimizers; see the module docstring for the update order."""
 
+    name = "sac_curl"
+
     def __init__(self, cfg: Any, obs_shape: tuple[int, int, int], action_dim: int,
                  device: torch.device | str = "cpu"):
         super().__init__()
@@ -85,10 +87,11 @@ class SacCurlAgent(Agent):
         self.target_encoder = copy.deepcopy(self.critic_encoder).requires_grad_(False)
         self.critic = Critic(cfg.feature_dim, action_dim, cfg.hidden_dim)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor = Actor(cfg.feature_dim, action_dim, cfg.hidden_dim, cfg.actor_log_std_min,
-                           cfg.actor_log_std_max)
+        s = cfg.agent
+        self.actor = Actor(cfg.feature_dim, action_dim, cfg.hidden_dim, s.actor_log_std_min,
+                           s.actor_log_std_max)
         self.curl_w = nn.Parameter(torch.rand(cfg.feature_dim, cfg.feature_dim))
-        self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_temperature)))
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(s.init_temperature)))
         self.target_entropy = -float(action_dim)
         self.num_shared = self.num_layers - 1  # C: the convs shared by critic and actor
         self.generator = torch.Generator().manual_seed(int(cfg.seed))
@@ -97,16 +100,17 @@ class SacCurlAgent(Agent):
 
     # ----------------------------------------------------------------- set-up and freezing
     def _build_optimizers(self) -> None:
-        cfg = self.cfg
+        s = self.settings
         adam = functools.partial(torch.optim.Adam, fused=True)  # one kernel per step, CPU and GPU
         self.critic_opt = adam([
-            {"params": list(self.critic.parameters()), "lr": cfg.critic_lr},
-            {"params": self.critic_encoder.trainable_parameters(), "lr": cfg.encoder_lr},
+            {"params": list(self.critic.parameters()), "lr": s.critic_lr},
+            {"params": self.critic_encoder.trainable_parameters(), "lr": s.encoder_lr},
         ])
         self.actor_opt = adam(
-            [*self.actor.parameters(), *self.actor_encoder.layers[-1].parameters()], lr=cfg.actor_lr)
-        self.alpha_opt = adam([self.log_alpha], lr=cfg.alpha_lr, betas=(cfg.alpha_beta1, 0.999))
-        self.curl_opt = adam([self.curl_w], lr=cfg.encoder_lr)
+            [*self.actor.parameters(), *self.actor_encoder.layers[-1].parameters()],
+            lr=s.actor_lr)
+        self.alpha_opt = adam([self.log_alpha], lr=s.alpha_lr, betas=(s.alpha_beta1, 0.999))
+        self.curl_opt = adam([self.curl_w], lr=s.encoder_lr)
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -114,8 +118,13 @@ class SacCurlAgent(Agent):
                 "curl": self.curl_opt}
 
     @property
-    def encoder(self):
+    def encoder(self) -> LayeredEncoder:  # type: ignore[override]
         return self.critic_encoder
+
+    @property
+    def update_period(self) -> int:
+        """The actor (and temperature) step every ``actor_update_freq`` updates."""
+        return self.settings.actor_update_freq
 
     @property
     def uses_curl(self) -> bool:
@@ -200,22 +209,24 @@ class SacCurlAgent(Agent):
             return Inputs(latent[:, 0], nxt[:, 0], None, latent[:, 1], nxt[:, 1])
         return Inputs(latent[:, 0], nxt[:, 0])
 
-    def update(self, batch: PixelBatch | LatentBatch, step: int) -> dict[str, float]:
+    def update(self, batch: PixelBatch | LatentBatch, step: int) -> UpdateResult:
         inputs = (self._latent_inputs(batch) if isinstance(batch, LatentBatch)
                   else self._pixel_inputs(batch))
         action = self._tensor(batch.action)
         reward = self._tensor(batch.reward)[:, None]
         discount = self._tensor(batch.discount)[:, None]  # gamma**n (0: terminated), from replay
         metrics, z_obs, h_obs = self._update_critic(inputs, action, reward, discount)
-        if step % self.cfg.actor_update_freq == 0:
+        if step % self.settings.actor_update_freq == 0:
             actor_in = inputs.obs_actor if self.fully_frozen else h_obs
+            assert actor_in is not None  # fully frozen inputs carry the actor's latents
             metrics.update(self._update_actor(z_obs, actor_in))
-        if step % self.cfg.critic_target_update_freq == 0:
+        if step % self.settings.critic_target_update_freq == 0:
             self._update_targets()
-        return metrics
+        return UpdateResult(metrics)
 
     def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(critic latent, shared conv output) of a layer-k input, with gradients where trainable."""
+        """(critic latent, shared conv output) of a layer-k input, with gradients where
+        trainable."""
         k, c, enc = self.frozen_layers, self.num_shared, self.critic_encoder
         if k == self.num_layers:
             return x, x
@@ -242,7 +253,8 @@ class SacCurlAgent(Agent):
         return reward + discount * target_q, z_pos
 
     def _update_critic(self, inputs: Inputs, action: torch.Tensor, reward: torch.Tensor,
-                       discount: torch.Tensor) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+                       discount: torch.Tensor
+                       ) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             target, z_pos = self._targets(inputs, reward, discount)
         z_obs, h_obs = self._features(inputs.obs)
@@ -283,11 +295,11 @@ class SacCurlAgent(Agent):
                 "entropy": -log_pi.mean().item()}
 
     def _update_targets(self) -> None:
-        soft_update(self.critic, self.target_critic, self.cfg.critic_tau)
+        soft_update(self.critic, self.target_critic, self.settings.critic_tau)
         k = self.frozen_layers
         if k < self.num_layers:
             soft_update(self.critic_encoder.layers[k:], self.target_encoder.layers[k:],
-                        self.cfg.encoder_tau)
+                        self.settings.encoder_tau)
 
     # ----------------------------------------------------------------- FLOPs (appendix B)
     def layer_flops(self) -> list[LayerFlops]:
@@ -308,3 +320,55 @@ class SacCurlAgent(Agent):
         named += [replace(enc_fc, name="actor:fc1")]
         named += [replace(r, name=f"actor:fc{i + 2}") for i, r in enumerate(actor)]
         return convs + named
+
+    # ----------------------------------------------------------------- zoo packages
+    @classmethod
+    def package_tensors(cls, weights: Mapping[str, torch.Tensor], num_layers: int,
+                        with_heads: bool) -> dict[str, torch.Tensor]:
+        """``encoder.`` (the critic's), ``actor_fc.`` (the actor's own fc; its convs are the
+        critic's) and, with heads, ``heads.actor.`` / ``heads.critic.`` / ``heads.log_alpha``."""
+        fc = f"actor_encoder.layers.{num_layers - 1}."
+        out: dict[str, torch.Tensor] = {}
+        for key, value in weights.items():
+            if key.startswith("critic_encoder."):
+                out["encoder." + key[len("critic_encoder."):]] = value
+            elif key.startswith(fc):
+                out["actor_fc." + key[len(fc):]] = value
+            elif with_heads and key.startswith(("actor.", "critic.")):
+                out["heads." + key] = value
+            elif with_heads and key == "log_alpha":
+                out["heads.log_alpha"] = value
+        return out
+
+    @classmethod
+    def heads_config(cls, cfg: Any, action_size: int) -> dict[str, Any]:
+        return {"kind": cls.entry().head_kind, "action_dim": action_size,
+                "hidden_dim": cfg.hidden_dim}
+
+    @classmethod
+    def build_heads(cls, spec: Mapping[str, Any], feature_dim: int) -> nn.Module:
+        return sac_heads(spec, feature_dim)
+
+    @classmethod
+    def action_size_of(cls, weights: Mapping[str, torch.Tensor], cfg: Any) -> int:
+        # the actor's last layer outputs a mean and a log std per action dimension
+        return int(weights["actor.trunk.4.weight"].shape[0]) // 2
+
+    def load_package(self, package: Any, full: bool) -> None:
+        encoder = package.part("encoder")
+        self.critic_encoder.load_state_dict(encoder, strict=True)
+        self.target_encoder.load_state_dict(encoder, strict=True)
+        if "actor_fc" in package.config["parts"]:
+            self.actor_encoder.layers[-1].load_state_dict(package.part("actor_fc"), strict=True)
+        if not full:
+            return
+        heads = package.part("heads")
+        self.actor.load_state_dict(_under("actor.", heads), strict=True)
+        self.critic.load_state_dict(_under("critic.", heads), strict=True)
+        self.target_critic.load_state_dict(_under("critic.", heads), strict=True)
+        self.log_alpha.data.copy_(heads["log_alpha"])
+
+
+def _under(prefix: str, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors under ``prefix``, named without it."""
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -47,5 +47,6 @@ def evaluation_env(cfg: Any) -> DMCEnv | AtariEnv:
                   render_size=cfg.render_size, render_quality=cfg.render_quality)
 
 
-__all__ = ["AtariEnv", "DMCEnv", "EnvWorker", "action_size", "check_task", "evaluation_env", "list_games", "list_tasks",
-           "make_env", "parse_game", "parse_task", "select_gl_backend", "training_env"]
+__all__ = ["AtariEnv", "DMCEnv", "EnvWorker", "action_size", "check_task", "evaluation_env",
+           "list_games", "list_tasks", "make_env", "parse_game", "parse_task", "select_gl_backend",
+           "training_env"]

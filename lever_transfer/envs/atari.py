@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import difflib
 import functools
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -63,6 +63,7 @@ class AtariEnv(gym.Env):
     """One Atari game as stacked uint8 grayscale frames with DER's preprocessing."""
 
     metadata = {"render_modes": ["rgb_array"]}
+    action_space: gym.spaces.Discrete  # ALE's minimal action set
 
     def __init__(self, task: str, episodic_life: bool = True, seed: int | None = None):
         import ale_py
@@ -79,7 +80,7 @@ class AtariEnv(gym.Env):
                                screen_size=SCREEN_SIZE, terminal_on_life_loss=False,
                                grayscale_obs=True, scale_obs=False),
             FRAME_STACK)
-        self.action_space = self._env.action_space
+        self.action_space = cast(gym.spaces.Discrete, self._env.action_space)
         if seed is not None:
             self.action_space.seed(seed)
         self.observation_space = gym.spaces.Box(0, 255, (FRAME_STACK, SCREEN_SIZE, SCREEN_SIZE),
@@ -102,7 +103,8 @@ class AtariEnv(gym.Env):
         return np.asarray(obs, dtype=np.uint8), info
 
     def _ale_lives(self) -> int:
-        return int(self._env.unwrapped.ale.lives())
+        # gymnasium's Env does not declare ale_py's `ale` attribute
+        return int(self._env.unwrapped.ale.lives())  # type: ignore[attr-defined]
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self.action_space.contains(action):
@@ -118,7 +120,8 @@ class AtariEnv(gym.Env):
 
     def render(self) -> np.ndarray:
         """The full-resolution RGB screen, HWC uint8 (210x160, for videos)."""
-        return np.asarray(self._env.unwrapped.ale.getScreenRGB(), dtype=np.uint8)
+        screen = self._env.unwrapped.ale.getScreenRGB()  # type: ignore[attr-defined]  # as above
+        return np.asarray(screen, dtype=np.uint8)
 
     def step_async(self, action: int) -> None:
         """The DMC worker's split step, run in place: ALE steps are cheap (about 0.5 ms)."""

@@ -251,6 +251,12 @@ class EnvWorker:
             self.close()  # after a worker error gymnasium drops its pipe: it cannot step again
             raise
 
+    @property
+    def _open_vec(self) -> AsyncVectorEnv:
+        """The vector env, for the calls ``_guard`` runs once it has checked it is open."""
+        assert self._vec is not None
+        return self._vec
+
     def _exitcode(self) -> int | None:
         if self._vec is None:
             return None
@@ -264,7 +270,8 @@ class EnvWorker:
                 for k, v in info.items() if not k.startswith("_")}
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        obs, info = self._guard(lambda: self._vec.reset(seed=None if seed is None else [seed]))
+        obs, info = self._guard(lambda: self._open_vec.reset(
+            seed=None if seed is None else [seed]))
         return obs[0].copy(), self._unbatch(info)
 
     def step_async(self, action: np.ndarray) -> None:
@@ -272,10 +279,10 @@ class EnvWorker:
         if batched.shape[1:] != self.action_space.shape:  # a caller's bug: keep the worker
             raise ValueError(f"{self.task} takes actions of shape {self.action_space.shape}, "
                              f"got {batched.shape[1:]}")
-        self._guard(lambda: self._vec.step_async(batched))
+        self._guard(lambda: self._open_vec.step_async(batched))
 
     def step_wait(self) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = self._guard(lambda: self._vec.step_wait())
+        obs, reward, terminated, truncated, info = self._guard(lambda: self._open_vec.step_wait())
         return (obs[0].copy(), float(reward[0]), bool(terminated[0]), bool(truncated[0]),
                 self._unbatch(info))
 

@@ -1,10 +1,11 @@
 """LeVER's switch for the replay: re-encode pixels into latents in chunks, and size the result.
 
 Conversion walks the convertible pixel entries oldest first, ``chunk`` at a time, encodes their
-stacks, appends the latents with the same transitions (and priorities, when prioritized), and
-releases every pixel block that no later chunk reads, so memory never holds the buffer twice. The newest entry is converted too
-(the reference code lost the transition collected exactly at Tf): the episode under way goes on
-in the latent replay.
+stacks, appends the latents with the same transitions (and the sampler's per-entry state: the
+priorities, when prioritized; n-step length and discount too), and releases every pixel block
+that no later chunk reads, so memory never holds the buffer twice. The newest entry is converted
+too (the reference code lost the transition collected exactly at Tf): the episode under way goes
+on in the latent replay.
 
 Memory while converting: ``pixel.nbytes + latent.nbytes`` never exceeds the pixel replay's
 ``nbytes`` before conversion by more than one latent block (sized like a pixel block in bytes)
@@ -49,9 +50,7 @@ def convert_to_latent(pixel: PixelReplay, encode: Encode, latent_shape: tuple[in
     entry_bytes = latent_entry_bytes(latent_shape, pixel.action_dim, dtype)
     block_items = max(1, pixel.block_items * pixel.bytes_per_entry // entry_bytes)
     latent = LatentReplay(capacity, latent_shape, pixel.action_dim, dtype, block_items,
-                          prioritized=pixel.prioritized)
-    if pixel.prioritized:
-        latent.priorities.max_priority = pixel.priorities.max_priority
+                          pixel.n_step, pixel.gamma, pixel.sampler.spawn())
     last_reader = _last_reader(pixel, ids, chunk)
     for block in np.flatnonzero(last_reader < 0).tolist():
         pixel.release_block(block)  # nothing converted reads it
@@ -78,10 +77,10 @@ def _append_chunk(latent: LatentReplay, pixel: PixelReplay, part: np.ndarray,
     if encoded.shape != (part.size, *latent.latent_shape):
         raise ValueError(f"encode returned shape {encoded.shape} for {part.size} stacks, "
                          f"expected {(part.size, *latent.latent_shape)}")
-    meta = pixel.meta.get(part % pixel.capacity)
-    priorities = pixel.priorities.get(part % pixel.capacity) if pixel.prioritized else None
+    slots = part % pixel.capacity
+    meta = pixel.meta.get(slots)
     latent.append_entries(encoded, meta["action"], meta["reward"], meta["discount"],
-                          meta["starts"], open_after, priorities)
+                          meta["starts"], open_after, pixel.sampler.export_slots(slots))
 
 
 def _last_reader(pixel: PixelReplay, ids: np.ndarray, chunk: int) -> np.ndarray:

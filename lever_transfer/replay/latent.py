@@ -8,11 +8,13 @@ observation, the next observation and every network, so critic and actor see one
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .samplers import Sampler
 from .storage import EntryRing, default_block_items, meta_dtype
 
 LATENT_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
@@ -25,8 +27,8 @@ class LatentBatch:
     action: np.ndarray  # float32 [B, A]
     reward: np.ndarray  # float32 [B]
     discount: np.ndarray  # float32 [B]: factor on next_latent's value (0: terminated)
-    ids: np.ndarray | None = None  # int64 [B] entry numbers (prioritized replay: for updates)
-    weights: np.ndarray | None = None  # float32 [B] importance weights (prioritized replay)
+    ids: np.ndarray | None = None  # int64 [B] entry numbers: update_priorities takes them
+    weights: np.ndarray | None = None  # float32 [B] importance weights (prioritized sampler)
 
 
 def latent_entry_bytes(latent_shape: tuple[int, ...], action_dim: int,
@@ -43,7 +45,8 @@ class LatentReplay(EntryRing):
 
     def __init__(self, capacity: int, latent_shape: tuple[int, ...], action_dim: int,
                  dtype: np.dtype | type | str = np.float32, block_items: int | None = None,
-                 prioritized: bool = False):
+                 n_step: int = 1, gamma: float = 1.0,
+                 sampler: Sampler | Mapping[str, Any] | None = None):
         self.latent_shape = tuple(int(d) for d in latent_shape)
         self.dtype = np.dtype(dtype)
         if len(self.latent_shape) < 2 or min(self.latent_shape) < 1:
@@ -53,7 +56,7 @@ class LatentReplay(EntryRing):
         item_bytes = int(np.prod(self.latent_shape)) * self.dtype.itemsize
         super().__init__(capacity, action_dim, self.latent_shape, self.dtype,
                          block_items or default_block_items(item_bytes), episode_first=False,
-                         prioritized=prioritized)
+                         n_step=n_step, gamma=gamma, sampler=sampler)
 
     @property
     def latents(self):
@@ -67,7 +70,7 @@ class LatentReplay(EntryRing):
     def init_args(self) -> dict[str, Any]:
         return {"capacity": self.capacity, "latent_shape": list(self.latent_shape),
                 "action_dim": self.action_dim, "dtype": self.dtype.name,
-                "block_items": self.block_items, "prioritized": self.prioritized}
+                "block_items": self.block_items, **self._base_args()}
 
     # ------------------------------------------------------------------------------ writing
     def _checked(self, latents: np.ndarray, count: int | None = None) -> np.ndarray:
@@ -82,6 +85,7 @@ class LatentReplay(EntryRing):
         self._check_usable()
         self._append(self._checked(latents))
         self.open = True
+        self._settle()
 
     def add_step(self, action: np.ndarray, reward: float, terminated: bool,
                  next_latents: np.ndarray) -> None:
@@ -91,15 +95,18 @@ class LatentReplay(EntryRing):
         self._close_newest(action, reward, terminated)
         self._append(item)
         self.open = not terminated
+        self._settle()
 
     def append_entries(self, latents: np.ndarray, action: np.ndarray, reward: np.ndarray,
                        discount: np.ndarray, starts: np.ndarray, open_after: bool,
-                       priorities: np.ndarray | None = None) -> None:
+                       carried: np.ndarray | None = None) -> None:
         """Append whole entries in order, with the transitions that start at them (conversion).
 
         ``starts[j]`` says entry j's transition leads to entry j + 1; ``open_after`` says whether
-        the last entry's episode goes on, so that ``add_step`` chains onto it. A prioritized
-        replay takes the entries' ``priorities`` (the pixel replay's, carried over).
+        the last entry's episode goes on, so that ``add_step`` chains onto it. ``carried`` is the
+        entries' sampler state in the replay they come from (``Sampler.export_slots``: the
+        priorities, 0 where a transition was not sampleable), taken as it is so that conversion
+        keeps it; without it the sampler meets the transitions as new ones.
         """
         self._check_usable()
         n = len(starts)
@@ -118,26 +125,28 @@ class LatentReplay(EntryRing):
         records["discount"], records["starts"] = discount, starts
         self.payload.set(slots, self._checked(latents, n))
         self.meta.set(slots, records)
+        self.sampler.remove(slots)
         self.transitions += int(np.count_nonzero(starts))
         self.total += n
-        if self.priorities is not None:
-            if priorities is None:
-                raise ValueError("a prioritized replay needs the appended entries' priorities")
-            self.priorities.set(slots, np.where(starts, priorities, 0.0))
+        self._size = None
         self.open = bool(open_after)
+        if carried is None:
+            self._settle()
+        else:  # entries held back by a chunk boundary already carry their state: no _settle
+            self.sampler.import_slots(slots, np.where(starts, carried, 0.0))
+            self._pending = self._first_pending()
 
     # ------------------------------------------------------------------------------ sampling
-    def sample(self, batch_size: int, rng: np.random.Generator, n_step: int = 1,
-               gamma: float = 1.0, beta: float = 1.0) -> LatentBatch:
-        """Transitions (``n_step`` long, see ``EntryRing._returns``), uniform or prioritized
-        (importance exponent ``beta``), one augmentation copy each (shared by obs, next obs and
-        every network)."""
+    def sample(self, batch_size: int, rng: np.random.Generator,
+               step: int | None = None) -> LatentBatch:
+        """Transitions (``n_step`` long, see ``EntryRing._returns``) as the sampler draws them
+        at agent ``step`` (None: annealed), one augmentation copy each (shared by obs, next obs
+        and every network)."""
         self._check_usable()
-        ids, meta, weights = self._draw(batch_size, rng, beta)
-        reward, discount, next_ids = self._returns(ids, meta, n_step, gamma)
+        ids, meta, weights = self._draw(batch_size, rng, step)
+        reward, discount, next_ids = self._returns(ids, meta)
         copy = rng.integers(0, self.augmentations, batch_size)
         pair = self.latents.get(np.stack([ids, next_ids], axis=1) % self.capacity)  # [B, 2, K..]
         chosen = pair[np.arange(batch_size), :, copy]  # [B, 2, N, *feature]
         return LatentBatch(chosen[:, 0].astype(np.float32), chosen[:, 1].astype(np.float32),
-                           self._actions(meta), reward, discount,
-                           ids if self.prioritized else None, weights)
+                           self._actions(meta), reward, discount, ids, weights)

@@ -9,11 +9,13 @@ the reset frame), and the next observation is the stack of ``i + 1``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .samplers import Sampler
 from .storage import EntryRing, meta_dtype
 
 
@@ -24,8 +26,8 @@ class PixelBatch:
     reward: np.ndarray  # float32 [B]
     discount: np.ndarray  # float32 [B]: factor on next_obs's value (0: terminated)
     next_obs: np.ndarray  # uint8 [B, S*C, H, W]
-    ids: np.ndarray | None = None  # int64 [B] entry numbers (prioritized replay: for updates)
-    weights: np.ndarray | None = None  # float32 [B] importance weights (prioritized replay)
+    ids: np.ndarray | None = None  # int64 [B] entry numbers: update_priorities takes them
+    weights: np.ndarray | None = None  # float32 [B] importance weights (prioritized sampler)
 
 
 def pixel_entry_bytes(frame_shape: tuple[int, int, int], action_dim: int) -> int:
@@ -39,7 +41,8 @@ class PixelReplay(EntryRing):
     _payload_name = "frames"
 
     def __init__(self, capacity: int, frame_shape: tuple[int, int, int], frame_stack: int,
-                 action_dim: int, block_items: int = 1000, prioritized: bool = False):
+                 action_dim: int, block_items: int = 1000, n_step: int = 1, gamma: float = 1.0,
+                 sampler: Sampler | Mapping[str, Any] | None = None):
         if len(frame_shape) != 3 or min(frame_shape) < 1 or frame_stack < 1:
             raise ValueError(f"frame_shape {frame_shape} must be (C, H, W) and frame_stack "
                              f"({frame_stack}) >= 1")
@@ -47,7 +50,7 @@ class PixelReplay(EntryRing):
         self.frame_stack = int(frame_stack)
         self._edge = self.frame_stack - 1  # after wrap-around, the oldest S-1 lack frames
         super().__init__(capacity, action_dim, self.frame_shape, np.uint8, block_items,
-                         episode_first=True, prioritized=prioritized)
+                         episode_first=True, n_step=n_step, gamma=gamma, sampler=sampler)
         self.episode_start = 0  # number of the current episode's first entry
         self._offsets = np.arange(-(self.frame_stack - 1), 2, dtype=np.int64)  # S + 1 frames
 
@@ -64,7 +67,7 @@ class PixelReplay(EntryRing):
     def init_args(self) -> dict[str, Any]:
         return {"capacity": self.capacity, "frame_shape": list(self.frame_shape),
                 "frame_stack": self.frame_stack, "action_dim": self.action_dim,
-                "block_items": self.block_items, "prioritized": self.prioritized}
+                "block_items": self.block_items, **self._base_args()}
 
     # ------------------------------------------------------------------------------ writing
     def _newest_frame(self, obs: np.ndarray) -> np.ndarray:
@@ -81,6 +84,7 @@ class PixelReplay(EntryRing):
         self.episode_start = self.total
         self._append(frame, episode_first=self.episode_start)
         self.open = True
+        self._settle()
 
     def add_step(self, action: np.ndarray, reward: float, terminated: bool,
                  next_obs: np.ndarray) -> None:
@@ -90,6 +94,7 @@ class PixelReplay(EntryRing):
         self._close_newest(action, reward, terminated)
         self._append(frame, episode_first=self.episode_start)
         self.open = not terminated
+        self._settle()
 
     # ------------------------------------------------------------------------------ stacks
     def _frame_ids(self, ids: np.ndarray, first: np.ndarray, count: int) -> np.ndarray:
@@ -97,7 +102,7 @@ class PixelReplay(EntryRing):
         offsets = self._offsets[:count]
         return np.maximum(ids[:, None] + offsets, first[:, None])
 
-    def _valid(self, ids: np.ndarray, meta: np.ndarray) -> np.ndarray:
+    def _stored(self, ids: np.ndarray, meta: np.ndarray) -> np.ndarray:
         # next_obs needs no check: same episode, and its stack starts one frame later
         earliest = np.maximum(ids - (self.frame_stack - 1), meta["episode_first"])
         return meta["starts"] & (earliest >= self.oldest)
@@ -133,16 +138,16 @@ class PixelReplay(EntryRing):
         return frames.reshape(ids.size, *self.obs_shape)
 
     # ------------------------------------------------------------------------------ sampling
-    def sample(self, batch_size: int, rng: np.random.Generator, n_step: int = 1,
-               gamma: float = 1.0, beta: float = 1.0) -> PixelBatch:
-        """Transitions (``n_step`` long, see ``EntryRing._returns``), uniform or prioritized
-        (importance exponent ``beta``); for one step, obs and next_obs are overlapping views of
-        one gather."""
+    def sample(self, batch_size: int, rng: np.random.Generator,
+               step: int | None = None) -> PixelBatch:
+        """Transitions (``n_step`` long, see ``EntryRing._returns``) as the sampler draws them
+        at agent ``step`` (its schedule; None: annealed); for one step, obs and next_obs are
+        overlapping views of one gather."""
         self._check_usable()
-        ids, meta, weights = self._draw(batch_size, rng, beta)
-        reward, discount, next_ids = self._returns(ids, meta, n_step, gamma)
+        ids, meta, weights = self._draw(batch_size, rng, step)
+        reward, discount, next_ids = self._returns(ids, meta)
         first, stack = meta["episode_first"], self.frame_stack
-        if n_step == 1:
+        if self.n_step == 1:
             frames = self.frames.get(self._frame_ids(ids, first, stack + 1) % self.capacity)
             obs, next_obs = frames[:, :-1], frames[:, 1:]  # [B, S, C, H, W] each
         else:  # the next observation is in the same episode: same first entry
@@ -152,7 +157,7 @@ class PixelReplay(EntryRing):
             obs, next_obs = frames[:, :stack], frames[:, stack:]
         shape = (batch_size, *self.obs_shape)
         return PixelBatch(obs.reshape(shape), self._actions(meta), reward, discount,
-                          next_obs.reshape(shape), ids if self.prioritized else None, weights)
+                          next_obs.reshape(shape), ids, weights)
 
     # ------------------------------------------------------------------------------ state
     def _counters(self) -> dict[str, int]:

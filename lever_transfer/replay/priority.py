@@ -1,4 +1,5 @@
-"""Priorities for prioritized replay (Schaul et al. 2016), as data-efficient Rainbow can use it.
+"""Priorities for prioritized replay (Schaul et al. 2016), as data-efficient Rainbow can use it
+(``samplers.PrioritizedSampler`` owns one tree and the schedule around it).
 
 A sum tree over the ring's slots: setting priorities and drawing slots in proportion to them
 are vectorised over a batch, and parents are always recomputed from their children (no running
@@ -24,7 +25,6 @@ class SumTree:
         self.leaves = 1 << (self.capacity - 1).bit_length()  # a power of two >= capacity
         self.depth = self.leaves.bit_length() - 1
         self.tree = np.zeros(2 * self.leaves, np.float64)
-        self.max_priority = 1.0  # what a new transition gets: it is sampled at least once soon
 
     @property
     def total(self) -> float:
@@ -86,7 +86,7 @@ class SumTree:
         """The priorities of all slots (a view): what a checkpoint stores."""
         return self.tree[self.leaves:self.leaves + self.capacity]
 
-    def load(self, priorities: np.ndarray, max_priority: float) -> None:
+    def load(self, priorities: np.ndarray) -> None:
         """Restore all slots from ``leaves_array()`` output and rebuild every parent."""
         priorities = np.asarray(priorities, np.float64)
         if priorities.shape != (self.capacity,):
@@ -97,4 +97,3 @@ class SumTree:
         for level in range(self.depth - 1, -1, -1):
             nodes = np.arange(1 << level, 2 << level)
             self.tree[nodes] = self.tree[2 * nodes] + self.tree[2 * nodes + 1]
-        self.max_priority = float(max_priority)

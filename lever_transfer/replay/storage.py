@@ -9,26 +9,25 @@ absolute (ever-growing) entry numbers and slot ``number % capacity``. An entry h
 (the newest frame, or the latents) and one metadata record for the transition that *starts* at
 it (action, reward, discount, and whether a transition starts there at all); the next
 observation of entry ``i`` is entry ``i + 1``, so nothing is stored twice. Which entries may be
-sampled is the replays' business (``_valid``); the ring only draws uniformly among them, and
-sums multi-step returns along the entries that follow (Rainbow's n-step targets). Discrete
-actions are stored as their index in a one-element action (exact in float32).
-
-With ``prioritized=True`` the ring also keeps a priority per entry (``SumTree``): a transition
-gets the highest priority seen when it is recorded, zero when it is evicted or can no longer be
-sampled, and draws are proportional to priority with importance weights
-``(len * P(i)) ** -beta``, normalised by the batch's largest (as the reference code does).
+sampled is the ring's business (``_valid``: a transition starts there, its n-step window is
+complete, and for pixels its frame stack is still stored); which of those a batch holds is its
+sampler's (``samplers.py``: uniform or prioritized, told of every change). The ring sums
+multi-step returns along the entries that follow (Rainbow's n-step targets, ``n_step`` and
+``gamma`` fixed at construction). Discrete actions are stored as their index in a one-element
+action (exact in float32).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from ..errors import ReplayError
-from .priority import SumTree
+from .samplers import Sampler, make_sampler, upgrade_state
 
 _LOOP_MAX = 2048  # gathers up to this size copy item by item: one copy, no sort
 
@@ -112,7 +111,7 @@ class BlockArray:
             self._readable(b)
         arrays = self._blocks
         for i, (b, o) in enumerate(zip(block_list, offset_list)):
-            out[i] = arrays[b][o]  # type: ignore[index]
+            out[i] = arrays[b][o]
 
     def _gather_grouped(self, blocks: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> None:
         """Bulk reads (conversion, state): one vectorised take per block."""
@@ -165,7 +164,7 @@ class BlockArray:
         for key, value in state.items():
             block, _, field = key.partition(".")
             if not block.isdigit() or int(block) >= self.num_blocks or bool(field) != bool(
-                    self.dtype.names) or (field and field not in self.dtype.names):
+                    self.dtype.names) or (field and field not in (self.dtype.names or ())):
                 raise ValueError(f"state key {key!r} does not fit this array")
             target = self._writable(int(block))
             target = target[field] if field else target
@@ -202,41 +201,47 @@ class EntryRing:
 
     _payload_name = "payload"  # its name in state dicts: "frames" or "latents"
     _edge = 0  # how many of the oldest entries may start a transition that cannot be sampled
-    _max_redraws = 32  # rejection rounds before falling back to listing the valid entries
 
     def __init__(self, capacity: int, action_dim: int, payload_shape: tuple[int, ...],
                  payload_dtype: np.dtype | type | str, block_items: int, episode_first: bool,
-                 prioritized: bool = False):
+                 n_step: int = 1, gamma: float = 1.0,
+                 sampler: Sampler | Mapping[str, Any] | None = None):
         if capacity < 1:
             raise ReplayError(f"a replay capacity of {capacity} entries cannot hold anything: "
                               f"use a capacity (or memory budget) of at least one entry")
         if action_dim < 1 or block_items < 1:
             raise ValueError(f"action_dim ({action_dim}) and block_items ({block_items}) "
                              f"must be >= 1")
+        if n_step < 1 or not 0 <= gamma <= 1:
+            raise ValueError(f"n_step must be >= 1 and gamma in [0, 1], got {n_step}, {gamma}")
         self.capacity, self.action_dim = int(capacity), int(action_dim)
+        self.n_step, self.gamma = int(n_step), float(gamma)
         self.payload = BlockArray(capacity, payload_shape, payload_dtype, block_items)
         self.meta = BlockArray(capacity, (), meta_dtype(action_dim, episode_first), block_items)
         self.block_items = self.payload.block_items
+        self.sampler = make_sampler(sampler)
+        self.sampler.attach(self.capacity)
         self.total = 0  # entries ever written: the next entry's number
         self.open = False  # whether an episode is under way (add_step may follow)
         self.transitions = 0  # entries in the ring where a transition starts
-        self.priorities = SumTree(capacity) if prioritized else None
+        self._pending = 0  # entries from here to the newest wait for their n-step window
+        self._size: int | None = None  # len(self), until the next write
         self._retired: str | None = None
+
+    def _base_args(self) -> dict[str, Any]:
+        """The ring's part of ``init_args``."""
+        return {"n_step": self.n_step, "gamma": self.gamma, "sampler": self.sampler.spec()}
 
     @property
     def bytes_per_entry(self) -> int:
-        """Real bytes of one entry: payload plus its metadata record."""
+        """Real bytes of one entry: payload plus its metadata record (not the sampler's
+        ``slot_bytes``)."""
         return self.payload.item_nbytes + self.meta.item_nbytes
 
     @property
-    def prioritized(self) -> bool:
-        return self.priorities is not None
-
-    @property
     def nbytes(self) -> int:
-        """Bytes allocated right now (the priority tree included)."""
-        tree = self.priorities.nbytes if self.priorities is not None else 0
-        return self.payload.nbytes + self.meta.nbytes + tree
+        """Bytes allocated right now (the sampler's state included)."""
+        return self.payload.nbytes + self.meta.nbytes + self.sampler.nbytes
 
     @property
     def oldest(self) -> int:
@@ -260,17 +265,8 @@ class EntryRing:
         self.payload.set(slot, item)
         self.meta.set(slot, record)
         self.total += 1
-        if self.priorities is not None:
-            self.priorities.set(slot, 0.0)
-            self._unprioritize_edge()
-
-    def _unprioritize_edge(self) -> None:
-        """Zero the priority of the oldest entries that can no longer be sampled (a pixel stack
-        whose first frames were just evicted)."""
-        if self._edge and self.total > self.capacity:
-            ids = np.arange(self.oldest, min(self.total, self.oldest + self._edge), dtype=np.int64)
-            meta = self.meta.get(ids % self.capacity)
-            self.priorities.set(ids[~self._valid(ids, meta)] % self.capacity, 0.0)
+        self._size = None
+        self.sampler.remove(slot)
 
     def _close_newest(self, action: Any, reward: float, terminated: bool) -> None:
         """Record the transition that starts at the newest entry (its next entry comes next)."""
@@ -285,89 +281,115 @@ class EntryRing:
         record["starts"] = True
         self.meta.set(slot, record)
         self.transitions += 1
-        if self.priorities is not None:
-            self.priorities.set(slot, self.priorities.max_priority)
+
+    def _settle(self) -> None:
+        """After a write: tell the sampler which transitions stopped being sampleable (a pixel
+        stack whose first frames were just evicted) and which just became so (their n-step
+        window is complete now)."""
+        if self._edge and self.total > self.capacity:
+            ids = np.arange(self.oldest, min(self.total, self.oldest + self._edge),
+                            dtype=np.int64)
+            meta = self.meta.get(ids % self.capacity)
+            self.sampler.remove(ids[~self._valid(ids, meta)] % self.capacity)
+        before, self._pending = self._pending, self._first_pending()
+        if self._pending > before:
+            ids = np.arange(max(before, self.oldest), self._pending, dtype=np.int64)
+            meta = self.meta.get(ids % self.capacity)
+            self.sampler.extend(ids[self._valid(ids, meta)] % self.capacity)
+
+    def _first_pending(self) -> int:
+        """The first entry whose n-step window is cut by the newest entry while the episode goes
+        on past it; entries from there to the newest are not sampleable yet.
+
+        The reference data-efficient Rainbow never samples such a transition: its return would
+        be short of rewards that are still to come. A window that ends by termination, or at
+        the end of an episode that a reset closed (a time limit), is complete. The episode goes
+        on past the newest entry while it is open, or (during conversion) while the newest entry
+        already starts a transition whose next entry is yet to be appended.
+        """
+        newest = self.total - 1
+        if newest < 1 or self.n_step == 1:
+            return max(0, newest)
+        if not self.open:
+            record = self.meta.get(newest % self.capacity)
+            if not (record["starts"] and record["discount"] > 0):
+                return newest
+        ids = np.arange(max(self.oldest, newest - self.n_step + 1), newest, dtype=np.int64)
+        meta = self.meta.get(ids % self.capacity)
+        breaks = np.flatnonzero(~(meta["starts"] & (meta["discount"] > 0)))
+        return int(ids[0]) + (int(breaks[-1]) + 1 if breaks.size else 0) if ids.size else newest
 
     # ------------------------------------------------------------------------------ sampling
-    def _valid(self, ids: np.ndarray, meta: np.ndarray) -> np.ndarray:
-        """Which in-ring entries ``ids`` (with their records) start a sampleable transition."""
+    def _stored(self, ids: np.ndarray, meta: np.ndarray) -> np.ndarray:
+        """Which in-ring entries ``ids`` (with their records) start a transition whose data is
+        all stored (subclasses add their own conditions: a pixel stack's frames)."""
         return meta["starts"]
 
-    def __len__(self) -> int:
-        """Transitions that can be sampled now."""
-        self._check_usable()
-        if self._edge == 0 or self.total == 0:
-            return self.transitions
-        ids = np.arange(self.oldest, min(self.total, self.oldest + self._edge), dtype=np.int64)
-        meta = self.meta.get(ids % self.capacity)
-        return self.transitions - int((meta["starts"] & ~self._valid(ids, meta)).sum())
+    def _valid(self, ids: np.ndarray, meta: np.ndarray) -> np.ndarray:
+        """Which in-ring entries start a sampleable transition: stored, and its n-step window
+        complete."""
+        return self._stored(ids, meta) & (ids < self._pending)
 
-    def _draw(self, batch_size: int, rng: np.random.Generator, beta: float = 1.0
+    def sampleable(self, ids: np.ndarray) -> np.ndarray:
+        """Which in-ring entries ``ids`` start a transition that may be sampled now."""
+        ids = np.asarray(ids, np.int64)
+        return self._valid(ids, self.meta.get(ids % self.capacity))
+
+    def candidates(self) -> tuple[int, int]:
+        """``[low, high)``: the entry numbers among which the sampleable ones lie."""
+        return self.oldest, self._pending
+
+    def __len__(self) -> int:
+        """Transitions that can be sampled now (the loop asks at every step: kept until the
+        next write)."""
+        self._check_usable()
+        if self._size is None:
+            edge = min(self.total, self.oldest + self._edge)  # the only entries that can lack
+            ids = np.concatenate([np.arange(self.oldest, edge, dtype=np.int64),  # frames...
+                                  np.arange(max(edge, self._pending), self.total,  # ...or wait
+                                            dtype=np.int64)])
+            meta = self.meta.get(ids % self.capacity)
+            self._size = self.transitions - int((meta["starts"] & ~self._valid(ids, meta)).sum())
+        return self._size
+
+    @property
+    def waiting(self) -> int:
+        """Transitions held back until their n-step window is complete (sampleable later)."""
+        self._check_usable()
+        ids = np.arange(self._pending, self.total, dtype=np.int64)
+        return int(self._stored(ids, self.meta.get(ids % self.capacity)).sum())
+
+    def _draw(self, batch_size: int, rng: np.random.Generator, step: int | None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Sampleable entries, their records and importance weights (None when uniform)."""
+        """The sampler's entries, their records and importance weights (None when uniform)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if len(self) == 0:
             raise RuntimeError("the replay holds no sampleable transition yet: add steps first")
-        if self.priorities is not None:
-            return self._draw_prioritized(batch_size, rng, beta)
-        ids, meta = self._draw_uniform(batch_size, rng)
-        return ids, meta, None
+        ids, weights = self.sampler.sample(self, batch_size, rng, step)
+        return ids, self.meta.get(ids % self.capacity), weights
 
-    def _draw_prioritized(self, batch_size: int, rng: np.random.Generator, beta: float
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        tree = self.priorities
-        slots = tree.draw(batch_size, rng)
-        ids = self.oldest + (slots - self.oldest) % self.capacity  # slot -> entry number
-        weights = (len(self) * tree.get(slots) / tree.total) ** -beta
-        return ids, self.meta.get(slots), (weights / weights.max()).astype(np.float32)
-
-    def update_priorities(self, ids: np.ndarray, losses: np.ndarray,
-                          exponent: float = 0.5, epsilon: float = 1e-6) -> None:
-        """New priorities ``(loss + epsilon) ** exponent`` for sampled entries still in the ring
-        (entries that start no sampleable transition keep priority 0)."""
-        if self.priorities is None:
-            raise RuntimeError("this replay is not prioritized")
+    def update_priorities(self, ids: np.ndarray, losses: np.ndarray) -> None:
+        """Hand each sampled transition's loss to the sampler (a prioritized one sets its
+        priority from it, a uniform one ignores it); entries no longer in the ring are skipped."""
         ids, losses = np.asarray(ids, np.int64), np.asarray(losses, np.float64)
+        if ids.shape != losses.shape:
+            raise ValueError(f"{ids.size} ids but losses of shape {losses.shape}")
         keep = (ids >= self.oldest) & (ids < self.total)
-        keep[keep] = self.priorities.get(ids[keep] % self.capacity) > 0
-        priorities = (np.abs(losses[keep]) + epsilon) ** exponent
-        self.priorities.set(ids[keep] % self.capacity, priorities)
-        if priorities.size:
-            self.priorities.max_priority = max(self.priorities.max_priority,
-                                               float(priorities.max()))
+        self.sampler.update(ids[keep] % self.capacity, losses[keep])
 
-    def _draw_uniform(self, batch_size: int, rng: np.random.Generator
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        """Uniform sampleable entries and their records: draw in the ring, redraw rejects."""
-        low, high = self.oldest, self.total - 1  # the newest entry starts no transition
-        ids = rng.integers(low, high, batch_size, dtype=np.int64)
-        meta = self.meta.get(ids % self.capacity)
-        bad = np.flatnonzero(~self._valid(ids, meta))
-        for _ in range(self._max_redraws):
-            if bad.size == 0:
-                return ids, meta
-            ids[bad] = rng.integers(low, high, bad.size, dtype=np.int64)
-            meta[bad] = self.meta.get(ids[bad] % self.capacity)
-            bad = bad[~self._valid(ids[bad], meta[bad])]
-        valid = np.arange(low, high, dtype=np.int64)  # few valid entries: list them once
-        valid = valid[self._valid(valid, self.meta.get(valid % self.capacity))]
-        ids[bad] = valid[rng.integers(0, valid.size, bad.size)]
-        meta[bad] = self.meta.get(ids[bad] % self.capacity)
-        return ids, meta
-
-    def _returns(self, ids: np.ndarray, meta: np.ndarray, n_step: int, gamma: float
+    def _returns(self, ids: np.ndarray, meta: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(reward, discount, next entry) of the ``n_step`` transitions from sampleable ``ids``.
 
-        The return sums ``gamma**k * r_k`` over the steps that stay in the episode; near an end it
-        is truncated to the m steps left, as in the reference Rainbow code. ``discount`` is the
-        factor on the value of entry ``ids + m``: ``gamma**m``, or 0 if the episode terminated
-        within those steps. With ``n_step=1, gamma=1`` these are the stored reward, 0/1 discount
-        and next entry.
+        The return sums ``gamma**k * r_k`` over the steps that stay in the episode; at the end of
+        an episode closed by a reset (a time limit) it is truncated to the m steps left, as in
+        the reference Rainbow code. ``discount`` is the factor on the value of entry
+        ``ids + m``: ``gamma**m``, or 0 if the episode terminated within those steps. A sampled
+        window is never cut by the newest entry of an episode under way (``_first_pending``).
+        With ``n_step=1, gamma=1`` these are the stored reward, 0/1 discount and next entry.
         """
-        if n_step < 1:
-            raise ValueError(f"n_step must be >= 1, got {n_step}")
+        n_step, gamma = self.n_step, self.gamma
         starts, goes_on, reward = meta["starts"][:, None], meta["discount"][:, None] > 0, \
             meta["reward"][:, None]
         if n_step > 1:  # later steps, clamped at the newest entry (which starts no transition)
@@ -401,7 +423,7 @@ class EntryRing:
         """Free everything; any later use raises ``RuntimeError(reason)``."""
         for block in range(self.payload.num_blocks):
             self.release_block(block)
-        self.priorities = None
+        self.sampler.release()
         self._retired = reason
 
     # ------------------------------------------------------------------------------ state
@@ -416,35 +438,38 @@ class EntryRing:
         self.total, self.open = counters["total"], bool(counters["open"])
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Counters (0-d int64), allocated blocks (views) and priorities: numpy only, no pickles,
-        no RNG."""
+        """Counters (0-d int64), allocated blocks (views) and the sampler's state
+        (``sampler.*``): numpy only, no pickles, no RNG."""
         self._check_usable()
         state = {k: np.array(v, dtype=np.int64) for k, v in self._counters().items()}
-        if self.priorities is not None:
-            state["priorities"] = self.priorities.leaves_array()
-            state["max_priority"] = np.array(self.priorities.max_priority)
+        state.update({f"sampler.{k}": v for k, v in self.sampler.state_dict().items()})
         state.update({f"{self._payload_name}.{k}": v for k, v in self.payload.state_dict().items()})
         state.update({f"meta.{k}": v for k, v in self.meta.state_dict().items()})
         return state
 
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Restore what ``state_dict`` returned (arrays are copied)."""
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore what ``state_dict`` returned (arrays are copied); states written before
+        samplers existed (top-level priorities) load too."""
         self._check_usable()
+        state = upgrade_state(state)
         # 0-d, or 1-d of one item: np.ascontiguousarray (as in checkpoint code) adds a dimension
         counters = {k: int(np.asarray(state[k]).item()) for k in self._counters()}
-        arrays: dict[str, dict[str, np.ndarray]] = {self._payload_name: {}, "meta": {}}
-        if (self.priorities is not None) != ("priorities" in state):
-            raise ValueError("prioritized and uniform replay states do not mix")
+        arrays: dict[str, dict[str, np.ndarray]] = {self._payload_name: {}, "meta": {},
+                                                    "sampler": {}}
         for key, value in state.items():
             head, _, rest = key.partition(".")
             if head in arrays:
                 arrays[head][rest] = value
-            elif key not in counters and key not in ("priorities", "max_priority"):
+            elif key not in counters:
                 raise ValueError(f"state key {key!r} does not belong to a {type(self).__name__}")
+        self.sampler.load_state_dict(arrays["sampler"])
         self.payload.load_state_dict(arrays[self._payload_name])
         self.meta.load_state_dict(arrays["meta"])
         self._load_counters(counters)
+        self._size = None
         self.transitions = sum(int(v.sum()) for k, v in self.meta.state_dict().items()
                                if k.endswith(".starts"))
-        if self.priorities is not None:
-            self.priorities.load(state["priorities"], float(np.asarray(state["max_priority"])))
+        self._pending = self._first_pending()
+        # an old state gave transitions their priority before their window was complete
+        waiting = np.arange(self._pending, self.total, dtype=np.int64)
+        self.sampler.remove(waiting % self.capacity)
