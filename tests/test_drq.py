@@ -24,6 +24,8 @@ from lever_transfer.errors import ConfigError
 from lever_transfer.registry import DrQSettings
 from lever_transfer.replay import LatentBatch, PixelBatch
 
+from .test_update_math import squashed_gaussian
+
 OBS_SHAPE = (9, 84, 84)  # 3 stacked RGB frames rendered at 84 (DrQ: render = crop = 84)
 ACTION_DIM = 6
 SHARED = {"seed": 0, "encoder": "curl", "feature_dim": 50, "hidden_dim": 32, "num_filters": 32,
@@ -87,17 +89,6 @@ def shift_by_hand(x: torch.Tensor, size: int, pad: int, top: torch.Tensor, left:
     padded = F.pad(x.float(), (pad, pad, pad, pad), mode="replicate").to(x.dtype)
     return torch.stack([padded[i, :, dy + t:dy + t + size, dx + s:dx + s + size]
                         for i, (t, s) in enumerate(zip(top.tolist(), left.tolist()))])
-
-
-def squashed_gaussian(actor, z: torch.Tensor, noise: torch.Tensor):
-    """SAC's tanh-Gaussian sample and its log-probability, from the formulas."""
-    lo, hi = actor.log_std_min, actor.log_std_max
-    mu, raw = actor.trunk(z).chunk(2, dim=-1)
-    log_std = lo + 0.5 * (hi - lo) * (torch.tanh(raw) + 1)
-    u = mu + noise * log_std.exp()
-    gaussian = torch.distributions.Normal(mu, log_std.exp()).log_prob(u).sum(-1, keepdim=True)
-    jacobian = (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1, keepdim=True)
-    return torch.tanh(u), gaussian - jacobian
 
 
 # ------------------------------------------------------------------------------ the shift
