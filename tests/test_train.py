@@ -167,3 +167,26 @@ def test_checkpoint_minutes_adds_a_checkpoint_at_the_first_episode_end_after_the
     trainer.checkpoint = recording_checkpoint
     trainer.run()
     assert sorted(set(written)) == expected
+
+
+def test_drq_run_freezes_converts_and_resumes_exactly(tmp_path):
+    """DrQ through the same loop: at Tf its replay becomes the latents of K shifted views, the
+    heads keep learning on them, and a run resumed after a crash logs what an uninterrupted one
+    logs (its shifts come from the agent's own generator, which the checkpoint holds)."""
+    cfg = tiny_config(algorithm="drq")
+    whole, crashed = tmp_path / "whole", tmp_path / "crashed"
+    Trainer(cfg, whole, progress=False, say=lambda s: None).run()
+    (freeze,) = rows(whole, "freeze")
+    assert freeze["agent_steps"] == 100 and freeze["latent_replay"]
+    assert freeze["transitions_after"] == freeze["transitions_before"] == 100
+    first, last = rows(whole, "train")
+    assert last["phase"] == "latents" and last["update_ms"] > 0
+    # the first episode's pixel updates (steps 50-100) had no contrastive pass
+    assert "critic_loss" in first and "curl_loss" not in first
+    assert read_package(whole / "encoder").config["heads"]["kind"] == "sac_tanh"
+    crash_at(cfg, crashed, 190)
+    resumed = Trainer(cfg, crashed, progress=False, say=lambda s: None)
+    assert resumed.restore() and resumed.counters.agent_steps == 125
+    resumed.run()
+    assert without_clocks(read_metrics(crashed / "metrics.jsonl")) == without_clocks(
+        read_metrics(whole / "metrics.jsonl"))
