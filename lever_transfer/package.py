@@ -10,7 +10,9 @@ A package is what any Hugging Face model repo can hold:
 - ``config.json``: everything a loader needs and must never guess: the architecture and its
   arguments, the latent shape after each layer, the observation spec (channels, frame stack,
   render size, crop, pixel scaling), where it came from (task, steps, seed, recipe, FLOPs,
-  evaluation return), and the sha256 of the weights;
+  evaluation return), the sha256 of the weights and ``stored_dtype``, the dtype their
+  floating-point tensors are stored in (``float32``, or ``float16`` to halve the file; absent
+  in packages written before it existed, which are float32);
 - ``README.md``: the model card (see ``card.py``).
 
 Reading is strict: the sha256 must match, the config must describe exactly the tensors in the
@@ -18,6 +20,7 @@ file (names, shapes, dtypes, and ``num_parameters``, their total size, where dec
 nothing is ever unpickled. The config is compared with the safetensors header before any module
 is built or any tensor read, so a config that declares a huge network costs nothing to refuse.
 Every failure is one ``PackageError`` line that says which file is wrong and what to do.
+Tensors are always handed out as float32, whatever was stored, so loaders never see float16.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import __version__
+from .card import model_card
 from .checkpoint import _fsync_dir, default_permissions, remove_stale_temporaries, write_atomic
 from .encoders import LayeredEncoder, make_encoder
 from .errors import LeverError
@@ -49,6 +53,10 @@ FORMAT = "lever-transfer/encoder-package/1"
 PARTS = ("encoder", "actor_fc", "heads")
 MAX_LAYER_SIZE = 8192  # refuse configs that would build absurd networks before building them
 MAX_WEIGHTS_BYTES = 2 << 30  # no zoo encoder comes near 2 GB; refuse before reading one that does
+# what floating-point weights may be stored as (config.json "stored_dtype"); modules are float32
+STORED_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+# the config keys write_package fills in itself (a config passed to it may hold stale ones)
+WRITTEN_KEYS = ("format", "parts", "package_version", "num_parameters", "sha256", "stored_dtype")
 
 
 class PackageError(LeverError):
@@ -93,25 +101,30 @@ def encoder_spec(encoder: LayeredEncoder, architecture: str, frame_stack: int, r
 
 
 def write_package(directory: Path, tensors: Mapping[str, torch.Tensor], config: dict[str, Any],
-                  card: Callable[[dict[str, Any]], str] | None = None) -> Path:
-    """Write weights, config (with their sha256 and size) and ``card(final config)`` into
-    ``directory``.
+                  card: Callable[[dict[str, Any]], str] | None = None, *,
+                  dtype: str = "float32") -> Path:
+    """Write weights, config (with their sha256, size and stored dtype) and ``card(final
+    config)`` into ``directory``.
 
+    ``dtype="float16"`` stores floating-point tensors as float16 (half the file, for packages
+    shipped in a checkout); integer and bool tensors are stored as they are. The sha256 is over
+    the stored bytes. Values beyond float16's range are refused rather than stored as inf.
     Everything goes into a temporary sibling folder that is renamed into place, so a reader sees
     the old package or the new one, never a mix; a crash leaves at most a ``.tmp`` folder.
     """
+    stored = _stored_dtype(dtype)
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     default_permissions(tmp)
     try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+        save_file({k: _to_stored(k, v, stored) for k, v in tensors.items()},
                   str(tmp / WEIGHTS), metadata={"format": "pt"})
         default_permissions(tmp / WEIGHTS)
         parts = sorted({key.split(".", 1)[0] for key in tensors})
         config = {**config, "format": FORMAT, "parts": parts, "package_version": __version__,
                   "num_parameters": sum(v.numel() for v in tensors.values()),
-                  "sha256": sha256_file(tmp / WEIGHTS)}
+                  "sha256": sha256_file(tmp / WEIGHTS), "stored_dtype": dtype}
         write_atomic(tmp / CONFIG, json.dumps(config, indent=2, sort_keys=True).encode())
         if card is not None:
             write_atomic(tmp / CARD, card(config).encode())
@@ -121,6 +134,43 @@ def write_package(directory: Path, tensors: Mapping[str, torch.Tensor], config: 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def _stored_dtype(dtype: str) -> torch.dtype:
+    if dtype not in STORED_DTYPES:
+        raise LeverError(f"packages store weights as {' or '.join(STORED_DTYPES)}, not {dtype!r}")
+    return STORED_DTYPES[dtype]
+
+
+def _to_stored(name: str, tensor: torch.Tensor, stored: torch.dtype) -> torch.Tensor:
+    """``tensor`` as written: floating point in the stored dtype; a finite value that would
+    become inf is refused (the loaded weights would silently differ, not just be rounded)."""
+    tensor = tensor.detach().cpu().contiguous()
+    if not tensor.is_floating_point() or tensor.dtype == stored:
+        return tensor
+    out = tensor.to(stored)
+    if not torch.equal(out.isfinite(), tensor.isfinite()):
+        raise LeverError(f"tensor {name} holds values beyond {stored}'s range "
+                         f"(largest {tensor.abs().max().item():.4g}); store it as float32")
+    return out
+
+
+def convert_package(src: Path, dst: Path, dtype: str = "float16", name: str | None = None
+                    ) -> Path:
+    """Write the verified package ``src`` again into ``dst`` with its weights stored as ``dtype``
+    (float16: half the file, for packages shipped in a checkout; loading gives float32 again).
+
+    The config is kept except what ``write_package`` fills in (new sha256, ``stored_dtype``); the
+    model card is regenerated for ``name`` (default: ``dst``'s folder name), since it quotes the
+    sha256. ``dst`` is written atomically and may be ``src``. Example::
+
+        convert_package("runs/x/packages/walker_stand-60k", "zoo/walker_stand-60k")
+    """
+    package = read_package(src)
+    name = name or Path(dst).name
+    config = {k: v for k, v in package.config.items() if k not in WRITTEN_KEYS}
+    card = (lambda c: model_card(name, c)) if "source" in config else None
+    return write_package(Path(dst), package.tensors, config, card, dtype=dtype)
 
 
 def _replace_dir(new: Path, directory: Path) -> None:
@@ -145,7 +195,8 @@ def _replace_dir(new: Path, directory: Path) -> None:
 
 @dataclass(frozen=True)
 class EncoderPackage:
-    """A verified package: its folder, its config and its tensors (checked against the config)."""
+    """A verified package: its folder, its config and its tensors (checked against the config),
+    floating-point ones in float32 whatever the stored dtype, as the modules hold them."""
 
     path: Path
     config: dict[str, Any]
@@ -216,6 +267,9 @@ def read_config(directory: Path) -> dict[str, Any]:
     if not consistent:
         raise PackageError(f"{path}: the observation spec (channels, frame_stack, crop_size, "
                            f"render_size) does not match the encoder's input shape; re-publish it")
+    if str(config.get("stored_dtype", "float32")) not in STORED_DTYPES:
+        raise PackageError(f"{path}: stored_dtype {config['stored_dtype']!r} is not one of "
+                           f"{', '.join(STORED_DTYPES)}; upgrade lever-transfer or re-publish it")
     sizes = [args.get(k) for k in ("feature_dim", "num_filters", "num_conv_layers")]
     heads = config.get("heads")
     if isinstance(heads, dict):
@@ -264,7 +318,9 @@ def read_package(directory: Path, expected_sha256: str | tuple[str, ...] | None 
     # judged from the header before any module or tensor exists; safetensors then loads exactly
     # the names, shapes and dtypes its header declares
     _check_tensors(config, _read_header(weights), weights)
-    return EncoderPackage(directory, config, _load_tensors(weights))
+    tensors = {k: v.float() if v.is_floating_point() else v  # float16 -> float32, lossless
+               for k, v in _load_tensors(weights).items()}
+    return EncoderPackage(directory, config, tensors)
 
 
 def _unreadable(path: Path, exc: Exception) -> PackageError:
@@ -348,12 +404,15 @@ def _check_tensors(config: Mapping[str, Any],
                    found: Mapping[str, tuple[tuple[int, ...], torch.dtype | str]],
                    path: Path) -> None:
     """Refuse, in one line, tensors (from the header or loaded) that are not exactly the ones the
-    config's architecture has: names, shapes, dtypes and, if declared, the total count."""
+    config's architecture has: names, shapes, dtypes (floating point ones in the config's
+    ``stored_dtype``) and, if declared, the total count."""
     unknown = set(config["parts"]) - set(PARTS)
     if unknown or "encoder" not in config["parts"]:
         raise PackageError(f"{path}: config parts {config['parts']} must include 'encoder' and "
                            f"only {', '.join(PARTS)}")
-    expected = expected_shapes(config)
+    stored = config.get("stored_dtype", "float32")
+    expected = {name: (shape, STORED_DTYPES[stored] if dtype.is_floating_point else dtype)
+                for name, (shape, dtype) in expected_shapes(config).items()}
     extra, missing = sorted(set(found) - set(expected)), sorted(set(expected) - set(found))
     if extra or missing:
         differences = [f"extra tensors {extra[:3]}" if extra else "",
@@ -364,8 +423,9 @@ def _check_tensors(config: Mapping[str, Any],
     for name, (shape, dtype) in expected.items():
         if found[name] != (shape, dtype):
             raise PackageError(f"{path}: tensor {name} is {found[name][0]} {found[name][1]}, the "
-                               f"config's architecture needs {shape} {dtype} ({_count(expected):,} "
-                               f"values in all, the file holds {_count(found):,}); re-publish it")
+                               f"config's architecture needs {shape} {dtype} (stored_dtype "
+                               f"{stored}; {_count(expected):,} values in all, the file holds "
+                               f"{_count(found):,}); re-publish it")
     declared = config.get("num_parameters", _count(expected))
     if isinstance(declared, bool) or not isinstance(declared, int) or declared != _count(found):
         raise PackageError(f"{path}: config.json declares num_parameters {declared!r}, the file "
