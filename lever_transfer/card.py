@@ -61,7 +61,7 @@ the policy and Q heads on latent replay.
 - FLOPs spent training it: {source.get('flops', 0):.3g}
 - Wall time: {source.get('wall_s', 0) / 3600:.2f} h
 - {heads}
-- Weights sha256: `{config['sha256']}`
+- Weights sha256: `{config['sha256']}`{_precision_line(config)}
 
 ## Observations it expects
 
@@ -87,3 +87,12 @@ latent = encoder(obs)                                    # obs: uint8 as the tas
 lever-transfer finetune --from hub:{name} --to {target} --freeze-layers {frozen}
 ```
 """
+
+
+def _precision_line(config: Mapping[str, Any]) -> str:
+    """Shipped packages store float16 to keep the checkout small; say so, and where the float32
+    weights are."""
+    if config.get("stored_dtype") != "float16":
+        return ""
+    return ("\n- Weights stored as float16 (loaded as float32); the float32 package is the "
+            "pretraining run's `packages/` folder (`lever-transfer pretrain` writes it)")

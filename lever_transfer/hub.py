@@ -213,6 +213,8 @@ def _resolve_name(ref: str, name: str, revision: str | None) -> Resolved:
         source, root, entry = present[0]
         return Resolved(ref, name, read_package(root / name, accepted_sha256(entry)), source,
                         entry.get("revision"))
+    if revision is not None and not pinned:
+        _refuse_replaced(name, revision, candidates)
     remote = [c for c in (pinned or candidates) if c[2].get("repo_id")]
     if not remote:
         raise LeverError(f"hub:{name}" + (f"@{revision}" if revision else "") + " is in the index "
@@ -224,6 +226,18 @@ def _resolve_name(ref: str, name: str, revision: str | None) -> Resolved:
         hub_revision, expected = revision, None
     package, commit = download(entry["repo_id"], hub_revision, expected)
     return Resolved(ref, name, package, "hugging face", commit, entry["repo_id"])
+
+
+def _refuse_replaced(name: str, revision: str,
+                     candidates: list[tuple[str, Path, dict[str, Any]]]) -> None:
+    """A pin to a package a name held before it was replaced (an index entry's ``replaced``
+    list: sha256 and a note on what changed) is one line that says so, not a missing file."""
+    for _, _, entry in candidates:
+        for old in entry.get("replaced") or []:
+            if len(revision) >= 7 and str(old.get("sha256", "")).startswith(revision):
+                raise LeverError(f"hub:{name}@{revision} is the package {name} was before it was "
+                                 f"replaced: {old.get('note', 'no note')}; use hub:{name} (now "
+                                 f"sha256 {str(entry.get('sha256'))[:12]})")
 
 
 def download(repo_id: str, revision: str | None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -101,8 +102,12 @@ def package_snapshot(snapshot: Path, packages: Path, name: str | None = None) ->
     return name, path
 
 
-def publish(package_dir: Path, name: str, root: Path | None = None, say: Say = stderr) -> Path:
-    """Copy a verified package into a hub folder (the local hub by default) under ``name``."""
+def publish(package_dir: Path, name: str, root: Path | None = None, say: Say = stderr,
+            why: str | None = None) -> Path:
+    """Copy a verified package into a hub folder (the local hub by default) under ``name``.
+
+    Publishing other weights under a name keeps the old digest in the entry's ``replaced`` list
+    with ``why`` (or what the old package was), so a pin to it says what changed."""
     root = Path(root or local_hub())
     check_name(name)
     package = read_package(package_dir)
@@ -123,7 +128,16 @@ def publish(package_dir: Path, name: str, root: Path | None = None, say: Say = s
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    keep = {k: old[k] for k in ("repo_id", "revision") if old.get("sha256") == sha and k in old}
+    keep: dict[str, Any] = {k: old[k] for k in ("repo_id", "revision")
+                            if old.get("sha256") == sha and k in old}
+    replaced = list(old.get("replaced") or [])
+    if old.get("sha256") not in (None, sha):
+        was = (f"{name} was {old.get('env_steps')} env steps of {old.get('source_task')}, "
+               f"evaluation return {old.get('eval_return')}")
+        replaced.append({"sha256": old["sha256"], "date": time.strftime("%Y-%m-%d"),
+                         "note": f"{was}; {why}" if why else was})
+    if replaced:
+        keep["replaced"] = replaced
     entries[name] = index_entry(name, package, **keep)
     write_index(root, entries)
     say(f"published {name} -> {root / name}")

@@ -98,14 +98,14 @@ def test_finetune_from_the_shipped_encoder(tmp_path, monkeypatch):
     """The README's main command, shortened: task transfer from the encoder shipped in zoo/."""
     monkeypatch.setenv("LEVER_HUB", str(tmp_path / "empty-hub"))
     run = tmp_path / "ft"
-    output = invoke("finetune", "--from", "hub:walker_stand-20k", "--to", "walker_walk",
+    output = invoke("finetune", "--from", "hub:walker_stand-60k", "--to", "walker_walk",
                     "--transfer", "full", "--steps", "250 agent_steps", "--out", str(run),
                     "--no-progress", *HEAD_SIZED_SETS)
-    assert "finetune from hub:walker_stand-20k (transfer full" in output
-    # the shipped encoder learned at action repeat 2; this shortened run steps 8 at a time
-    assert ("warning: encoder walker_stand-20k learned from frames 2 env steps apart (action "
-            "repeat 2), this run steps 8 at a time" in output)
-    assert "--set action_repeat=2 matches the source" in output
+    assert "finetune from hub:walker_stand-60k (transfer full" in output
+    # the shipped encoder learned at action repeat 4; this shortened run steps 8 at a time
+    assert ("warning: encoder walker_stand-60k learned from frames 4 env steps apart (action "
+            "repeat 4), this run steps 8 at a time" in output)
+    assert "--set action_repeat=4 matches the source" in output
     rows = RunDir(run).metrics()
     assert [r["agent_steps"] for r in rows if r["kind"] == "train"] == [125, 250]
     assert all(r["phase"] == "latents" for r in rows if r["kind"] == "train")

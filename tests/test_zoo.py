@@ -235,3 +235,23 @@ def test_an_index_entry_without_a_digest_is_listed_once(hubs):
     hub.write_index(shipped, {"both": {"sha256": "ab" * 32}, "other": {"sha256": "cd" * 32}})
     names = [name for name, _, _ in zoo.entries()]
     assert sorted(names) == ["both", "handmade", "other"]
+
+
+def test_a_replaced_package_is_recorded_and_a_pin_to_it_says_what_changed(small_config, tmp_path,
+                                                                          hubs):
+    """Publishing other weights under a name keeps the old digest with a note: hub:NAME is the
+    new package, hub:NAME@OLD_DIGEST is one line that says what happened, not a missing file."""
+    first, _ = make_package(small_config, tmp_path / "a", seed=0)
+    second, _ = make_package(small_config, tmp_path / "b", seed=1)
+    zoo.publish(first, "walker_walk-1k", say=lambda m: None)
+    old = hub.read_index(hubs[0])["walker_walk-1k"]["sha256"]
+    zoo.publish(second, "walker_walk-1k", say=lambda m: None, why="retrained longer")
+    entry = hub.read_index(hubs[0])["walker_walk-1k"]
+    assert entry["sha256"] != old and entry["replaced"][0]["sha256"] == old
+    assert "retrained longer" in entry["replaced"][0]["note"]
+    assert hub.resolve("hub:walker_walk-1k", say=lambda m: None).package.config["sha256"] == \
+        entry["sha256"]
+    with pytest.raises(LeverError) as exc:
+        hub.resolve(f"hub:walker_walk-1k@{old[:12]}", say=lambda m: None)
+    message = str(exc.value)
+    assert "\n" not in message and "replaced" in message and "retrained longer" in message
