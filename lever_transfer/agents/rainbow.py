@@ -17,7 +17,7 @@ the LeVER code used it), and why:
    once without gradients for the online and target networks, whose frozen layers are equal.
 3. After Tf (whole encoder frozen) the target network reads the stored online latents (its
    encoder is the frozen online one, as in the reference), and no encoder layer runs in an
-   update. The target heads still follow the online heads every ``critic_target_update_freq``
+   update. The target heads still follow the online heads every ``target_update_period``
    updates.
 4. Online noise is resampled before every training action (the reference does so every
    ``replay_frequency`` = 1 steps) and the target network's before every update, as in the
