@@ -20,17 +20,18 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 OBS_SHAPE = (9, 100, 100)  # 3 stacked RGB frames at the paper's render size
 
 
-@pytest.fixture
-def small_config():
+def make_small_config(**overrides):
     """A walker_walk recipe shrunk for speed (hidden 32, batch 8), otherwise the paper's."""
     from lever_transfer.config import load_config
 
-    def make(**overrides):
-        values = {"batch_size": 8, "hidden_dim": 32, "device": "cpu"}
-        values.update(overrides)
-        return load_config("walker_walk", values)
+    return load_config("walker_walk", {"batch_size": 8, "hidden_dim": 32, "device": "cpu",
+                                       **overrides})
 
-    return make
+
+@pytest.fixture
+def small_config():
+    """``make_small_config`` as a fixture, for tests that take it as an argument."""
+    return make_small_config
 
 
 def pixel_batch(batch: int, action_dim: int, seed: int = 0):

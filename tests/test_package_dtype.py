@@ -29,7 +29,7 @@ from lever_transfer.package import (
 from lever_transfer.pretrained import load_encoder
 from lever_transfer.transfer import load_into_agent
 
-from .conftest import OBS_SHAPE
+from .conftest import OBS_SHAPE, make_small_config
 from .test_package_header import (
     CONV,
     edit_json,
@@ -42,14 +42,8 @@ from .test_zoo import make_package
 @pytest.fixture(scope="module")
 def packages(tmp_path_factory) -> dict[str, Path]:
     """A real small SAC+CURL package with heads (float32) and its float16 conversion."""
-    from lever_transfer.config import load_config
-
     root = tmp_path_factory.mktemp("dtype")
-
-    def small_config(**overrides):
-        return load_config("walker_walk", {"batch_size": 8, "hidden_dim": 32, "device": "cpu",
-                                           **overrides})
-    f32, _ = make_package(small_config, root, name="walker_walk-1k")
+    f32, _ = make_package(make_small_config, root, name="walker_walk-1k")
     return {"f32": f32, "f16": convert_package(f32, root / "walker_walk-1k-f16")}
 
 

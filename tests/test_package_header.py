@@ -34,6 +34,7 @@ from lever_transfer.package import (
     sha256_file,
 )
 
+from .conftest import make_small_config
 from .test_zoo import make_package
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,14 +48,8 @@ CRAFTED = {"329GB": (8192, 8192), "15GB": (384, 8192)}
 @pytest.fixture(scope="module")
 def crafted(tmp_path_factory) -> dict[str, Path]:
     """A small real package, and copies whose config claims the CRAFTED sizes (sha256 intact)."""
-    from lever_transfer.config import load_config
-
     root = tmp_path_factory.mktemp("crafted")
-
-    def small_config(**overrides):
-        return load_config("walker_walk", {"batch_size": 8, "hidden_dim": 32, "device": "cpu",
-                                           **overrides})
-    good, _ = make_package(small_config, root, name="good")
+    good, _ = make_package(make_small_config, root, name="good")
     out = {"good": good}
     for label, (filters, features) in CRAFTED.items():
         folder = root / label
