@@ -9,6 +9,7 @@ environments: reading and checking a recipe costs nothing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -67,11 +68,18 @@ def typed(value: Any, hint: Any) -> tuple[bool, Any]:
     return isinstance(value, hint), value
 
 
+@functools.cache
+def _declared(cls: type) -> dict[str, tuple[Rule, Any]]:
+    """name -> (rule, type hint) of a settings class's fields, read once per class."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: (f.metadata["rule"], hints[f.name])
+            for f in fields(cls) if "rule" in f.metadata}
+
+
 def check_value(cls: type, name: str, value: Any, where: str = "") -> Any:
     """One field's value checked against its type and rule; returned normalised."""
-    f = {f.name: f for f in fields(cls)}[name]
-    accepted, ok_range = f.metadata["rule"]
-    ok, out = typed(value, typing.get_type_hints(cls)[name])
+    (accepted, ok_range), hint = _declared(cls)[name]
+    ok, out = typed(value, hint)
     if not ok or not ok_range(out):
         raise ConfigError(f"invalid value for '{name}'{where}: {value!r}; expected {accepted}")
     return out
