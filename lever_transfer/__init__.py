@@ -4,9 +4,14 @@ Data flows one way: environment (uint8 frames) -> encoder -> latent -> replay ->
 metrics, checkpoints and frozen encoders.
 """
 
+import logging
+
 __version__ = "0.1.0"
 
-__all__ = ["load_encoder", "ZooEncoder"]
+__all__ = ["load_encoder", "list_encoders", "ZooEncoder"]
+
+# what the library says goes to the "lever_transfer" logger; silent unless logging is configured
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str):  # lazy: `lever-transfer --help` should not import torch

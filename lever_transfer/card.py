@@ -1,16 +1,33 @@
 """Model cards for encoder packages: Hub metadata (model-index) plus what a reader needs to know.
 
 The metadata block is built with huggingface_hub's ``ModelCardData``/``EvalResult``, so the Hub
-shows the evaluation return in its model-index form, exactly as RL Zoo cards do.
+indexes it as RL Zoo's cards: ``pipeline_tag: reinforcement-learning``, the evaluation return in
+model-index form on the task's gymnasium environment id (``ALE/Qbert-v5``; DeepMind Control as
+shimmy registers it, ``dm_control/walker-stand-v0``), tags without colons, and a citation.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 from huggingface_hub import EvalResult, ModelCardData
 
-PAPER = "https://arxiv.org/abs/2007.04938"
+from .recipe_files import environment_id
+
+PAPER = "https://arxiv.org/abs/2103.02886"
+CITATION = """@inproceedings{chen2021improving,
+  title     = {Improving Computational Efficiency in Visual Reinforcement Learning via Stored
+               Embeddings},
+  author    = {Chen, Lili and Lee, Kimin and Srinivas, Aravind and Abbeel, Pieter},
+  booktitle = {Advances in Neural Information Processing Systems},
+  volume    = {34},
+  year      = {2021},
+  note      = {LeVER in its ICLR 2021 submission, "Compute- and Memory-Efficient
+               Reinforcement Learning with Latent Experience Replay"},
+  eprint    = {2103.02886},
+  archivePrefix = {arXiv}
+}"""
 
 
 def _source_line(source: Mapping[str, Any]) -> str:
@@ -25,16 +42,17 @@ def model_card(name: str, config: Mapping[str, Any]) -> str:
     atari = str(source["task"]).startswith("atari:")
     suite = "atari" if atari else "dm_control"
     evaluation = source.get("eval_return")
+    task = str(source["task"]).removeprefix("atari:")
     results = [] if evaluation is None else [EvalResult(
         task_type="reinforcement-learning", task_name="reinforcement-learning",
-        dataset_type=f"{suite}/{source['task'].removeprefix('atari:')}",
-        dataset_name=source["task"],
+        dataset_type=environment_id(source["task"]), dataset_name=environment_id(source["task"]),
         metric_type="mean_reward", metric_name="mean_reward",
         metric_value=f"{evaluation:.2f} +/- {source.get('eval_return_std', 0.0):.2f}")]
     data = ModelCardData(
-        library_name="lever-transfer", model_name=name, license="mit",
+        library_name="lever-transfer", pipeline_tag="reinforcement-learning", model_name=name,
+        license="mit",
         tags=["reinforcement-learning", "deep-reinforcement-learning", "pixel-rl", "lever",
-              "encoder", suite, source["task"], config["architecture"]],
+              "encoder", suite, task, config["architecture"]],
         eval_results=results or None,
     )
     layers = "\n".join(f"| {layer['index']} | {layer['name']} | {tuple(layer['output_shape'])} |"
@@ -79,12 +97,18 @@ uint8 `[{obs['channels'] * obs['frame_stack']}, {obs['render_size']}, {obs['rend
 ```python
 from lever_transfer import load_encoder
 
-encoder = load_encoder("hub:{name}", freeze_layers={frozen})   # a torch.nn.Module
-latent = encoder(obs)                                    # obs: uint8 as the task renders it
+encoder = load_encoder("hub:{name}")   # a frozen torch.nn.Module in eval mode
+latent = encoder(obs)                   # obs: uint8 as the task renders it
 ```
 
 ```bash
 lever-transfer finetune --from hub:{name} --to {target} --freeze-layers {frozen}
+```
+
+## Citation
+
+```bibtex
+{CITATION}
 ```
 """
 
@@ -96,3 +120,17 @@ def _precision_line(config: Mapping[str, Any]) -> str:
         return ""
     return ("\n- Weights stored as float16 (loaded as float32); the float32 package is the "
             "pretraining run's `packages/` folder (`lever-transfer pretrain` writes it)")
+
+
+def rewrite_shipped_cards(root: Path) -> list[str]:
+    """Write every package's card in the zoo folder ``root`` again from its config (after a
+    change to this module); weights and sha256 are untouched. Returns the names."""
+    from .checkpoint import write_atomic
+    from .hub import read_index
+    from .package import CARD, read_package
+
+    names = sorted(read_index(root))
+    for name in names:
+        folder = Path(root) / name
+        write_atomic(folder / CARD, model_card(name, read_package(folder).config).encode())
+    return names

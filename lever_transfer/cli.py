@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,21 @@ from .errors import LeverError
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
+# optional dependencies -> the extras that install them (pyproject.toml)
+EXTRAS = {"dm_control": ("dmc",), "mujoco": ("dmc",), "ale_py": ("atari",), "cv2": ("atari",),
+          "matplotlib": ("plots",), "stable_baselines3": ("sb3",), "gymnasium": ("dmc", "atari")}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The one-line fix for a command that needs an extra the core install lacks."""
+    extras = EXTRAS.get((exc.name or "").split(".")[0])
+    if extras is None:
+        return None
+    installs = " or ".join(f"'lever-transfer[{extra}]'" for extra in extras)
+    return (f"this command needs {exc.name}, which the core install leaves out: "
+            f"pip install {installs} (or 'lever-transfer[all]' for everything)")
+
+
 def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -28,6 +44,12 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except LeverError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except ModuleNotFoundError as exc:
+            fix = missing_extra(exc)
+            if fix is None:
+                raise
+            click.echo(f"error: {fix}", err=True)
+            sys.exit(2)
     return wrapper
 
 
@@ -35,6 +57,24 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.version_option(package_name="lever-transfer")
 def main() -> None:
     """LeVER: pixel RL that freezes its encoder and replays latents; a zoo of frozen encoders."""
+    show_library_messages()
+
+
+class _EchoHandler(logging.Handler):
+    """Library log records as plain lines on the stderr of the moment (click swaps it in tests)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
+def show_library_messages() -> None:
+    """The CLI shows what the ``lever_transfer`` logger says at INFO and above, as plain lines;
+    a Python user's own ``logging`` configuration decides instead."""
+    logger = logging.getLogger("lever_transfer")
+    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+        logger.addHandler(_EchoHandler())
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def _overrides(options: dict[str, Any], sets: tuple[str, ...]) -> dict[str, Any]:
@@ -109,7 +149,7 @@ def run_trainer(cfg: Any, run_dir: Path, progress: bool, restore: bool = False,
     a killed attempt saved but did not get to publish."""
     from .train import SnapshotSaved, Trainer
 
-    trainer = Trainer(cfg, run_dir, progress=progress)
+    trainer = Trainer(cfg, run_dir, progress=progress, say=click.echo)
     try:
         restored = restore and trainer.restore()
         if prepare is not None:
@@ -272,6 +312,7 @@ def flops(recipe: str, sets: tuple[str, ...], no_update: bool) -> None:
 
 
 @main.command()
+@one_line_errors
 def tasks() -> None:
     """List the DeepMind Control tasks and the Atari games."""
     from .envs import list_games, list_tasks
@@ -386,6 +427,7 @@ def evaluate_command(source: str, episodes: int, video: Path | None, seed: int,
 
 
 @main.command()
+@one_line_errors
 def recipes() -> None:
     """List the packaged recipes and the paper setting each reproduces."""
     from .config import list_recipes

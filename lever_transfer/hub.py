@@ -11,15 +11,18 @@ References:
 - anything else: a folder on disk.
 
 A name held by two sources with different weights is ambiguous and refused (pin it with @REV).
-Every resolution says where it went (source, commit, sha256) through ``say``.
+Every resolution says where it went (source, commit, sha256) through ``say``, by default the
+``lever_transfer`` logger at INFO (the CLI shows it on stderr; in Python, ``logging`` decides).
+``DownloadOptions`` carries huggingface_hub's own download arguments (revision aside) to every
+Hub download, as ``from_pretrained`` takes them.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -42,10 +45,26 @@ INDEX = "index.yaml"
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,95}")
 REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 Say = Callable[[str], None]
+log = logging.getLogger("lever_transfer")
 
 
-def stderr(message: str) -> None:
-    print(message, file=sys.stderr)
+def info(message: str) -> None:
+    """The library's default ``say``: the ``lever_transfer`` logger at INFO."""
+    log.info(message)
+
+
+@dataclass(frozen=True)
+class DownloadOptions:
+    """huggingface_hub's download arguments, passed through unchanged to ``hf_hub_download``."""
+
+    cache_dir: str | Path | None = None
+    force_download: bool = False
+    local_files_only: bool = False
+    token: str | bool | None = field(default=None, repr=False)
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"cache_dir": self.cache_dir, "force_download": self.force_download,
+                "local_files_only": self.local_files_only, "token": self.token}
 
 
 def check_name(name: str) -> str:
@@ -148,18 +167,19 @@ def split_revision(text: str) -> tuple[str, str | None]:
     return name, (revision or None)
 
 
-def resolve(reference: str, say: Say = stderr) -> Resolved:
+def resolve(reference: str, say: Say = info,
+            options: DownloadOptions = DownloadOptions()) -> Resolved:
     """Resolve and verify ``reference`` (see the module docstring); say what it resolved to."""
     if not isinstance(reference, str) or not reference.strip():
         raise LeverError("empty encoder reference; use hub:NAME, hf://ORG/REPO or a folder")
     ref = reference.strip()
     if ref.startswith("hub:"):
-        resolved = _resolve_name(ref, *split_revision(ref[4:]))
+        resolved = _resolve_name(ref, *split_revision(ref[4:]), options)
     elif ref.startswith(("hf://", "hf-hub:")):
         repo, revision = split_revision(ref.split(":", 1)[1].lstrip("/"))
         if not REPO_RE.fullmatch(repo):
             raise LeverError(f"{ref!r}: expected hf://ORG/REPO[@REVISION]")
-        package, commit = download(repo, revision)
+        package, commit = download(repo, revision, options=options)
         resolved = Resolved(ref, repo.split("/")[-1].lower(), package, "hugging face", commit,
                             repo)
     else:
@@ -194,7 +214,8 @@ def _matches(entry: dict[str, Any], revision: str | None) -> bool:
     return revision == entry.get("revision") or (len(revision) >= 7 and sha.startswith(revision))
 
 
-def _resolve_name(ref: str, name: str, revision: str | None) -> Resolved:
+def _resolve_name(ref: str, name: str, revision: str | None,
+                  options: DownloadOptions) -> Resolved:
     check_name(name)
     candidates = _candidates(name)
     if not candidates:
@@ -224,7 +245,7 @@ def _resolve_name(ref: str, name: str, revision: str | None) -> Resolved:
         hub_revision, expected = entry.get("revision"), entry.get("sha256")
     else:  # a branch, tag or commit the index does not describe: the config's sha256 still holds
         hub_revision, expected = revision, None
-    package, commit = download(entry["repo_id"], hub_revision, expected)
+    package, commit = download(entry["repo_id"], hub_revision, expected, options)
     return Resolved(ref, name, package, "hugging face", commit, entry["repo_id"])
 
 
@@ -240,19 +261,19 @@ def _refuse_replaced(name: str, revision: str,
                                  f"sha256 {str(entry.get('sha256'))[:12]})")
 
 
-def download(repo_id: str, revision: str | None,
-             expected_sha256: str | None = None) -> tuple[EncoderPackage, str]:
+def download(repo_id: str, revision: str | None, expected_sha256: str | None = None,
+             options: DownloadOptions = DownloadOptions()) -> tuple[EncoderPackage, str]:
     """Fetch a package's files from one commit of a Hub repo (or the cache); verify them."""
     from huggingface_hub import errors as hf
     from huggingface_hub import hf_hub_download
 
     where = f"{repo_id}" + (f"@{revision}" if revision else "")
     try:
-        config = Path(hf_hub_download(repo_id, CONFIG, revision=revision))
+        config = Path(hf_hub_download(repo_id, CONFIG, revision=revision, **options.kwargs()))
         commit = config.parent.name  # the cache's snapshots/<commit>/ folder
-        hf_hub_download(repo_id, WEIGHTS, revision=commit)
+        hf_hub_download(repo_id, WEIGHTS, revision=commit, **options.kwargs())
         try:
-            hf_hub_download(repo_id, CARD, revision=commit)
+            hf_hub_download(repo_id, CARD, revision=commit, **options.kwargs())
         except hf.RemoteEntryNotFoundError:
             pass  # the card is for people; loading does not need it
     except hf.RepositoryNotFoundError:
@@ -262,6 +283,10 @@ def download(repo_id: str, revision: str | None,
         raise LeverError(f"{repo_id} has no revision {revision!r}; check the branch, tag or "
                          f"commit") from None
     except hf.LocalEntryNotFoundError:
+        if options.local_files_only:
+            raise LeverError(f"{where} is not in the Hugging Face cache"
+                             f"{f' {options.cache_dir}' if options.cache_dir else ''} and "
+                             f"local_files_only=True; download it once without it") from None
         raise LeverError(f"{where} is not in the Hugging Face cache and the Hub cannot be reached "
                          f"(offline, HF_HUB_OFFLINE=1, or no network); connect once, or use a "
                          f"shipped encoder (lever-transfer zoo list)") from None

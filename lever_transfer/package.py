@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from . import __version__
 from .card import model_card
@@ -104,7 +104,7 @@ def write_package(directory: Path, tensors: Mapping[str, torch.Tensor], config: 
                   card: Callable[[dict[str, Any]], str] | None = None, *,
                   dtype: str = "float32") -> Path:
     """Write weights, config (with their sha256, size and stored dtype) and ``card(final
-    config)`` into ``directory``.
+    config)`` into ``directory``, replacing the package that was there.
 
     ``dtype="float16"`` stores floating-point tensors as float16 (half the file, for packages
     shipped in a checkout); integer and bool tensors are stored as they are. The sha256 is over
@@ -112,28 +112,41 @@ def write_package(directory: Path, tensors: Mapping[str, torch.Tensor], config: 
     Everything goes into a temporary sibling folder that is renamed into place, so a reader sees
     the old package or the new one, never a mix; a crash leaves at most a ``.tmp`` folder.
     """
-    stored = _stored_dtype(dtype)
+    _stored_dtype(dtype)
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     default_permissions(tmp)
     try:
-        save_file({k: _to_stored(k, v, stored) for k, v in tensors.items()},
-                  str(tmp / WEIGHTS), metadata={"format": "pt"})
-        default_permissions(tmp / WEIGHTS)
-        parts = sorted({key.split(".", 1)[0] for key in tensors})
-        config = {**config, "format": FORMAT, "parts": parts, "package_version": __version__,
-                  "num_parameters": sum(v.numel() for v in tensors.values()),
-                  "sha256": sha256_file(tmp / WEIGHTS), "stored_dtype": dtype}
-        write_atomic(tmp / CONFIG, json.dumps(config, indent=2, sort_keys=True).encode())
-        if card is not None:
-            write_atomic(tmp / CARD, card(config).encode())
+        write_package_files(tmp, tensors, config, card, dtype=dtype)
         _fsync_dir(tmp)
         _replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def write_package_files(folder: Path, tensors: Mapping[str, torch.Tensor], config: dict[str, Any],
+                        card: Callable[[dict[str, Any]], str] | None = None, *,
+                        dtype: str = "float32") -> dict[str, Any]:
+    """Write the package's three files into ``folder``, each atomically, and touch nothing else
+    there (``save_pretrained`` into a folder the user keeps other files in). The weights go
+    first: a reader between two files sees a sha256 mismatch and refuses, never a wrong mix.
+    Returns the config as written."""
+    stored = _stored_dtype(dtype)
+    weights = save({k: _to_stored(k, v, stored) for k, v in tensors.items()},
+                   metadata={"format": "pt"})
+    parts = sorted({key.split(".", 1)[0] for key in tensors})
+    config = {**config, "format": FORMAT, "parts": parts, "package_version": __version__,
+              "num_parameters": sum(v.numel() for v in tensors.values()),
+              "sha256": hashlib.sha256(weights).hexdigest(), "stored_dtype": dtype}
+    folder = Path(folder)
+    write_atomic(folder / WEIGHTS, weights)
+    write_atomic(folder / CONFIG, json.dumps(config, indent=2, sort_keys=True).encode())
+    if card is not None:
+        write_atomic(folder / CARD, card(config).encode())
+    return config
 
 
 def _stored_dtype(dtype: str) -> torch.dtype:

@@ -85,6 +85,20 @@ def atari_game(task: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in game).lstrip("_")
 
 
+# DeepMind Control domains whose names hold an underscore (the rest split at the first one)
+DMC_UNDERSCORE_DOMAINS = ("ball_in_cup", "point_mass", "humanoid_CMU")
+
+
+def environment_id(task: str) -> str:
+    """The gymnasium id of a task: ``atari:qbert`` -> ``ALE/Qbert-v5``; ``walker_stand`` ->
+    ``dm_control/walker-stand-v0`` (shimmy's registration of DeepMind Control)."""
+    if is_atari_task(task):
+        return f"ALE/{''.join(part.capitalize() for part in atari_game(task).split('_'))}-v5"
+    domain = next((d for d in DMC_UNDERSCORE_DOMAINS if task.startswith(f"{d}_")),
+                  task.split("_", 1)[0])
+    return f"dm_control/{domain}-{task.removeprefix(domain + '_')}-v0"
+
+
 def _find_recipe(name: str) -> RecipeFile | None:
     """A packaged recipe by name: `quickstart`, `walker_walk` (= `dmc/walker_walk`), `qbert` or
     `atari:qbert` (= `atari/qbert`)."""

@@ -33,6 +33,7 @@ from .envs import action_size, evaluation_env, training_env
 from .errors import LeverError
 from .evaluate import evaluate
 from .flops import CachedFlops
+from .hub import info
 from .metrics import MetricsLog
 from .package import EncoderPackage, write_package
 from .replay import LatentReplay, PixelReplay
@@ -102,7 +103,7 @@ class Trainer:
     """One run, kept in its run directory (a ``RunDir``)."""
 
     def __init__(self, cfg: Config, run_dir: Path | RunDir, progress: bool = True,
-                 say: Callable[[str], None] = print):
+                 say: Callable[[str], None] = info):
         self.cfg, self.run_dir, self.progress, self.say = cfg, RunDir(run_dir), progress, say
         self.device = resolve_device(cfg.device)
         keep_freed_memory()

@@ -25,10 +25,10 @@ from .hub import (
     accepted_sha256,
     check_name,
     index_entry,
+    info,
     local_hub,
     read_index,
     resolve,
-    stderr,
     write_index,
 )
 from .package import (
@@ -102,7 +102,7 @@ def package_snapshot(snapshot: Path, packages: Path, name: str | None = None) ->
     return name, path
 
 
-def publish(package_dir: Path, name: str, root: Path | None = None, say: Say = stderr,
+def publish(package_dir: Path, name: str, root: Path | None = None, say: Say = info,
             why: str | None = None) -> Path:
     """Copy a verified package into a hub folder (the local hub by default) under ``name``.
 
@@ -144,7 +144,7 @@ def publish(package_dir: Path, name: str, root: Path | None = None, say: Say = s
     return root / name
 
 
-def publish_run_snapshots(run_dir: Path, root: Path | None = None, say: Say = stderr,
+def publish_run_snapshots(run_dir: Path, root: Path | None = None, say: Say = info,
                           missing_only: bool = False) -> list[str]:
     """Package and publish every snapshot of a run (``RunDir.snapshots``).
 
@@ -190,7 +190,7 @@ def entries() -> Iterator[tuple[str, str, dict[str, Any]]]:
             yield name, where, entry
 
 
-def verify(say: Say = stderr) -> list[str]:
+def verify(say: Say = info) -> list[str]:
     """Re-hash every package on disk against its config and index; the names that fail."""
     failed = []
     for source, root in hub.sources():
@@ -207,7 +207,7 @@ def verify(say: Say = stderr) -> list[str]:
     return failed
 
 
-def push(reference: str, repo_id: str, private: bool | None = None, say: Say = stderr) -> str:
+def push(reference: str, repo_id: str, private: bool | None = None, say: Say = info) -> str:
     """Upload a package folder as it is to ``repo_id``; record repo and commit in the local
     index."""
     from huggingface_hub import HfApi
@@ -218,14 +218,14 @@ def push(reference: str, repo_id: str, private: bool | None = None, say: Say = s
     api = HfApi()
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
-        info = api.upload_folder(repo_id=repo_id, folder_path=str(package.path),
+        upload = api.upload_folder(repo_id=repo_id, folder_path=str(package.path),
                                  allow_patterns=["model.safetensors", "config.json", "README.md"],
                                  commit_message=f"lever-transfer: {reference}")
     except (hf.HfHubHTTPError, OSError, ValueError) as exc:
         raise LeverError(f"could not push to {repo_id} ({exc.__class__.__name__}: "
                          f"{str(exc).splitlines()[0][:160]}); check the network, HF_ENDPOINT and "
                          f"your token ('hf auth login')") from None
-    commit = info.oid
+    commit = upload.oid
     if reference.startswith("hub:"):
         name = resolved.name
         root = local_hub()
@@ -237,7 +237,7 @@ def push(reference: str, repo_id: str, private: bool | None = None, say: Say = s
     return commit
 
 
-def pull(reference: str, name: str | None = None, say: Say = stderr) -> Path:
+def pull(reference: str, name: str | None = None, say: Say = info) -> Path:
     """Download an encoder (``hub:NAME`` known to an index, or ``hf://ORG/REPO``) into the local
     hub."""
     resolved = resolve(reference, say)
@@ -251,5 +251,5 @@ def pull(reference: str, name: str | None = None, say: Say = stderr) -> Path:
     return path
 
 
-def show(reference: str, say: Say = stderr) -> EncoderPackage:
+def show(reference: str, say: Say = info) -> EncoderPackage:
     return resolve(reference, say).package

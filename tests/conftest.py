@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -18,6 +19,22 @@ settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 OBS_SHAPE = (9, 100, 100)  # 3 stacked RGB frames at the paper's render size
+
+
+@pytest.fixture(autouse=True)
+def library_logger_as_a_python_user_finds_it():
+    """In-process CLI runs (CliRunner, also in module-scoped fixtures) attach the CLI's handler
+    to the ``lever_transfer`` logger, as the command line does once per process; every test
+    starts and ends with the logger as a Python user finds it."""
+    def reset() -> None:
+        logger = logging.getLogger("lever_transfer")
+        logger.handlers[:] = [h for h in logger.handlers if type(h).__name__ != "_EchoHandler"]
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+
+    reset()
+    yield
+    reset()
 
 
 def make_small_config(**overrides):

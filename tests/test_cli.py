@@ -182,7 +182,7 @@ def test_zoo_publish_packages_every_snapshot_and_hub_names_resolve_to_them(
         name = f"qbert-{env_steps}"
         names.append(name)
         assert f"published {name} -> {tmp_path / 'hub' / name}" in result.output
-        encoder = load_encoder(f"hub:{name}", say=lambda m: None)
+        encoder = load_encoder(f"hub:{name}")
         assert "local hub" in hub.resolve(f"hub:{name}", say=lambda m: None).source
         for key, value in encoder.encoder.state_dict().items():
             assert torch.equal(value, state["weights"][f"encoder.{key}"]), (name, key)

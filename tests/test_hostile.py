@@ -209,7 +209,7 @@ def test_bad_task_shape_or_size_is_refused(workspace, args, words):
 
 @pytest.mark.parametrize("shape", [(2, 12, 84, 84), (2, 3, 84, 84), (2, 9, 90, 90), (2, 9, 84)])
 def test_observations_of_the_wrong_shape_are_refused_by_a_loaded_encoder(workspace, shape):
-    encoder = load_encoder("good", freeze_layers="all", say=lambda m: None)
+    encoder = load_encoder("good", freeze_layers="all")
     assert encoder(torch.zeros((2, 9, 100, 100), dtype=torch.uint8)).shape == (2, 50)
     with pytest.raises(LeverError, match=r"expects uint8 observations \[B, 9, H, H\]"):
         encoder(torch.zeros(shape, dtype=torch.uint8))

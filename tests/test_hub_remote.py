@@ -27,7 +27,8 @@ def cli(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.Complete
 
 
 def load(env: dict[str, str], reference: str) -> subprocess.CompletedProcess:
-    script = ("import sys\nfrom lever_transfer import load_encoder\n"
+    script = ("import logging\nfrom lever_transfer import load_encoder\n"
+              "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"  # where it went
               f"enc = load_encoder({reference!r})\nprint(enc.config['sha256'])")
     return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                           timeout=180)
@@ -133,3 +134,60 @@ print(same, back.frozen_layers, back.observation_spec["crop_size"])
                          timeout=180)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "4", "84"]
+
+
+def python(env: dict[str, str], script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``script`` in a fresh interpreter (HF_ENDPOINT is read once, at import)."""
+    return subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True,
+                          text=True, timeout=180)
+
+
+FROM_PRETRAINED = """
+import sys
+from lever_transfer import ZooEncoder
+from lever_transfer.errors import LeverError
+repo, revision, cache_dir, local_only = sys.argv[1:5]
+try:
+    enc = ZooEncoder.from_pretrained(repo, revision=revision or None, cache_dir=cache_dir or None,
+                                     local_files_only=local_only == "1")
+except LeverError as exc:
+    sys.exit(f"error: {exc}")
+print(enc.config["sha256"])
+"""
+
+
+def test_from_pretrained_honours_revision_cache_dir_and_local_files_only(
+        small_config, tmp_path, env, hub_server):  # noqa: F811
+    """huggingface_hub's keywords reach the download (they were swallowed by ``**_`` before)."""
+    packages = [make_package(small_config, tmp_path / x, seed=i)[0] for i, x in enumerate("ab")]
+    shas, commits = [], []
+    for package in packages:
+        zoo.publish(package, "walker_walk-1k", Path(env["LEVER_HUB"]), say=lambda m: None)
+        cli(env, "zoo", "push", "walker_walk-1k", "--repo-id", "lever/walker")
+        shas.append(read_package(package).config["sha256"])
+        commits.append(hub.read_index(Path(env["LEVER_HUB"]))["walker_walk-1k"]["revision"])
+    cache = tmp_path / "my-cache"
+    fresh = {**env, "HF_HOME": str(tmp_path / "unused-home")}
+
+    pinned = python(fresh, FROM_PRETRAINED, "lever/walker", commits[0], str(cache), "0")
+    assert pinned.returncode == 0, pinned.stderr
+    assert pinned.stdout.strip() == shas[0]  # the first push's weights, not the latest
+    latest = python(fresh, FROM_PRETRAINED, "lever/walker", "", str(cache), "0")
+    assert latest.stdout.strip() == shas[1]
+    assert len(list(cache.rglob("model.safetensors"))) == 2  # the cache_dir holds both
+    assert not (tmp_path / "unused-home").exists()  # ...and the default cache nothing
+
+    seen = len(hub_server.requests)
+    cached = python(fresh, FROM_PRETRAINED, "lever/walker", commits[0], str(cache), "1")
+    assert cached.stdout.strip() == shas[0] and len(hub_server.requests) == seen
+    empty = python(fresh, FROM_PRETRAINED, "lever/walker", commits[0], str(tmp_path / "e"), "1")
+    assert empty.returncode == 1 and len(hub_server.requests) == seen
+    assert f"lever/walker@{commits[0]} is not in the Hugging Face cache" in empty.stderr
+    assert "local_files_only=True" in empty.stderr and "Traceback" not in empty.stderr
+
+
+def test_offline_revision_is_named_in_the_error(tmp_path, env):
+    offline = {**env, "HF_HUB_OFFLINE": "1"}
+    out = python(offline, FROM_PRETRAINED, "some-org/some-repo", "v2", "", "0")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "some-org/some-repo@v2 is not in the Hugging Face cache" in out.stderr

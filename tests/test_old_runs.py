@@ -46,7 +46,7 @@ def test_an_old_run_continues_to_more_steps(tmp_path, name):
 
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_an_old_run_package_loads(name):
-    encoder = load_encoder(str(OLD_RUNS / name / "encoder"), say=lambda message: None)
+    encoder = load_encoder(str(OLD_RUNS / name / "encoder"))
     spec = encoder.observation_spec
     size = spec["render_size"]
     obs = torch.zeros((1, spec["channels"] * spec["frame_stack"], size, size), dtype=torch.uint8)

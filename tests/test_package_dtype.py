@@ -84,7 +84,7 @@ def test_float16_latents_are_close_to_the_float32_ones(packages):
     variance. Measured: at most 0.05% of a layer's largest latent (0.14% at the LayerNorm), so
     1% leaves a margin of 7x and more, while any real fault (bytes misread, a tensor swapped
     or left unrounded in the wrong place) moves latents by their own size."""
-    e32, e16 = (load_encoder(str(packages[k]), say=lambda m: None) for k in ("f32", "f16"))
+    e32, e16 = (load_encoder(str(packages[k])) for k in ("f32", "f16"))
     obs = torch.randint(0, 256, (4, *OBS_SHAPE), dtype=torch.uint8,
                         generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -98,7 +98,7 @@ CHILD = textwrap.dedent("""
     args = sys.argv[1:]
     if args[0] == "api":
         try:
-            lever_transfer.pretrained.load_encoder(args[1], say=lambda m: None)
+            lever_transfer.pretrained.load_encoder(args[1])
         except lever_transfer.errors.LeverError as exc:
             print(f"error: {{exc}}", file=sys.stderr)
             sys.exit(2)

@@ -19,8 +19,9 @@ def test_shipped_encoder_loads_from_an_installed_wheel(tmp_path):
     (wheel,) = dist.glob("lever_transfer-*.whl")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
                     str(site), str(wheel)], check=True, timeout=300)
-    script = ("import lever_transfer, sys\n"
+    script = ("import lever_transfer, logging\n"
               "from lever_transfer import load_encoder\n"
+              "logging.basicConfig(level=logging.INFO)\n"  # where it resolved to, on stderr
               "enc = load_encoder('hub:walker_stand-20k', freeze_layers='all')\n"
               "print(lever_transfer.__file__)\n"
               "print(enc.metadata['env_steps'], enc.metadata['task'])")

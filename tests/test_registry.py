@@ -147,7 +147,7 @@ def test_agent_is_built_updated_frozen_packaged_and_loaded_back(algorithm, encod
                                                  with_heads=True),
                            config)
     assert read_package(folder).config["architecture"] == encoder
-    loaded = load_encoder(str(folder), say=lambda message: None).eval()
+    loaded = load_encoder(str(folder)).eval()
     agent.eval()
     obs = torch.as_tensor(stacks)
     with torch.no_grad():

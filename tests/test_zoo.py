@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -52,12 +53,12 @@ def hubs(tmp_path, monkeypatch):
     return local, shipped
 
 
-def test_publish_resolve_load_round_trip_is_bit_exact(small_config, tmp_path, hubs):
+def test_publish_resolve_load_round_trip_is_bit_exact(small_config, tmp_path, hubs, caplog):
     path, agent = make_package(small_config, tmp_path / "out")
     zoo.publish(path, "walker_walk-1k", say=lambda m: None)
-    said: list[str] = []
-    encoder = load_encoder("hub:walker_walk-1k", freeze_layers=4, say=said.append)
-    assert "local hub" in said[0] and "sha256" in said[0]
+    with caplog.at_level(logging.INFO, logger="lever_transfer"):
+        encoder = load_encoder("hub:walker_walk-1k", freeze_layers=4)
+    assert "local hub" in caplog.messages[0] and "sha256" in caplog.messages[0]
     for key, value in agent.critic_encoder.state_dict().items():
         assert torch.equal(encoder.encoder.state_dict()[key], value), key
     assert encoder.frozen_layers == 4 and encoder.observation_spec["render_size"] == 100
@@ -125,7 +126,7 @@ def test_index_sha256_is_checked_too(small_config, tmp_path, hubs):
     entries["walker_walk-1k"]["sha256"] = "f" * 64
     hub.write_index(hubs[0], entries)
     with pytest.raises(PackageError, match="the zoo index says"):
-        load_encoder("hub:walker_walk-1k", say=lambda m: None)
+        load_encoder("hub:walker_walk-1k")
 
 
 def test_unknown_and_ambiguous_names(small_config, tmp_path, hubs):

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..config import atari_game
 from ..errors import TaskError
+from ..recipe_files import environment_id
 
 FRAME_SKIP = 4
 FRAME_STACK = 4
@@ -55,10 +56,6 @@ def parse_game(task: str) -> str:
     raise TaskError(f"unknown Atari game {task!r}; {hint}(ale-py ships {len(_games())} games)")
 
 
-def _camel(game: str) -> str:
-    return "".join(part.capitalize() for part in game.split("_"))
-
-
 class AtariEnv(gym.Env):
     """One Atari game as stacked uint8 grayscale frames with DER's preprocessing."""
 
@@ -72,7 +69,7 @@ class AtariEnv(gym.Env):
         gym.register_envs(ale_py)
         self.game = parse_game(task)
         self.task = f"atari:{self.game}"
-        base = gym.make(f"ALE/{_camel(self.game)}-v5", frameskip=1,
+        base = gym.make(environment_id(self.task), frameskip=1,
                         repeat_action_probability=0.0, full_action_space=False,
                         max_num_frames_per_episode=MAX_EPISODE_FRAMES)
         self._env = FrameStackObservation(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
 import sys
 from types import ModuleType
@@ -127,8 +128,8 @@ def select_gl_backend() -> str:
             _probed = "egl"
         elif osmesa_works():
             _probed = "osmesa"
-            print("lever-transfer: EGL cannot render here, using OSMesa (slower); for EGL: "
-                  f"{EGL_FIX}", file=sys.stderr)
+            logging.getLogger(__name__).warning(
+                "EGL cannot render here, using OSMesa (slower); for EGL: %s", EGL_FIX)
         else:
             raise TaskError(f"no headless OpenGL for MuJoCo (EGL and OSMesa both failed); {GL_FIX}")
     os.environ["MUJOCO_GL"] = _probed

@@ -1,0 +1,53 @@
+"""Model cards the Hub can index: the shipped cards are what card.py writes, parse with
+huggingface_hub, and name gymnasium environment ids.
+
+After changing card.py, regenerate the shipped cards (the weights and their sha256 stay):
+    python -c "from pathlib import Path; from lever_transfer.card import rewrite_shipped_cards; \
+rewrite_shipped_cards(Path('zoo'))"
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium
+import pytest
+from dm_control import suite
+from huggingface_hub import ModelCard
+
+from lever_transfer.card import model_card
+from lever_transfer.hub import read_index, shipped_zoo
+from lever_transfer.package import CARD, read_package
+from lever_transfer.recipe_files import environment_id
+
+SHIPPED = sorted(read_index(shipped_zoo()))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_cards_are_what_the_code_writes_and_the_hub_parses(name):
+    folder = Path(shipped_zoo()) / name
+    package = read_package(folder)
+    text = (folder / CARD).read_text(encoding="utf-8")
+    assert text == model_card(name, package.config)
+    card = ModelCard(text)  # huggingface_hub's parser, metadata validated
+    data = card.data
+    assert data.library_name == "lever-transfer" and data.pipeline_tag == "reinforcement-learning"
+    assert data.tags and not any(":" in tag for tag in data.tags)
+    result = data.eval_results[0]
+    env_id = environment_id(package.config["source"]["task"])
+    assert result.dataset_type == env_id and result.metric_type == "mean_reward"
+    assert "@inproceedings{chen2021improving" in card.text and "2103.02886" in card.text
+
+
+def test_dm_control_ids_are_shimmys_for_every_task():
+    for domain, task in suite.ALL_TASKS:
+        assert environment_id(f"{domain}_{task}") == f"dm_control/{domain}-{task}-v0"
+
+
+@pytest.mark.parametrize("task", ["atari:qbert", "atari:bank_heist", "atari:up_n_down",
+                                  "atari:ms_pacman", "Qbert", "atari:private_eye"])
+def test_atari_ids_are_registered_gymnasium_ids(task):
+    import ale_py
+
+    gymnasium.register_envs(ale_py)
+    assert environment_id(task) in gymnasium.registry
