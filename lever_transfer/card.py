@@ -81,7 +81,7 @@ the policy and Q heads on latent replay.
 - {heads}
 - Weights sha256: `{config['sha256']}`{_precision_line(config)}
 
-## Observations it expects
+{_curve_section(source)}## Observations it expects
 
 uint8 `[{obs['channels'] * obs['frame_stack']}, {obs['render_size']}, {obs['render_size']}]`:
 {obs['frame_stack']} stacked {obs['channels']}-channel frames ({obs['layout']}), rendered at
@@ -111,6 +111,25 @@ lever-transfer finetune --from hub:{name} --to {target} --freeze-layers {frozen}
 {CITATION}
 ```
 """
+
+
+def _curve_section(source: Mapping[str, Any]) -> str:
+    """The pretraining run's evaluations up to this snapshot, and notes on it (e.g. why a
+    figure is below the zoo's target), when the package records them."""
+    rows = source.get("curve") or []
+    text = ""
+    if rows:
+        lines = "\n".join(
+            f"| {row['env_steps']:,} | {row['return']:.1f} ± {row.get('return_std') or 0:.1f} | "
+            + (f"{row['flops']:.3g}" if row.get("flops") else "-") + " | "
+            + (f"{row['wall_s'] / 3600:.2f}" if row.get("wall_s") else "-") + " |"
+            for row in rows)
+        text += ("## Learning curve of the run it comes from\n\n"
+                 f"| env steps | return ({source.get('eval_episodes', '?')} episodes) | FLOPs | "
+                 f"wall h |\n|---|---|---|---|\n{lines}\n\n")
+    if source.get("notes"):
+        text += f"## Notes\n\n{source['notes']}\n\n"
+    return text
 
 
 def _precision_line(config: Mapping[str, Any]) -> str:

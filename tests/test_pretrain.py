@@ -71,6 +71,13 @@ def test_pretrain_publishes_true_steps_and_resumes(pretrained):
         card = (root / "hub" / name / "README.md").read_text()
         assert f"value: {mean:.2f} +/- {std:.2f}" in card  # the Hub's model-index entry
         assert f"publish time: {mean:.1f} ± {std:.1f} over 1 episodes" in card
+        # the run's evaluations up to the snapshot, in the config and the card
+        curve = source["curve"]
+        assert [row["env_steps"] for row in curve] == [e * 8 for e in sorted(evals)
+                                                        if e * 8 <= env_steps]
+        assert curve[-1]["return"] == mean and curve[-1]["flops"] == logged["flops"]
+        assert "## Learning curve of the run it comes from" in card
+        assert f"| {env_steps:,} | {mean:.1f} ± {std:.1f} |" in card
     assert [r["agent_steps"] for r in rows if r["kind"] == "train"] == [125, 250]
 
 
