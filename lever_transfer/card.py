@@ -81,7 +81,7 @@ the policy and Q heads on latent replay.
 - {heads}
 - Weights sha256: `{config['sha256']}`{_precision_line(config)}
 
-{_curve_section(source)}## Observations it expects
+{_curve_section(source)}{_probe_section(config.get("probe"))}## Observations it expects
 
 uint8 `[{obs['channels'] * obs['frame_stack']}, {obs['render_size']}, {obs['render_size']}]`:
 {obs['frame_stack']} stacked {obs['channels']}-channel frames ({obs['layout']}), rendered at
@@ -130,6 +130,25 @@ def _curve_section(source: Mapping[str, Any]) -> str:
     if source.get("notes"):
         text += f"## Notes\n\n{source['notes']}\n\n"
     return text
+
+
+def _probe_section(probe: Mapping[str, Any] | None) -> str:
+    """``lever-transfer probe``'s result, when one was recorded: how much of a task's physics
+    state a ridge regression reads off the frozen features, beside a random-init encoder's."""
+    if not probe:
+        return ""
+    rows = "\n".join(f"| {g['name']} | {g['dims']} | {g['encoder_r2']:.3f} | "
+                      f"{g['random_r2']:.3f} |" for g in probe["groups"])
+    how = "its own policy" if probe["policy"] else "random actions"
+    return (f"## Linear probe\n\n"
+            f"Held-out R² of ridge regressions from layer `{probe['layer']}` to "
+            f"`{probe['task']}`'s physics state ({probe['steps']} steps: {probe['episodes']} "
+            f"episodes of {how} at action repeat {probe['action_repeat']}, seed "
+            f"{probe['seed']}; `lever-transfer probe {probe['reference']} --task "
+            f"{probe['task']}`): **{probe['overall_encoder_r2']:.3f}** overall, against "
+            f"{probe['overall_random_r2']:.3f} for a randomly initialised encoder of the same "
+            f"architecture.\n\n| group | dims | this encoder | random init |\n|---|---|---|---|\n"
+            f"{rows}\n\n")
 
 
 def _precision_line(config: Mapping[str, Any]) -> str:

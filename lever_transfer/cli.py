@@ -427,6 +427,49 @@ def evaluate_command(source: str, episodes: int, video: Path | None, seed: int,
 
 
 @main.command()
+@click.argument("reference")
+@click.option("--task", required=True, help="DMC task whose physics state to probe, e.g. "
+                                            "walker_walk.")
+@click.option("--episodes", type=int, default=4, show_default=True,
+              help="Episodes to roll out (fewer than 3 are split into contiguous blocks).")
+@click.option("--layer", help="Encoder layer to probe: 1..N or a name such as conv4 (default: "
+                              "the last, the latent).")
+@click.option("--policy", is_flag=True,
+              help="Act with the package's own heads instead of uniform random actions.")
+@seed_option(default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path),
+              help="Also write the result to this JSON file.")
+@click.option("--record", is_flag=True,
+              help="Keep the result with the package (hub:NAME in the local hub or the shipped "
+                   "zoo): its config, model card and 'zoo list' column.")
+@one_line_errors
+def probe(reference: str, task: str, episodes: int, layer: str | None, policy: bool, seed: int,
+          json_path: Path | None, record: bool) -> None:
+    """Linear probe of a frozen encoder (REFERENCE: hub:NAME, hf://ORG/REPO or a folder): held-out
+    R^2 of ridge regressions from its features to TASK's physics state and reward, next to a
+    randomly initialised encoder's, in about a minute."""
+    from .hub import resolve
+    from .probe import probe as run_probe
+    from .zoo import record_probe
+
+    if record:  # before the minute of probing: can the result be kept where REFERENCE is?
+        resolved = resolve(reference, say=lambda message: None)
+        if not reference.startswith("hub:") or resolved.source not in ("local hub",
+                                                                        "shipped zoo"):
+            raise LeverError(f"--record keeps the result beside a hub:NAME package in the local "
+                             f"hub or the shipped zoo; {reference} is {resolved.source}")
+    result = run_probe(reference, task, episodes=episodes, layer=layer, policy=policy, seed=seed)
+    click.echo(result.table())
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+        click.echo(f"wrote {json_path}")
+    if record:
+        folder = record_probe(resolved.name, result.to_dict(), resolved.package.path.parent)
+        click.echo(f"recorded in {folder} (config.json, README.md) and its index")
+
+
+@main.command()
 @one_line_errors
 def recipes() -> None:
     """List the packaged recipes and the paper setting each reproduces."""
@@ -450,15 +493,24 @@ def zoo_list() -> None:
     from .zoo import entries
 
     rows = [(name, str(e.get("source_task")), _steps_text(e), str(e.get("latent_dim")),
-             "-" if e.get("eval_return") is None else f"{e['eval_return']:.1f}", where)
+             "-" if e.get("eval_return") is None else f"{e['eval_return']:.1f}",
+             _probe_text(e), where)
             for name, where, e in entries()]
     if not rows:
         click.echo("no encoders yet: 'lever-transfer pretrain walker_stand' publishes some")
         return
-    head = ("name", "source task", "env steps", "latent", "eval return", "where")
+    head = ("name", "source task", "env steps", "latent", "eval return", "probe R^2", "where")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     for row in [head, *rows]:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def _probe_text(entry: dict[str, Any]) -> str:
+    """The recorded probe's overall R^2 (random init's in brackets) and its task."""
+    probe = entry.get("probe")
+    if not isinstance(probe, dict):
+        return "-"
+    return f"{probe['r2']:.2f} ({probe['random_init_r2']:.2f}) {probe['task']}"
 
 
 def _steps_text(entry: dict[str, Any]) -> str:

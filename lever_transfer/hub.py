@@ -132,15 +132,25 @@ def accepted_sha256(entry: dict[str, Any]) -> tuple[str, ...] | None:
     return shas or None
 
 
+def probe_summary(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What an index entry keeps of a recorded probe (``ProbeResult.to_dict()``)."""
+    if not result:
+        return None
+    return {"task": result["task"], "r2": round(result["overall_encoder_r2"], 4),
+            "random_init_r2": round(result["overall_random_r2"], 4)}
+
+
 def index_entry(name: str, package: EncoderPackage, **extra: Any) -> dict[str, Any]:
     """The index line of a package: enough to list it and to check its weights."""
     config, source = package.config, package.config.get("source", {})
-    return {
+    entry = {
         "sha256": config["sha256"], "source_task": source.get("task"),
         "env_steps": source.get("env_steps"), "agent_steps": source.get("agent_steps"),
         "seed": source.get("seed"), "latent_dim": config.get("feature_dim"),
-        "eval_return": source.get("eval_return"), "repo_id": None, "revision": None, **extra,
+        "eval_return": source.get("eval_return"), "repo_id": None, "revision": None,
     }
+    probe = probe_summary(config.get("probe"))
+    return {**entry, **({"probe": probe} if probe else {}), **extra}
 
 
 # ---------------------------------------------------------------------------- resolution

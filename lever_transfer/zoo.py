@@ -8,6 +8,7 @@ index; pulling downloads one into the local hub.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -16,7 +17,7 @@ from typing import Any, Iterator
 
 from . import hub
 from .card import model_card
-from .checkpoint import default_permissions, load_checkpoint
+from .checkpoint import default_permissions, load_checkpoint, write_atomic
 from .config import Config
 from .encoders import make_encoder
 from .errors import LeverError
@@ -27,11 +28,13 @@ from .hub import (
     index_entry,
     info,
     local_hub,
+    probe_summary,
     read_index,
     resolve,
     write_index,
 )
 from .package import (
+    CARD,
     CONFIG,
     EncoderPackage,
     PackageError,
@@ -265,6 +268,24 @@ def pull(reference: str, name: str | None = None, say: Say = info) -> Path:
         local[name] = {**local[name], "repo_id": resolved.repo_id, "revision": resolved.commit}
         write_index(root, local)
     return path
+
+
+def record_probe(name: str, result: dict[str, Any], root: Path) -> Path:
+    """Keep a probe's result (``ProbeResult.to_dict()``) with the package ``name`` of the hub
+    folder ``root``: config.json's ``probe``, the card's probe section and the index entry's
+    ``probe`` (what ``zoo list`` shows). The weights and their sha256 are untouched; each file is
+    replaced atomically."""
+    entries = read_index(root)
+    if name not in entries:
+        raise LeverError(f"{name} is not in the index of {root}; publish it there first")
+    folder = live_folder(Path(root) / name)
+    package = read_package(folder, accepted_sha256(entries[name]))
+    config = {**package.config, "probe": result}
+    write_atomic(folder / CONFIG, json.dumps(config, indent=2, sort_keys=True).encode())
+    write_atomic(folder / CARD, model_card(name, config).encode())
+    entries[name] = {**entries[name], "probe": probe_summary(result)}
+    write_index(root, entries)
+    return folder
 
 
 def show(reference: str, say: Say = info) -> EncoderPackage:

@@ -179,6 +179,14 @@ class DMCEnv(gym.Env):
             raise RuntimeError(f"{self.task}: call reset() before render()")
         return self._frames[-1].transpose(1, 2, 0).copy()
 
+    def physics_state(self) -> dict[str, np.ndarray]:
+        """The task's state observation now (dm_control's observation dict: walker's
+        ``orientations``, ``height``, ``velocity``), each flattened: what a probe regresses on."""
+        self._require_open()
+        observation = self._env.task.get_observation(self._env.physics)
+        return {key: np.asarray(value, dtype=np.float64).ravel()
+                for key, value in observation.items()}
+
     def _require_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"{self.task}: the environment is closed")
