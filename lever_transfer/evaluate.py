@@ -110,13 +110,21 @@ def load_policy(source: str, device: str = "cpu") -> tuple[Any, Any, str]:
 
 
 def _package_policy(source: str, device: str) -> tuple[Any, Any, str]:
-    from .agents import agent_for_task
-    from .envs import action_size
     from .hub import resolve
-    from .transfer import load_into_agent, transfer_config
 
     resolved = resolve(source, say=lambda message: None)
-    package = resolved.package
+    cfg, agent = package_agent(resolved.package, source, {"device": device})
+    return cfg, agent, resolved.describe()
+
+
+def package_agent(package: Any, source: str, overrides: dict[str, Any]) -> tuple[Any, Any]:
+    """The agent a package with heads was trained as (its recorded recipe, ``overrides`` on
+    top, e.g. another task of the same action space), its weights loaded: what acts for ``eval``
+    and for ``probe --policy``."""
+    from .agents import agent_for_task
+    from .envs import action_size
+    from .transfer import load_into_agent, transfer_config
+
     if not package.has_heads:
         raise LeverError(f"{source} is an encoder without heads: it cannot act. Finetune it on a "
                          f"task first (lever-transfer finetune --from {source} --to TASK)")
@@ -124,7 +132,7 @@ def _package_policy(source: str, device: str) -> tuple[Any, Any, str]:
     if not isinstance(recipe, dict):
         raise LeverError(f"{source} does not record the recipe it was trained with; evaluate "
                          f"the run it came from instead")
-    cfg = transfer_config(package, source, "full", recipe, {"device": device})
-    agent, _, space = agent_for_task(cfg, device)
+    cfg = transfer_config(package, source, "full", recipe, overrides)
+    agent, _, space = agent_for_task(cfg, cfg.device)
     load_into_agent(agent, package, cfg, action_size(space))
-    return cfg, agent, resolved.describe()
+    return cfg, agent

@@ -275,22 +275,11 @@ def _action_repeat(package: EncoderPackage) -> int:
 
 
 def _policy(package: EncoderPackage, reference: str, task: str, action_repeat: int) -> Any:
-    """The package's own actor, acting deterministically as evaluation does."""
-    from .agents import agent_for_task
-    from .envs import action_size
-    from .transfer import load_into_agent, transfer_config
+    """The package's own actor on ``task``, acting deterministically as evaluation does."""
+    from .evaluate import package_agent
 
-    if not package.has_heads:
-        raise LeverError(f"{reference} is an encoder without heads: it cannot act; probe it with "
-                         f"random actions (drop --policy), or finetune it on a task first")
-    recipe = package.config.get("source", {}).get("recipe")
-    if not isinstance(recipe, dict):
-        raise LeverError(f"{reference} does not record the recipe it was trained with, so its "
-                         f"heads cannot be rebuilt; probe it with random actions (drop --policy)")
-    cfg = transfer_config(package, reference, "full", recipe,
-                          {"device": "cpu", "task": task, "action_repeat": action_repeat})
-    agent, _, space = agent_for_task(cfg, "cpu")
-    load_into_agent(agent, package, cfg, action_size(space))
+    _, agent = package_agent(package, reference, {"device": "cpu", "task": task,
+                                                  "action_repeat": action_repeat})
     return lambda obs: agent.act(obs, sample=False)
 
 
