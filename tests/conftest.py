@@ -9,6 +9,11 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `pytest -n auto` runs one test process per core: one thread each (and in the runs they
+    # start), since two torch processes with a thread per core slow each other tenfold.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 # Property tests draw the same examples on every run, so CI is reproducible; set
 # HYPOTHESIS_PROFILE=explore (and FUZZ_EXAMPLES=1000 for the package fuzzer) to search further.
