@@ -38,6 +38,7 @@ class Run:
     freeze: tuple[float, float, float] | None  # (env_steps, flops, wall_s) at Tf
     replay_bytes: int
     wall_s: float
+    cpu_s: float | None  # None for runs logged before metrics had cpu_s
 
 
 @dataclass
@@ -84,8 +85,9 @@ def read_run(path: Path) -> Run:
                          f"eval_every steps); report it once it has one")
     freeze = next(((r["env_steps"], r["flops"], r.get("wall_s", np.nan)) for r in rows
                    if r.get("kind") == "freeze"), None)
+    cpu = [r["cpu_s"] for r in rows if "cpu_s" in r]
     return Run(run.path, config, evals, freeze, max(r.get("replay_bytes", 0) for r in rows),
-               max(r.get("wall_s", 0.0) for r in rows))
+               max(r.get("wall_s", 0.0) for r in rows), max(cpu) if cpu else None)
 
 
 def _label(config: dict[str, Any]) -> str:
@@ -183,7 +185,7 @@ def summary(settings: list[Setting], target_return: float | None = None,
         at_flops = min(float(flops[-1]) for _, flops, _, _ in curves)
     lines = [f"| setting | seeds | final return | total FLOPs | FLOPs to reach "
              f"{target_return:.1f} | return within {at_flops:.3g} FLOPs | peak replay MB | "
-             f"wall h |", "|---|---|---|---|---|---|---|---|"]
+             f"wall h | CPU h |", "|---|---|---|---|---|---|---|---|---|"]
     for setting, (steps, flops, mean, std) in zip(settings, curves):
         reach = _first_reaching(flops, mean, target_return)
         within = _at(flops, mean, at_flops)
@@ -194,8 +196,15 @@ def summary(settings: list[Setting], target_return: float | None = None,
             f"{'not reached' if reach is None else f'{reach:.3g}'} | "
             f"{'-' if within is None else f'{within:.1f}'} | "
             f"{max(r.replay_bytes for r in setting.runs) / 1e6:.1f} | "
-            f"{np.mean([r.wall_s for r in setting.runs]) / 3600:.2f} |")
+            f"{np.mean([r.wall_s for r in setting.runs]) / 3600:.2f} | {_cpu_hours(setting)} |")
     return "\n".join(lines)
+
+
+def _cpu_hours(setting: Setting) -> str:
+    """Mean CPU-hours over the seeds ('-' if a run predates the cpu_s column): on a machine
+    that runs other jobs too, the cost that wall-clock hours overstate."""
+    cpu = [r.cpu_s for r in setting.runs if r.cpu_s is not None]
+    return f"{np.mean(cpu) / 3600:.2f}" if len(cpu) == len(setting.runs) else "-"
 
 
 def write_report(run_dirs: list[Path], out: Path, target_return: float | None = None,

@@ -40,7 +40,7 @@ from .replay import LatentReplay, PixelReplay
 from .replay.pixel import pixel_entry_bytes
 from .replay.samplers import resume_init_args
 from .run_dir import RunDir
-from .runtime import keep_freed_memory
+from .runtime import cpu_seconds, keep_freed_memory
 
 # what stops a run cleanly (a checkpoint first): Ctrl-C, a closed terminal, a shutdown or `kill`
 STOP_SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM)
@@ -54,6 +54,7 @@ class Counters:
     episodes: int = 0
     flops: int = 0
     wall_s: float = 0.0
+    cpu_s: float = 0.0  # older checkpoints lack it: their runs count CPU from the resume on
     next_eval: int = 0
     next_checkpoint: int = 0
     next_snapshot: int = 0
@@ -220,6 +221,7 @@ class Trainer:
         self.metrics = MetricsLog(self.run_dir.metrics_path, self.run_dir.tensorboard_dir
                                   if self.cfg.tensorboard else None)
         self._t0 = time.perf_counter()
+        self._cpu0 = cpu_seconds()
         self._last_checkpoint = time.monotonic()
         self.say(self.header())
 
@@ -367,7 +369,8 @@ class Trainer:
                             "flops": c.flops, "replay_bytes": self.replay.nbytes,
                             "replay_capacity": self.replay.capacity,
                             "replay_size": len(self.replay), "phase": self.phase,
-                            "wall_s": round(c.wall_s + self._elapsed(), 2), **row})
+                            "wall_s": round(c.wall_s + self._elapsed(), 2),
+                            "cpu_s": round(self._cpu(), 2), **row})
 
     @property
     def phase(self) -> str:
@@ -376,6 +379,10 @@ class Trainer:
 
     def _elapsed(self) -> float:
         return time.perf_counter() - self._t0
+
+    def _cpu(self) -> float:
+        """CPU seconds of the whole run so far, across resumes."""
+        return self.counters.cpu_s + cpu_seconds() - self._cpu0
 
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
         """Ctrl-C, a logout (SIGHUP) or a shutdown (SIGTERM): finish the step, checkpoint, stop."""
@@ -417,13 +424,14 @@ class Trainer:
             "frozen_layers": self.agent.frozen_layers,
             "agent_steps": c.agent_steps, "env_steps": c.agent_steps * self.ar,
             "flops": c.flops, "wall_s": round(c.wall_s + self._elapsed(), 1),
-            "eval_return": evaluated.mean, "eval_return_std": evaluated.std,
-            "eval_episodes": self.cfg.eval_episodes, "config": self.cfg.to_dict()})
+            "cpu_s": round(self._cpu(), 1), "eval_return": evaluated.mean,
+            "eval_return_std": evaluated.std, "eval_episodes": self.cfg.eval_episodes,
+            "config": self.cfg.to_dict()})
 
     def checkpoint(self) -> Path:
         c = self.counters
         path = self.run_dir.save_checkpoint(c.agent_steps, {
-            "counters": asdict(c) | {"wall_s": c.wall_s + self._elapsed()},
+            "counters": asdict(c) | {"wall_s": c.wall_s + self._elapsed(), "cpu_s": self._cpu()},
             "agent": self.agent.export_state(),
             "replay": {"kind": type(self.replay).__name__, "init": self.replay.init_args(),
                        "state": self.replay.state_dict()},

@@ -17,7 +17,7 @@ from lever_transfer.report import group_runs, plot, read_run, summary
 
 def fake_run(root: Path, name: str, lever: bool, seed: int, returns: list[float],
              flops_per_step: float, freeze_at: int | None = None,
-             settings: dict | None = None) -> Path:
+             settings: dict | None = None, cpu_per_step: float | None = None) -> Path:
     """A run directory as train writes it: config.yaml and metrics.jsonl with evaluations every
     1000 env steps (and a freeze row)."""
     run = root / name
@@ -38,6 +38,8 @@ def fake_run(root: Path, name: str, lever: bool, seed: int, returns: list[float]
         rows.append({"kind": "eval", "env_steps": steps, "agent_steps": steps // 2,
                      "flops": int(steps * flops_per_step), "eval_return": value,
                      "replay_bytes": 1000 * i, "wall_s": 10.0 * i})
+    if cpu_per_step is not None:  # runs logged before metrics had cpu_s lack it
+        rows = [{**r, "cpu_s": r["env_steps"] * cpu_per_step} for r in rows]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return run
 
@@ -97,6 +99,16 @@ def test_summary_compares_at_a_return_and_a_flops_budget_every_setting_reaches(r
     assert "FLOPs to reach 80.0" in header and "within 3e+09 FLOPs" in header
     assert "| 3 | 91.0 ± 0.8 (at 3,000 env steps) | 3e+09 | 3e+09 | 91.0 |" in lever_row
     assert "| 1 | 80.0 (at 4,000 env steps) | 1.2e+10 | 1.2e+10 | 10.0 |" in baseline_row
+
+
+def test_cpu_hours_are_the_seeds_mean_and_unknown_for_runs_without_cpu_s(tmp_path):
+    seeds = [fake_run(tmp_path, f"s{seed}", False, seed, [1, 2], 1e6, cpu_per_step=1.8 * (1 + seed))
+             for seed in (0, 1)]  # 1 and 2 CPU-hours at 2000 env steps
+    older = fake_run(tmp_path, "old", True, 0, [1, 2], 1e6)
+    table = summary(group_runs([read_run(r) for r in [*seeds, older]]))
+    header, _, measured, unmeasured = table.splitlines()
+    assert header.endswith("| wall h | CPU h |")
+    assert measured.endswith("| 0.01 | 1.50 |") and unmeasured.endswith("| 0.01 | - |")
 
 
 def test_report_command_writes_png_and_markdown(runs, tmp_path):

@@ -103,16 +103,19 @@ def test_resume_continues_the_same_run(tmp_path, finished_run):
     resumed = Trainer(tiny_config(), tmp_path, progress=False, say=lambda s: None)
     assert resumed.restore()
     assert resumed.counters.agent_steps == 125 and len(resumed.replay) == 125
+    carried = resumed.counters.cpu_s
+    assert carried > 0  # the checkpoint holds the CPU seconds spent before it
     resumed.run()
     train = rows(tmp_path, "train")
     assert [r["agent_steps"] for r in train] == [125, 250]  # no row logged twice
+    assert train[-1]["cpu_s"] > carried  # CPU time counts on across the resume
     # determinism: every figure but the clocks equals the uninterrupted run's, losses included
     assert without_clocks(read_metrics(tmp_path / "metrics.jsonl")) == without_clocks(
         read_metrics(finished_run / "metrics.jsonl"))
     assert {"critic_loss", "actor_loss", "alpha", "q"} <= set(train[-1])
 
 
-CLOCKS = {"wall_s", "update_ms", "conversion_s"}
+CLOCKS = {"wall_s", "cpu_s", "update_ms", "conversion_s"}
 
 
 def without_clocks(metrics: list[dict]) -> list[dict]:
