@@ -77,7 +77,7 @@ the policy and Q heads on latent replay.
 
 - Evaluation return at publish time: {evaluation_line}
 - FLOPs spent training it: {source.get('flops', 0):.3g}
-- Wall time: {source.get('wall_s', 0) / 3600:.2f} h
+- Wall time: {source.get('wall_s', 0) / 3600:.2f} h{_cpu_time(source)}
 - {heads}
 - Weights sha256: `{config['sha256']}`{_precision_line(config)}
 
@@ -113,20 +113,29 @@ lever-transfer finetune --from hub:{name} --to {target} --freeze-layers {frozen}
 """
 
 
+def _cpu_time(source: Mapping[str, Any]) -> str:
+    """The run's CPU-hours beside its wall hours: on a shared machine the wall time overstates
+    what the training cost (packages from runs logged before ``cpu_s`` have none)."""
+    return "" if source.get("cpu_s") is None else f" ({source['cpu_s'] / 3600:.2f} CPU-hours)"
+
+
 def _curve_section(source: Mapping[str, Any]) -> str:
     """The pretraining run's evaluations up to this snapshot, and notes on it (e.g. why a
     figure is below the zoo's target), when the package records them."""
     rows = source.get("curve") or []
     text = ""
     if rows:
+        with_cpu = any("cpu_s" in row for row in rows)  # runs logged before cpu_s have none
         lines = "\n".join(
             f"| {row['env_steps']:,} | {row['return']:.1f} ± {row.get('return_std') or 0:.1f} | "
             + (f"{row['flops']:.3g}" if row.get("flops") else "-") + " | "
             + (f"{row['wall_s'] / 3600:.2f}" if row.get("wall_s") else "-") + " |"
+            + (f" {row['cpu_s'] / 3600:.2f} |" if "cpu_s" in row else " - |" if with_cpu else "")
             for row in rows)
+        cpu_head = (" CPU h |", "---|") if with_cpu else ("", "")
         text += ("## Learning curve of the run it comes from\n\n"
                  f"| env steps | return ({source.get('eval_episodes', '?')} episodes) | FLOPs | "
-                 f"wall h |\n|---|---|---|---|\n{lines}\n\n")
+                 f"wall h |{cpu_head[0]}\n|---|---|---|---|{cpu_head[1]}\n{lines}\n\n")
     if source.get("notes"):
         text += f"## Notes\n\n{source['notes']}\n\n"
     return text

@@ -307,7 +307,7 @@ class Trainer:
         """Evaluate, snapshot and checkpoint when due (checkpoints only between games)."""
         c, cfg = self.counters, self.cfg
         postfix = {"ret": f"{row['episode_return']:.0f}", "FLOPs": f"{c.flops:.2e}",
-                   "sps": f"{c.agent_steps / max(c.wall_s + self._elapsed(), 1e-9):.1f}",
+                   "sps": f"{c.agent_steps / max(self._wall(), 1e-9):.1f}",
                    "Tf": ("off" if self.freeze_step is None else
                           "frozen" if self.agent.frozen_layers else str(self.freeze_step))}
         snapshot_due = self.snapshot_every is not None and c.agent_steps >= c.next_snapshot
@@ -369,7 +369,7 @@ class Trainer:
                             "flops": c.flops, "replay_bytes": self.replay.nbytes,
                             "replay_capacity": self.replay.capacity,
                             "replay_size": len(self.replay), "phase": self.phase,
-                            "wall_s": round(c.wall_s + self._elapsed(), 2),
+                            "wall_s": round(self._wall(), 2),
                             "cpu_s": round(self._cpu(), 2), **row})
 
     @property
@@ -377,8 +377,9 @@ class Trainer:
         return "latents" if isinstance(self.replay, LatentReplay) else (
             "frozen-pixels" if self.agent.frozen_layers else "pixels")
 
-    def _elapsed(self) -> float:
-        return time.perf_counter() - self._t0
+    def _wall(self) -> float:
+        """Wall seconds of the whole run so far, across resumes."""
+        return self.counters.wall_s + time.perf_counter() - self._t0
 
     def _cpu(self) -> float:
         """CPU seconds of the whole run so far, across resumes."""
@@ -406,7 +407,8 @@ class Trainer:
         c = self.counters
         config = package_config(self.cfg, self.action_size, agent_steps=c.agent_steps,
                                 flops=c.flops, eval_return=None, eval_return_std=None,
-                                wall_s=round(c.wall_s + self._elapsed(), 1), with_heads=True)
+                                wall_s=round(self._wall(), 1), cpu_s=round(self._cpu(), 1),
+                                with_heads=True)
         config["frozen_layers"] = self.agent.frozen_layers
         tensors = self.agent.package_tensors(self.agent.state_dict(), self.agent.num_layers,
                                              with_heads=True)
@@ -423,7 +425,7 @@ class Trainer:
             "weights": {k: v.detach().clone() for k, v in self.agent.state_dict().items()},
             "frozen_layers": self.agent.frozen_layers,
             "agent_steps": c.agent_steps, "env_steps": c.agent_steps * self.ar,
-            "flops": c.flops, "wall_s": round(c.wall_s + self._elapsed(), 1),
+            "flops": c.flops, "wall_s": round(self._wall(), 1),
             "cpu_s": round(self._cpu(), 1), "eval_return": evaluated.mean,
             "eval_return_std": evaluated.std, "eval_episodes": self.cfg.eval_episodes,
             "config": self.cfg.to_dict()})
@@ -431,7 +433,7 @@ class Trainer:
     def checkpoint(self) -> Path:
         c = self.counters
         path = self.run_dir.save_checkpoint(c.agent_steps, {
-            "counters": asdict(c) | {"wall_s": c.wall_s + self._elapsed(), "cpu_s": self._cpu()},
+            "counters": asdict(c) | {"wall_s": self._wall(), "cpu_s": self._cpu()},
             "agent": self.agent.export_state(),
             "replay": {"kind": type(self.replay).__name__, "init": self.replay.init_args(),
                        "state": self.replay.state_dict()},

@@ -58,12 +58,13 @@ def snapshot_name(task: str, env_steps: int) -> str:
 
 def package_config(cfg: Config, action_dim: int, *, agent_steps: int, flops: int,
                    eval_return: float | None, eval_return_std: float | None, wall_s: float,
-                   with_heads: bool, curve: list[dict[str, Any]] | None = None
-                   ) -> dict[str, Any]:
+                   with_heads: bool, curve: list[dict[str, Any]] | None = None,
+                   cpu_s: float | None = None) -> dict[str, Any]:
     """config.json of an encoder trained by a run with ``cfg`` (everything but the sha256).
 
     ``action_dim`` is the action count of a discrete (Atari) task; ``curve`` the run's
-    evaluations up to this point (``learning_curve``), which the model card shows."""
+    evaluations up to this point (``learning_curve``), which the model card shows; ``cpu_s``
+    the run's CPU seconds (None for runs logged before metrics had them)."""
     from .agents import agent_class
 
     entry = agent_entry(cfg.algorithm)
@@ -81,6 +82,8 @@ def package_config(cfg: Config, action_dim: int, *, agent_steps: int, flops: int
         "eval_episodes": cfg.eval_episodes, "wall_s": wall_s, "render_quality": cfg.render_quality,
         "recipe": cfg.to_dict(),
     }
+    if cpu_s is not None:
+        config["source"]["cpu_s"] = cpu_s
     if curve:
         config["source"]["curve"] = curve
     if with_heads:
@@ -91,10 +94,11 @@ def package_config(cfg: Config, action_dim: int, *, agent_steps: int, flops: int
 
 def learning_curve(run_dir: Path, up_to_agent_step: int) -> list[dict[str, Any]]:
     """The run's evaluations up to ``up_to_agent_step``: env steps, return (mean and standard
-    deviation), FLOPs and wall seconds at each, for the card of a snapshot published from it."""
+    deviation), FLOPs, wall and CPU seconds at each, for the card of a snapshot published from
+    it (runs logged before metrics had ``cpu_s`` have no CPU seconds)."""
     return [{"env_steps": row["env_steps"], "return": row["eval_return"],
              "return_std": row.get("eval_return_std"), "flops": row.get("flops"),
-             "wall_s": row.get("wall_s")}
+             "wall_s": row.get("wall_s")} | ({"cpu_s": row["cpu_s"]} if "cpu_s" in row else {})
             for row in RunDir(run_dir).metrics()
             if row.get("kind") == "eval" and row["agent_steps"] <= up_to_agent_step]
 
@@ -112,7 +116,7 @@ def package_snapshot(snapshot: Path, packages: Path, name: str | None = None) ->
     config = package_config(cfg, action_dim, agent_steps=int(state["agent_steps"]),
                             flops=int(state["flops"]), eval_return=state["eval_return"],
                             eval_return_std=state["eval_return_std"], wall_s=state["wall_s"],
-                            with_heads=True,
+                            cpu_s=state.get("cpu_s"), with_heads=True,
                             curve=learning_curve(Path(snapshot).parent.parent,
                                                  int(state["agent_steps"])))
     tensors = agent_class(cfg.algorithm).package_tensors(weights, len(config["layers"]),

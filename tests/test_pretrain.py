@@ -78,6 +78,10 @@ def test_pretrain_publishes_true_steps_and_resumes(pretrained):
         assert curve[-1]["return"] == mean and curve[-1]["flops"] == logged["flops"]
         assert "## Learning curve of the run it comes from" in card
         assert f"| {env_steps:,} | {mean:.1f} ± {std:.1f} |" in card
+        # what it cost in CPU time, beside wall time: the run's, and at each evaluation
+        assert source["cpu_s"] == snapshot["cpu_s"] > 0 and curve[-1]["cpu_s"] == logged["cpu_s"]
+        assert f"({snapshot['cpu_s'] / 3600:.2f} CPU-hours)" in card
+        assert "| wall h | CPU h |" in card
     assert [r["agent_steps"] for r in rows if r["kind"] == "train"] == [125, 250]
 
 
