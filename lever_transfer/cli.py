@@ -329,14 +329,17 @@ def tasks() -> None:
 @click.option("--at-flops", type=float,
               help="FLOPs budget for the 'return within' column (default: what every setting "
                    "spent; the paper's table 1 uses 4.5e13).")
+@click.option("--at-env-steps", type=float,
+              help="Env steps for the 'return at' column (default: the last evaluation every "
+                   "setting reached).")
 @one_line_errors
 def report(run_dirs: tuple[Path, ...], out: Path, target_return: float | None,
-           at_flops: float | None) -> None:
+           at_flops: float | None, at_env_steps: float | None) -> None:
     """Learning curves against env steps and FLOPs (freeze point dotted) and a summary table
     for RUN_DIRS; seeds of one setting are averaged."""
     from .report import write_report
 
-    png, md = write_report(list(run_dirs), out, target_return, at_flops)
+    png, md = write_report(list(run_dirs), out, target_return, at_flops, at_env_steps)
     click.echo(f"wrote {png} and {md}")
 
 

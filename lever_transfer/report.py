@@ -7,8 +7,9 @@ with a band of one standard deviation across seeds (the paper's figures). Seeds 
 evaluation index (the k-th evaluation of every seed), at the mean step and FLOPs of those
 evaluations; a setting's curve stops at its shortest seed. The freeze point Tf is a dotted line
 in the setting's colour. The summary table gives, per setting: seeds, final evaluation return,
-total FLOPs (the final return's ± is across seeds, shown for two or more), FLOPs to reach a
-return every setting reaches (or ``target_return``), the return
+total FLOPs (the final return's ± is across seeds, shown for two or more), the return at an
+equal number of env steps (the last evaluation every setting reached, or ``at_env_steps``),
+FLOPs to reach a return every setting reaches (or ``target_return``), the return
 reached within a FLOPs budget every setting spent (or ``at_flops``; the paper's table 1 compares
 at 45T), peak replay memory and wall time.
 
@@ -175,17 +176,33 @@ def _at(x: np.ndarray, y: np.ndarray, budget: float) -> float | None:
     return float(y[within[-1]]) if within.size else None
 
 
+def _near(steps: np.ndarray, y: np.ndarray, point: float) -> str:
+    """The return at the evaluation nearest ``point`` env steps, if one lies within half an
+    evaluation interval of it (a resume can shift evaluations off round numbers: the step is
+    then shown), else '-'."""
+    interval = float(np.median(np.diff(steps))) if len(steps) > 1 else float(steps[0])
+    nearest = int(np.argmin(np.abs(steps - point)))
+    if abs(steps[nearest] - point) > interval / 2:
+        return "-"
+    shifted = abs(steps[nearest] - point) > 0.005 * point
+    return f"{y[nearest]:.1f}" + (f" (at {steps[nearest]:,.0f})" if shifted else "")
+
+
 def summary(settings: list[Setting], target_return: float | None = None,
-            at_flops: float | None = None) -> str:
-    """The Markdown table (and how its two comparison columns were chosen)."""
+            at_flops: float | None = None, at_env_steps: float | None = None) -> str:
+    """The Markdown table (and how its three comparison columns were chosen)."""
     curves = [s.curve() for s in settings]
     if target_return is None:
         target_return = min(float(mean.max()) for _, _, mean, _ in curves)
     if at_flops is None:
         at_flops = min(float(flops[-1]) for _, flops, _, _ in curves)
-    lines = [f"| setting | seeds | final return | total FLOPs | FLOPs to reach "
-             f"{target_return:.1f} | return within {at_flops:.3g} FLOPs | peak replay MB | "
-             f"wall h | CPU h |", "|---|---|---|---|---|---|---|---|---|"]
+    if at_env_steps is None:  # the last evaluation every setting reached, in whole thousands
+        reached = min(float(steps[-1]) for steps, _, _, _ in curves)
+        at_env_steps = reached // 1000 * 1000 or reached
+    lines = [f"| setting | seeds | final return | total FLOPs | return at {at_env_steps:,.0f} "
+             f"env steps | FLOPs to reach {target_return:.1f} | return within {at_flops:.3g} "
+             f"FLOPs | peak replay MB | wall h | CPU h |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for setting, (steps, flops, mean, std) in zip(settings, curves):
         reach = _first_reaching(flops, mean, target_return)
         within = _at(flops, mean, at_flops)
@@ -193,6 +210,7 @@ def summary(settings: list[Setting], target_return: float | None = None,
         lines.append(
             f"| {setting.label} | {len(setting.runs)} | {mean[-1]:.1f}{spread} "
             f"(at {steps[-1]:,.0f} env steps) | {flops[-1]:.3g} | "
+            f"{_near(steps, mean, at_env_steps)} | "
             f"{'not reached' if reach is None else f'{reach:.3g}'} | "
             f"{'-' if within is None else f'{within:.1f}'} | "
             f"{max(r.replay_bytes for r in setting.runs) / 1e6:.1f} | "
@@ -208,7 +226,8 @@ def _cpu_hours(setting: Setting) -> str:
 
 
 def write_report(run_dirs: list[Path], out: Path, target_return: float | None = None,
-                 at_flops: float | None = None) -> tuple[Path, Path]:
+                 at_flops: float | None = None, at_env_steps: float | None = None
+                 ) -> tuple[Path, Path]:
     """``out/report.png`` and ``out/report.md`` for the given runs."""
     if not run_dirs:
         raise LeverError("give at least one run directory: lever-transfer report RUN_DIR...")
@@ -224,7 +243,7 @@ def write_report(run_dirs: list[Path], out: Path, target_return: float | None = 
     text = (f"# lever-transfer report\n\n![learning curves](report.png)\n\n"
             f"Curves: mean evaluation return over seeds (band: one standard deviation across "
             f"seeds), seeds aligned by evaluation index; dotted lines: the freeze point Tf.\n\n"
-            f"{summary(settings, target_return, at_flops)}\n\nRuns:\n\n{runs}\n")
+            f"{summary(settings, target_return, at_flops, at_env_steps)}\n\nRuns:\n\n{runs}\n")
     md = out / "report.md"
     write_atomic(md, text.encode())
     return png, md

@@ -97,8 +97,25 @@ def test_summary_compares_at_a_return_and_a_flops_budget_every_setting_reaches(r
     table = summary(group_runs([read_run(r) for r in [*lever, baseline]]))
     header, _, lever_row, baseline_row = table.splitlines()
     assert "FLOPs to reach 80.0" in header and "within 3e+09 FLOPs" in header
-    assert "| 3 | 91.0 ± 0.8 (at 3,000 env steps) | 3e+09 | 3e+09 | 91.0 |" in lever_row
-    assert "| 1 | 80.0 (at 4,000 env steps) | 1.2e+10 | 1.2e+10 | 10.0 |" in baseline_row
+    assert "return at 3,000 env steps" in header  # the last evaluation both settings reached
+    assert "| 3 | 91.0 ± 0.8 (at 3,000 env steps) | 3e+09 | 91.0 | 3e+09 | 91.0 |" in lever_row
+    assert "| 1 | 80.0 (at 4,000 env steps) | 1.2e+10 | 60.0 | 1.2e+10 | 10.0 |" in baseline_row
+
+
+def test_return_at_equal_env_steps_names_an_evaluation_a_resume_shifted(tmp_path):
+    """A run stopped and resumed mid-episode evaluates at the next episode's end (3,400 here,
+    not 3,000): the table compares it at 3,000 and says where it was measured."""
+    shifted = fake_run(tmp_path, "shifted", False, 0, [1, 2, 3], 1e6)
+    metrics = shifted / "metrics.jsonl"
+    metrics.write_text(metrics.read_text().replace('"env_steps": 3000', '"env_steps": 3400'))
+    plain = fake_run(tmp_path, "plain", True, 0, [5, 6, 7, 8], 1e6)
+    settings = group_runs([read_run(r) for r in (shifted, plain)])
+    rows = summary(settings).splitlines()
+    assert "return at 3,000 env steps" in rows[0]
+    assert "| 3.0 (at 3,400) |" in rows[2] and "| 7.0 |" in rows[3]
+    far = summary(settings, at_env_steps=9000).splitlines()  # nobody evaluated near it
+    assert "return at 9,000 env steps" in far[0]
+    assert [row.split(" | ")[4] for row in far[2:]] == ["-", "-"]
 
 
 def test_cpu_hours_are_the_seeds_mean_and_unknown_for_runs_without_cpu_s(tmp_path):
