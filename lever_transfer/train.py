@@ -8,8 +8,11 @@ collects the observation (an Atari step is cheap and runs in place).
 
 Checkpoints are written at episode ends (Atari: at game ends, as the emulator's mid-game state is
 not saved), so a resumed run starts a fresh episode exactly where the original run would have,
-and logs the same figures. What a caller may act on while a run goes on (an evaluation, a
-snapshot to publish, the freeze) comes out of ``Trainer.events()`` as events.
+and logs the same figures; only a stop signal writes one mid-episode, and the run resumed from it
+starts a fresh episode there. Evaluations and snapshots happen at the step they are due, in the
+evaluation's own environment, so they stay on their schedule either way. What a caller may act on
+while a run goes on (an evaluation, a snapshot to publish, the freeze) comes out of
+``Trainer.events()`` as events.
 """
 
 from __future__ import annotations
@@ -151,6 +154,8 @@ class Trainer:
         self._eval_env: Any = None
         self._stop = False
         self._update_metrics: dict[str, list[float]] = {}  # this episode's losses, per name
+        self._snapshots: list[SnapshotSaved] = []  # saved this episode, announced at its end
+        self._last_eval: str | None = None  # the progress bar's "eval" figure
 
     def _sampler(self) -> Any:
         """The replay's sampler, as the agent asks (a schedule runs from the first update at
@@ -246,6 +251,7 @@ class Trainer:
             done = terminated or truncated
             self._new_game = info.get("game_over", True) or truncated
             bar.update(1)
+            yield from self._evaluate_when_due(bar)
         c.episodes += 1
         return {"kind": "train", "episode": c.episodes, "episode_return": episode_return,
                 "update_ms": float(np.mean(update_ms)) if update_ms else None,
@@ -303,38 +309,47 @@ class Trainer:
         self.save_encoder()
         return Frozen(row)
 
+    def _evaluate_when_due(self, bar: Any) -> Iterator[Event]:
+        """Evaluate (and snapshot) at the step it is due, mid-episode too: a run resumed from a
+        checkpoint written mid-episode by a stop signal starts a fresh episode there, so episode
+        ends drift off the schedule, but its evaluations and snapshots stay on it (the
+        evaluation runs in its own environment)."""
+        c, cfg = self.counters, self.cfg
+        snapshot_due = self.snapshot_every is not None and c.agent_steps >= c.next_snapshot
+        if not (c.agent_steps >= c.next_eval or c.agent_steps >= self.total or snapshot_due):
+            return
+        evaluated = self.evaluate(cfg.eval_episodes)
+        bar.write(f"eval at {evaluated.env_steps} env steps: {evaluated.mean:.1f} ± "
+                  f"{evaluated.std:.1f}")
+        c.next_eval = next_due(c.next_eval, cfg.agent_steps(cfg.eval_every), c.agent_steps)
+        self._last_eval = f"{evaluated.mean:.0f}"
+        yield evaluated
+        if snapshot_due:  # announced after the next checkpoint, which then holds it
+            self._snapshots.append(SnapshotSaved(self.snapshot(evaluated), evaluated.env_steps))
+            bar.write(f"snapshot at {evaluated.env_steps} env steps: {self._snapshots[-1].path}")
+            c.next_snapshot = next_due(c.next_snapshot, self.snapshot_every or 1, c.agent_steps)
+
     def _after_episode(self, bar: Any, row: dict[str, Any]) -> Iterator[Event]:
-        """Evaluate, snapshot and checkpoint when due (checkpoints only between games)."""
+        """Show progress; checkpoint when due (only between games) and announce the snapshots
+        saved since."""
         c, cfg = self.counters, self.cfg
         postfix = {"ret": f"{row['episode_return']:.0f}", "FLOPs": f"{c.flops:.2e}",
                    "sps": f"{c.agent_steps / max(self._wall(), 1e-9):.1f}",
                    "Tf": ("off" if self.freeze_step is None else
                           "frozen" if self.agent.frozen_layers else str(self.freeze_step))}
-        snapshot_due = self.snapshot_every is not None and c.agent_steps >= c.next_snapshot
-        evaluated = None
-        if c.agent_steps >= c.next_eval or c.agent_steps >= self.total or snapshot_due:
-            evaluated = self.evaluate(cfg.eval_episodes)
-            bar.write(f"eval at {evaluated.env_steps} env steps: {evaluated.mean:.1f} ± "
-                      f"{evaluated.std:.1f}")
-            c.next_eval = next_due(c.next_eval, cfg.agent_steps(cfg.eval_every), c.agent_steps)
-            postfix["eval"] = f"{evaluated.mean:.0f}"
-            yield evaluated
+        if self._last_eval is not None:
+            postfix["eval"] = self._last_eval
         bar.set_postfix(postfix, refresh=False)
-        snapshot = None
-        if snapshot_due and evaluated is not None:  # the evaluation above is the snapshot's
-            snapshot = SnapshotSaved(self.snapshot(evaluated), evaluated.env_steps)
-            bar.write(f"snapshot at {snapshot.env_steps} env steps: {snapshot.path}")
-            c.next_snapshot = next_due(c.next_snapshot, self.snapshot_every or 1, c.agent_steps)
+        snapshots, self._snapshots = self._snapshots, []
         minutes = cfg.checkpoint_minutes
         overdue = minutes is not None and time.monotonic() - self._last_checkpoint >= 60 * minutes
         # at a game boundary only: the emulator's mid-game state is not in a checkpoint, so a
         # checkpoint between two lives of an Atari game would resume into a new game
-        if (c.agent_steps >= c.next_checkpoint or snapshot or overdue) and self._new_game:
+        if (c.agent_steps >= c.next_checkpoint or snapshots or overdue) and self._new_game:
             self.checkpoint()
             c.next_checkpoint = next_due(c.next_checkpoint, cfg.agent_steps(cfg.checkpoint_every),
                                          c.agent_steps)
-        if snapshot is not None:
-            yield snapshot
+        yield from snapshots
 
     def evaluate(self, episodes: int) -> Evaluated:
         """The evaluation policy's return over ``episodes`` (``evaluate.py``), logged."""

@@ -115,6 +115,42 @@ def test_resume_continues_the_same_run(tmp_path, finished_run):
     assert {"critic_loss", "actor_loss", "alpha", "q"} <= set(train[-1])
 
 
+def test_a_run_stopped_mid_episode_evaluates_and_snapshots_on_schedule_after_resume(tmp_path):
+    """A stop signal checkpoints mid-episode (here at agent step 61) and the resume starts a fresh
+    episode there, so episodes now end at 186 and 250 instead of 125 and 250; the evaluations
+    and the snapshot stay at 125 (mid-episode) and 250, and the snapshot is announced after the
+    checkpoint at the episode's end that holds it."""
+    from lever_transfer.train import Evaluated, SnapshotSaved
+
+    cfg = tiny_config(lever=False, snapshot_every="125 agent_steps")
+    stopped = Trainer(cfg, tmp_path, progress=False, say=lambda s: None)
+    act = stopped._act
+
+    def act_then_stop(obs):
+        if stopped.counters.agent_steps == 60:
+            stopped._stop = True  # what the stop-signal handler does
+        return act(obs)
+
+    stopped._act = act_then_stop
+    stopped.run()
+    resumed = Trainer(cfg, tmp_path, progress=False, say=lambda s: None)
+    assert resumed.restore() and resumed.counters.agent_steps == 61
+    checkpoint, written = resumed.checkpoint, []
+
+    def recording_checkpoint():
+        written.append(("checkpoint", resumed.counters.agent_steps))
+        return checkpoint()
+
+    resumed.checkpoint = recording_checkpoint
+    for event in resumed.events():
+        if isinstance(event, (Evaluated, SnapshotSaved)):
+            written.append((type(event).__name__, event.env_steps // 8))
+    assert [r["agent_steps"] for r in rows(tmp_path, "train")] == [61, 186, 250]
+    assert [r["agent_steps"] for r in rows(tmp_path, "eval")] == [125, 250]
+    assert written[:3] == [("Evaluated", 125), ("checkpoint", 186), ("SnapshotSaved", 125)]
+    assert ("SnapshotSaved", 250) in written
+
+
 CLOCKS = {"wall_s", "cpu_s", "update_ms", "conversion_s"}
 
 
