@@ -11,7 +11,8 @@ total FLOPs (the final return's ± is across seeds, shown for two or more), the 
 equal number of env steps (the last evaluation every setting reached, or ``at_env_steps``),
 FLOPs to reach a return every setting reaches (or ``target_return``), the return
 reached within a FLOPs budget every setting spent (or ``at_flops``; the paper's table 1 compares
-at 45T), peak replay memory and wall time.
+at 45T), peak replay memory, wall time and CPU time (a run's CPU-hours, its environment
+worker's included; '-' for runs logged before metrics had ``cpu_s``).
 
 matplotlib runs with the Agg backend: no display needed.
 """
