@@ -95,6 +95,8 @@ def encoder_spec(encoder: LayeredEncoder, architecture: str, frame_stack: int, r
             **({"action_repeat": action_repeat} if action_repeat is not None else {}),
             "layout": "CHW, frames oldest first", "pixel_scaling": "x / 255",
             "crop": ("none (Atari: 84x84 grayscale, frame skip 4 with max-pooling)" if atari
+                     else "none, the whole render (DrQ shifts it by up to 4 px in training)"
+                     if crop_size == render_size
                      else "random for training, centre for acting and evaluation"),
         },
     }

@@ -3,9 +3,11 @@
 Two kinds, as in the paper: domain transfer (``transfer: encoder``, e.g. walker_stand ->
 hopper_hop) loads only the encoder (the critic's convs + fc and the actor's fc) and trains new
 heads; task transfer (``transfer: full``, e.g. walker_stand -> walker_walk) loads the heads too,
-which needs the same action space. The frozen layers are then frozen by the trainer at step 0.
-Atari encoders (data-efficient Rainbow) transfer the same way across games: the observation spec
-is the same for every game, and ``--transfer encoder`` trains new heads for another action set.
+which needs the same action space and runs the agent they belong to. Either way the target takes
+the encoder's architecture and observation spec (what its weights fix). The frozen layers are
+then frozen by the trainer at step 0. Atari encoders (data-efficient Rainbow) transfer the same
+way across games: the observation spec is the same for every game, and ``--transfer encoder``
+trains new heads for another action set.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from typing import Any, Mapping
 from .config import Config, is_atari_task, load_config
 from .errors import LeverError
 from .package import EncoderPackage
-from .registry import SUITE_CHANNELS, agent_entry
+from .registry import AGENTS, SUITE_CHANNELS, agent_entry
 
 ARCHITECTURE_KEYS = ("encoder", "feature_dim", "num_filters", "num_conv_layers")
+OBSERVATION_KEYS = ("frame_stack", "render_size", "crop_size")
 
 
 def architecture_overrides(package: EncoderPackage) -> dict[str, Any]:
@@ -27,6 +30,16 @@ def architecture_overrides(package: EncoderPackage) -> dict[str, Any]:
                            "feature_dim": args["feature_dim"], "num_filters": args["num_filters"],
                            "num_conv_layers": args["num_conv_layers"]}
     return out
+
+
+def observation_overrides(package: EncoderPackage) -> dict[str, Any]:
+    """Recipe values the encoder's inputs fix: frame stack, render and crop size. A DrQ encoder
+    reads whole 84-pixel renders, a SAC+CURL one 84-pixel crops of 100-pixel renders; the target
+    takes the encoder's, as it takes its architecture, unless the user sets them (then
+    ``check_fits`` refuses a mismatch). The frozen layers never train, so this only changes
+    what augmentation varies in their latents: a SAC+CURL target of an 84-pixel DrQ encoder has
+    nothing to crop (no augmentation), the price of reading the frames the encoder learned on."""
+    return {key: package.observation[key] for key in OBSERVATION_KEYS}
 
 
 def check_suite(package: EncoderPackage, task: str) -> None:
@@ -46,12 +59,18 @@ def transfer_config(package: EncoderPackage, source: str, transfer: str,
                     overrides: Mapping[str, object] | None = None) -> Config:
     """The config of a run that starts from ``package`` (referenced as ``source``): ``recipe``
     (a recipe name, path or task: finetune's target; or the recipe dict a package records:
-    eval's), with the encoder's architecture (and, for ``transfer: full``, its heads' width)
-    taken from the package, then ``overrides`` (``--set`` strings or typed values) on top."""
-    values: dict[str, object] = {**architecture_overrides(package), "pretrained": source,
+    eval's), with the encoder's architecture and observation spec (and, for ``transfer:
+    full``, its heads' width and agent: DrQ heads train on as DrQ) taken from the package, then
+    ``overrides`` (``--set`` strings or typed values) on top."""
+    values: dict[str, object] = {**architecture_overrides(package),
+                                 **observation_overrides(package), "pretrained": source,
                                  "transfer": transfer}
     if transfer == "full" and package.has_heads:
-        values["hidden_dim"] = package.config["heads"]["hidden_dim"]
+        heads = package.config["heads"]
+        values["hidden_dim"] = heads["hidden_dim"]
+        agents = [e.name for e in AGENTS.values() if e.head_kind == heads.get("kind", "sac")]
+        if agents:  # the heads go on training in the agent they were trained in
+            values["algorithm"] = agents[0]
     values.update(overrides or {})
     if isinstance(recipe, str):
         check_suite(package, load_config(recipe).task)  # before any setting is taken from it

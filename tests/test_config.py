@@ -113,7 +113,7 @@ def test_every_recipe_loads_and_says_what_it_is(name):
 
 def test_recipe_list_is_complete():
     expected = {"defaults", "quickstart", "walker_stand", "hopper_hop", "hopper_stand",
-                "drq_defaults", "walker_stand_paper", "walker_stand_drq"}
+                "drq_defaults", "walker_stand_paper", "walker_stand_drq", "walker_stand_curl"}
     expected |= {f"{t}{s}" for t in FIG2 for s in ("", "_memory")}
     expected |= {"cartpole_swingup_impala", "walker_walk_impala", "atari_defaults"}
     expected |= {f"{game}{s}" for game in ("alien", "amidar", "bank_heist", "crazy_climber",
@@ -176,17 +176,21 @@ def test_impala_recipes(task):
 
 
 def test_transfer_and_quickstart_recipes():
-    # the zoo's source runs at action repeat 4 (measured per CPU-hour); the paper's spacing too
-    stand, paper, walk = (load_config(n) for n in ("walker_stand", "walker_stand_paper",
-                                                    "walker_walk"))
-    assert stand.action_repeat == 4 and paper.action_repeat == walk.action_repeat == 2
-    assert stand.env_steps(stand.freeze_at) == walk.env_steps(walk.freeze_at)
-    drq = load_config("walker_stand_drq")  # the comparison's DrQ arm, as it ran
-    assert (drq.algorithm, drq.task, drq.action_repeat, drq.render_size) == (
+    # the zoo's sources run at action repeat 4 (measured per CPU-hour); the paper's spacing too
+    curl, paper, walk = (load_config(n) for n in ("walker_stand_curl", "walker_stand_paper",
+                                                   "walker_walk"))
+    assert (curl.algorithm, curl.action_repeat, curl.render_size) == ("sac_curl", 4, 100)
+    assert paper.algorithm == "sac_curl" and paper.action_repeat == walk.action_repeat == 2
+    assert curl.env_steps(curl.freeze_at) == walk.env_steps(walk.freeze_at)
+    # the default is the comparison's winner, DrQ at repeat 4, exactly as its run was started
+    stand = load_config("walker_stand")
+    assert (stand.algorithm, stand.task, stand.action_repeat, stand.render_size) == (
         "drq", "walker_stand", 4, 84)
-    assert drq == load_config("drq_defaults", {"task": "walker_stand", "action_repeat": 4,
-                                               "freeze_at": "120000 env_steps"}).replace(
-        description=drq.description)
+    assert stand == load_config("drq_defaults", {"task": "walker_stand", "action_repeat": 4,
+                                                 "freeze_at": "120000 env_steps"}).replace(
+        description=stand.description)
+    assert load_config("walker_stand_drq") == stand.replace(  # the name the DrQ runs used
+        description=load_config("walker_stand_drq").description)
     assert load_config("hopper_hop").action_repeat == load_config("hopper_stand").action_repeat == 4
     q = load_config("quickstart")
     assert q.task == "walker_walk" and q.lever and "smoke" in q.description.lower()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from lever_transfer import hub
@@ -59,7 +60,11 @@ def test_pretrain_publishes_true_steps_and_resumes(pretrained):
     for name, env_steps in (("walker_stand-1k", 1000), ("walker_stand-2k", 2000)):
         source = read_package(root / "hub" / name).config["source"]
         assert source["env_steps"] == env_steps and source["task"] == "walker_stand"
-        assert source["algorithm"] == "SAC+CURL" and source["agent_steps"] == env_steps // 8
+        # the default walker_stand recipe is DrQ (issue 14: most return per CPU-hour here)
+        assert source["algorithm"] == "DrQ" and source["agent_steps"] == env_steps // 8
+        observation = read_package(root / "hub" / name).observation  # DrQ: 84 renders, no crop
+        assert (observation["render_size"], observation["crop_size"]) == (84, 84)
+        assert observation["crop"].startswith("none, the whole render")
         # the evaluation logged at the snapshot's step, everywhere the package states it
         logged = evals[env_steps // 8]
         mean, std = logged["eval_return"], logged["eval_return_std"]
@@ -102,11 +107,31 @@ def test_finetune_from_a_published_snapshot(pretrained, monkeypatch, tmp_path, t
                     "--out", str(run), "--no-progress", *SETS)
     assert f"transfer {transfer}" in output
     assert "warning" not in output  # source and target both at action repeat 8
+    # the target (a SAC+CURL recipe: 84 crops of 100-pixel renders) reads the DrQ encoder's
+    # whole 84-pixel renders, taken from the package as its architecture is; full transfer
+    # trains the DrQ heads on as DrQ, new heads train with the target's own agent
+    config = yaml.safe_load(RunDir(run).config_path.read_text())
+    agent = "drq" if transfer == "full" else "sac_curl"
+    assert (config["algorithm"], config["render_size"], config["crop_size"]) == (agent, 84, 84)
     rows = RunDir(run).metrics()
     freeze = [r for r in rows if r["kind"] == "freeze"][0]
     assert freeze["agent_steps"] == 0
     assert freeze["latent_replay"] == (layers == "all")  # conv features are bigger than pixels
     assert [r["agent_steps"] for r in rows if r["kind"] == "train"] == [125]
+
+
+def test_a_set_that_contradicts_the_package_is_refused_in_one_line(pretrained, monkeypatch,
+                                                                   tmp_path):
+    """What the weights fix comes from the package; a --set against it names what differs."""
+    monkeypatch.setenv("LEVER_HUB", str(pretrained[0] / "hub"))
+    for extra, words in ((["--transfer", "full", "--set", "algorithm=sac_curl"], "sac_tanh heads"),
+                         (["--set", "render_size=100"], "render_size 84 vs 100")):
+        result = CliRunner().invoke(main, ["finetune", "--from", "hub:walker_stand-2k", "--to",
+                                           "walker_walk", *extra, "--out", str(tmp_path / "x"),
+                                           "--no-progress", *SETS])
+        assert result.exit_code != 0 and words in result.output, result.output
+        assert result.output.count("error:") == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "x").exists()
 
 
 def test_finetune_from_the_shipped_encoder(tmp_path, monkeypatch):
