@@ -44,7 +44,7 @@ from .card import model_card
 from .checkpoint import _fsync_dir, default_permissions, remove_stale_temporaries, write_atomic
 from .encoders import LayeredEncoder, make_encoder
 from .errors import LeverError
-from .registry import AGENTS, HEAD_KINDS
+from .registry import HEAD_KINDS, heads_agent
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -396,15 +396,14 @@ def head_modules(config: Mapping[str, Any]) -> torch.nn.Module:
     if not isinstance(spec, dict):
         raise PackageError("config.json lists 'heads' in parts but has no 'heads' sizes; "
                            "re-publish the encoder")
-    kind = spec.get("kind", "sac")
-    owners = [entry for entry in AGENTS.values() if entry.head_kind == kind]
-    if not owners:
-        raise PackageError(f"config.json heads kind {kind!r} is not one of "
+    owner = heads_agent(spec)
+    if owner is None:
+        raise PackageError(f"config.json heads kind {spec.get('kind')!r} is not one of "
                            f"{', '.join(HEAD_KINDS)}; upgrade lever-transfer or re-publish the "
                            f"encoder")
     try:
         feature = int(config["architecture_args"]["feature_dim"])
-        return owners[0].agent_class().build_heads(spec, feature)
+        return owner.agent_class().build_heads(spec, feature)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise PackageError(f"config.json 'heads' sizes are unusable ({exc.__class__.__name__}: "
                            f"{exc}); re-publish the encoder") from None

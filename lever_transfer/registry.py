@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Mapping
 
 from .errors import ConfigError
 from .settings import (
@@ -187,6 +187,13 @@ def agent_entry(name: str) -> AgentEntry:
     except KeyError:
         raise ConfigError(f"unknown algorithm {name!r}; choose one of "
                           f"{', '.join(sorted(AGENTS))}") from None
+
+
+def heads_agent(heads: Mapping[str, Any]) -> AgentEntry | None:
+    """The agent whose heads a package's ``heads`` spec describes (packages written before kinds
+    were named hold SAC's), or None for a kind this version does not know."""
+    kind = heads.get("kind", "sac")
+    return next((entry for entry in AGENTS.values() if entry.head_kind == kind), None)
 
 
 def encoder_entry(name: str) -> EncoderEntry:

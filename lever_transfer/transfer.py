@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from .config import Config, is_atari_task, load_config
 from .errors import LeverError
 from .package import EncoderPackage
-from .registry import AGENTS, SUITE_CHANNELS, agent_entry
+from .registry import SUITE_CHANNELS, agent_entry, heads_agent
 
 ARCHITECTURE_KEYS = ("encoder", "feature_dim", "num_filters", "num_conv_layers")
 OBSERVATION_KEYS = ("frame_stack", "render_size", "crop_size")
@@ -68,9 +68,9 @@ def transfer_config(package: EncoderPackage, source: str, transfer: str,
     if transfer == "full" and package.has_heads:
         heads = package.config["heads"]
         values["hidden_dim"] = heads["hidden_dim"]
-        agents = [e.name for e in AGENTS.values() if e.head_kind == heads.get("kind", "sac")]
-        if agents:  # the heads go on training in the agent they were trained in
-            values["algorithm"] = agents[0]
+        owner = heads_agent(heads)
+        if owner is not None:  # the heads go on training in the agent they were trained in
+            values["algorithm"] = owner.name
     values.update(overrides or {})
     if isinstance(recipe, str):
         check_suite(package, load_config(recipe).task)  # before any setting is taken from it
@@ -83,8 +83,7 @@ def check_fits(package: EncoderPackage, cfg: Config, action_dim: int) -> None:
     obs, name = package.observation, package.path.name
     entry = agent_entry(cfg.algorithm)
     wanted = {"channels": SUITE_CHANNELS[entry.suite],
-              "frame_stack": cfg.frame_stack, "render_size": cfg.render_size,
-              "crop_size": cfg.crop_size}
+              **{key: getattr(cfg, key) for key in OBSERVATION_KEYS}}
     keys = [k for k, v in wanted.items() if obs[k] != v]
     if keys:
         differ = "; ".join(f"{k} {obs[k]} vs {wanted[k]}" for k in keys)
