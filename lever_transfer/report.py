@@ -95,8 +95,10 @@ def read_run(path: Path) -> Run:
 def _label(config: dict[str, Any]) -> str:
     algorithm = config.get("algorithm", DEFAULT_AGENT)
     agent = AGENTS[algorithm].baseline if algorithm in AGENTS else str(algorithm)
-    if config.get("pretrained"):
-        return f"{config['task']} from {config['pretrained']} ({config.get('transfer')})"
+    if config.get("pretrained"):  # finetunes differ by transfer and frozen layers (figure 9(a))
+        layers = config.get("freeze_layers", "all")
+        frozen = "encoder frozen" if layers == "all" else f"{layers} layers frozen"
+        return f"{config['task']} from {config['pretrained']} ({config.get('transfer')}, {frozen})"
     if not config.get("lever", True):
         return f"{config['task']} {agent}"
     tf = config.get("freeze_at", {})

@@ -92,6 +92,17 @@ def test_runs_that_differ_in_bookkeeping_alone_are_seeds_of_one_setting(tmp_path
     assert len(group_runs([read_run(r) for r in (pretrain, different_batch)])) == 2
 
 
+def test_finetunes_are_labelled_by_source_transfer_and_frozen_layers(tmp_path):
+    """Figure 9(a) compares finetunes from one source that differ only in frozen layers: each
+    curve's label says how many (not the run folder's name)."""
+    finetunes = [fake_run(tmp_path, f"ft-{layers}", True, 0, [1, 2], 1e6, settings={
+        "pretrained": "hub:walker_stand-60k", "transfer": "full", "freeze_layers": layers})
+        for layers in (4, "all")]
+    labels = [s.label for s in group_runs([read_run(r) for r in finetunes])]
+    assert labels == ["walker_walk from hub:walker_stand-60k (full, 4 layers frozen)",
+                      "walker_walk from hub:walker_stand-60k (full, encoder frozen)"]
+
+
 def test_summary_compares_at_a_return_and_a_flops_budget_every_setting_reaches(runs):
     lever, baseline = runs
     table = summary(group_runs([read_run(r) for r in [*lever, baseline]]))
