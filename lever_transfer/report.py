@@ -1,4 +1,4 @@
-"""``lever-transfer report``: learning curves against env steps and cumulative FLOPs, and a table.
+"""``lever-transfer report``: learning curves against env steps, FLOPs, wall and CPU hours; a table.
 
 Runs are read from their run directories (their config and metrics, ``RunDir``) and grouped by
 setting: runs whose configs differ only in the seed (and in keys that do not change what is
@@ -36,8 +36,8 @@ from .run_dir import CONFIG, METRICS, RunDir
 class Run:
     path: Path
     config: dict[str, Any]
-    evals: np.ndarray  # [n, 4]: env_steps, flops, eval_return, wall_s
-    freeze: tuple[float, float, float] | None  # (env_steps, flops, wall_s) at Tf
+    evals: np.ndarray  # [n, 5]: env_steps, flops, eval_return, wall_s, cpu_s (nan if unlogged)
+    freeze: tuple[float, ...] | None  # (env_steps, flops, wall_s, cpu_s) at Tf
     replay_bytes: int
     wall_s: float
     cpu_s: float | None  # None for runs logged before metrics had cpu_s
@@ -51,7 +51,7 @@ class Setting:
     runs: list[Run] = field(default_factory=list)
 
     def _shared_evals(self) -> np.ndarray:
-        """[seeds, n, 4]: every seed's first n evaluations, n that of the shortest seed."""
+        """[seeds, n, 5]: every seed's first n evaluations, n that of the shortest seed."""
         n = min(len(r.evals) for r in self.runs)
         return np.stack([r.evals[:n] for r in self.runs])
 
@@ -61,13 +61,14 @@ class Setting:
         mean = stacked.mean(axis=0)
         return mean[:, 0], mean[:, 1], mean[:, 2], stacked[:, :, 2].std(axis=0)
 
-    def wall_hours(self) -> np.ndarray:
-        """Mean wall-clock hours of the run at each shared evaluation (resumes do not count
-        the time a run was stopped)."""
-        return self._shared_evals()[:, :, 3].mean(axis=0) / 3600
+    def hours(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (wall-clock, CPU) hours of the runs at each shared evaluation (resumes do not
+        count the time a run was stopped; CPU hours are nan for runs logged before cpu_s)."""
+        mean = self._shared_evals().mean(axis=0)
+        return mean[:, 3] / 3600, mean[:, 4] / 3600
 
     @property
-    def freeze(self) -> tuple[float, float, float] | None:
+    def freeze(self) -> tuple[float, ...] | None:
         points = [r.freeze for r in self.runs if r.freeze is not None]
         return tuple(np.mean(points, axis=0)) if points else None
 
@@ -80,13 +81,14 @@ def read_run(path: Path) -> Run:
                          f"written by lever-transfer train/finetune/pretrain)")
     config = run.read_config().to_dict()
     rows = run.metrics()
-    evals = np.array([(r["env_steps"], r["flops"], r["eval_return"], r.get("wall_s", np.nan))
-                      for r in rows if r.get("kind") == "eval"], dtype=np.float64).reshape(-1, 4)
+    evals = np.array([(r["env_steps"], r["flops"], r["eval_return"], r.get("wall_s", np.nan),
+                       r.get("cpu_s", np.nan)) for r in rows if r.get("kind") == "eval"],
+                     dtype=np.float64).reshape(-1, 5)
     if not len(evals):
         raise LeverError(f"{run} has no evaluation yet (evaluations are logged every "
                          f"eval_every steps); report it once it has one")
-    freeze = next(((r["env_steps"], r["flops"], r.get("wall_s", np.nan)) for r in rows
-                   if r.get("kind") == "freeze"), None)
+    freeze = next(((r["env_steps"], r["flops"], r.get("wall_s", np.nan), r.get("cpu_s", np.nan))
+                   for r in rows if r.get("kind") == "freeze"), None)
     cpu = [r["cpu_s"] for r in rows if "cpu_s" in r]
     return Run(run.path, config, evals, freeze, max(r.get("replay_bytes", 0) for r in rows),
                max(r.get("wall_s", 0.0) for r in rows), max(cpu) if cpu else None)
@@ -136,31 +138,37 @@ def group_runs(runs: list[Run]) -> list[Setting]:
 
 
 def plot(settings: list[Setting]):
-    """A figure with return against env steps, against FLOPs and against wall-clock time."""
+    """Return against env steps, cumulative FLOPs, wall-clock hours and CPU-hours. CPU-hours
+    are the cost on a machine shared with other jobs (wall-clock time then overstates it); runs
+    logged before metrics had cpu_s are left off that panel."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    figure, axes = plt.subplots(1, 3, figsize=(17, 4.4), constrained_layout=True)
+    figure, grid = plt.subplots(2, 2, figsize=(14, 8.8), constrained_layout=True)
+    axes = grid.ravel()
     for index, setting in enumerate(settings):
         colour = f"C{index % 10}"
         steps, flops, mean, std = setting.curve()
         seeds = len(setting.runs)
-        hours = setting.wall_hours()
+        wall, cpu = setting.hours()
         # (axis, x, which coordinate of the freeze point, divisor into the axis's unit)
         for axis, x, freeze_x, unit in ((axes[0], steps, 0, 1), (axes[1], flops, 1, 1),
-                                        (axes[2], hours, 2, 3600)):
+                                        (axes[2], wall, 2, 3600), (axes[3], cpu, 3, 3600)):
+            if np.isnan(x).any():
+                continue
             axis.plot(x, mean, color=colour, marker="o", markersize=3,
                       label=f"{setting.label} ({seeds} seed{'s' * (seeds > 1)})")
             if seeds > 1:
                 axis.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2)
-            if setting.freeze is not None:
+            if setting.freeze is not None and not np.isnan(setting.freeze[freeze_x]):
                 axis.axvline(setting.freeze[freeze_x] / unit, color=colour, linestyle=":",
                              linewidth=1.5)
     axes[0].set_xlabel("environment steps")
     axes[1].set_xlabel("cumulative FLOPs (appendix B)")
     axes[2].set_xlabel("wall-clock hours (compare only runs from one machine, alone on it)")
+    axes[3].set_xlabel("CPU-hours (environment worker included; fair on a shared machine)")
     for axis in axes:
         axis.set_ylabel("evaluation return")
         axis.grid(alpha=0.3)

@@ -60,19 +60,34 @@ def test_seeds_are_one_setting_and_draw_one_curve_with_a_band_and_a_freeze_line(
     steps, flops, mean, std = settings[0].curve()
     assert list(mean) == [11, 51, 91] and std[0] == pytest.approx(0.8165, abs=1e-3)
     figure = plot(settings)
-    for axis in figure.axes:
+    assert len(figure.axes) == 4  # against env steps, FLOPs, wall-clock hours and CPU-hours
+    for axis in figure.axes[:3]:
         curves = [line for line in axis.lines if line.get_marker() == "o"]
         freeze = [line for line in axis.lines if line.get_linestyle() == ":"]
         assert len(curves) == 2 and len(freeze) == 1  # the baseline has no freeze point
         assert sum(isinstance(c, PolyCollection) for c in axis.collections) == 1  # seeds band
-    assert len(figure.axes) == 3  # against env steps, FLOPs and wall-clock hours
+    assert not figure.axes[3].lines  # these runs predate cpu_s: nothing to draw against it
     steps_line, flops_line, hours_line = ([line for line in axis.lines
                                            if line.get_linestyle() == ":"][0]
-                                          for axis in figure.axes)
+                                          for axis in figure.axes[:3])
     assert steps_line.get_xdata()[0] == 1500 and flops_line.get_xdata()[0] == 1500 * 1e6
     assert hours_line.get_xdata()[0] == pytest.approx(15 / 3600)  # Tf's wall time, in hours
     lever_hours = [line for line in figure.axes[2].lines if line.get_marker() == "o"][0]
     assert list(lever_hours.get_xdata()) == pytest.approx([10 / 3600, 20 / 3600, 30 / 3600])
+
+
+def test_cpu_hours_panel_draws_each_setting_against_its_mean_cpu_time(tmp_path):
+    """On a shared machine wall time overstates a run's cost; the fourth panel puts the curve
+    at the seeds' mean CPU-hours (a setting that costs 3x per step lies 3x further right)."""
+    cheap = [fake_run(tmp_path, f"cheap-s{seed}", True, seed, [10, 20], flops_per_step=1e6,
+                      cpu_per_step=0.36 * (seed + 1)) for seed in range(2)]
+    dear = fake_run(tmp_path, "dear-s0", False, 0, [10, 20], flops_per_step=3e6,
+                    cpu_per_step=3 * 0.54)
+    figure = plot(group_runs([read_run(r) for r in [*cheap, dear]]))
+    cheap_line, dear_line = [line for line in figure.axes[3].lines if line.get_marker() == "o"]
+    assert list(cheap_line.get_xdata()) == pytest.approx([0.15, 0.3])  # (360+720)/2 s per 1000
+    assert list(dear_line.get_xdata()) == pytest.approx([0.45, 0.9])
+    assert "CPU-hours" in figure.axes[3].get_xlabel()
 
 
 def test_runs_that_differ_in_bookkeeping_alone_are_seeds_of_one_setting(tmp_path):
