@@ -2,17 +2,18 @@
 
 Runs are read from their run directories (their config and metrics, ``RunDir``) and grouped by
 setting: runs whose configs differ only in the seed (and in keys that do not change what is
-learned, ``NOT_THE_SETTING``) are seeds of one setting, drawn as their mean
-with a band of one standard deviation across seeds (the paper's figures). Seeds are aligned by
-evaluation index (the k-th evaluation of every seed), at the mean step and FLOPs of those
-evaluations; a setting's curve stops at its shortest seed. The freeze point Tf is a dotted line
-in the setting's colour. The summary table gives, per setting: seeds, final evaluation return,
-total FLOPs (the final return's ± is across seeds, shown for two or more), the return at an
-equal number of env steps (the last evaluation every setting reached, or ``at_env_steps``),
-FLOPs to reach a return every setting reaches (or ``target_return``), the return
-reached within a FLOPs budget every setting spent (or ``at_flops``; the paper's table 1 compares
-at 45T), peak replay memory, wall time and CPU time (a run's CPU-hours, its environment
-worker's included; '-' for runs logged before metrics had ``cpu_s``).
+learned, ``NOT_THE_SETTING``) are seeds of one setting, drawn as their mean with a band of one
+standard deviation across seeds (the paper's figures). Seeds are aligned by evaluation index (the
+k-th evaluation of every seed), at the mean step and FLOPs of those evaluations; a setting's mean
+stops at its shortest seed, and a seed that ran further goes on alone as a thin dashed line (so a
+stopped seed does not hide how far the others got). The freeze point Tf is a dotted line in the
+setting's colour. The summary table gives, per setting: seeds, final evaluation return, total
+FLOPs (the final return's ± is across seeds, shown for two or more), the return at an equal
+number of env steps (the last evaluation every setting reached, or ``at_env_steps``), FLOPs to
+reach a return every setting reaches (or ``target_return``), the return reached within a FLOPs
+budget every setting spent (or ``at_flops``; the paper's table 1 compares at 45T), peak replay
+memory, wall time and CPU time (a run's CPU-hours, its environment worker's included; '-' for
+runs logged before metrics had ``cpu_s``).
 
 matplotlib runs with the Agg backend: no display needed.
 """
@@ -67,6 +68,12 @@ class Setting:
         mean = self._shared_evals().mean(axis=0)
         return mean[:, 3] / 3600, mean[:, 4] / 3600
 
+    def beyond_shared(self) -> list[tuple[Run, np.ndarray]]:
+        """Each seed that ran past the shortest one, with its own evaluations from the last
+        shared one on ([m, 5]: the dashed line starts at that seed's point, not the mean's)."""
+        n = min(len(r.evals) for r in self.runs)
+        return [(r, r.evals[n - 1:]) for r in self.runs if len(self.runs) > 1 and len(r.evals) > n]
+
     @property
     def freeze(self) -> tuple[float, ...] | None:
         points = [r.freeze for r in self.runs if r.freeze is not None]
@@ -99,7 +106,8 @@ def _label(config: dict[str, Any]) -> str:
     agent = AGENTS[algorithm].baseline if algorithm in AGENTS else str(algorithm)
     if config.get("pretrained"):  # finetunes differ by transfer and frozen layers (figure 9(a))
         layers = config.get("freeze_layers", "all")
-        frozen = "encoder frozen" if layers == "all" else f"{layers} layers frozen"
+        plural = "s" * (str(layers) != "1")
+        frozen = "encoder frozen" if layers == "all" else f"{layers} layer{plural} frozen"
         return f"{config['task']} from {config['pretrained']} ({config.get('transfer')}, {frozen})"
     if not config.get("lever", True):
         return f"{config['task']} {agent}"
@@ -162,6 +170,12 @@ def plot(settings: list[Setting]):
                       label=f"{setting.label} ({seeds} seed{'s' * (seeds > 1)})")
             if seeds > 1:
                 axis.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2)
+            for run, evals in setting.beyond_shared():
+                alone = evals[:, (0, 1, 3, 4)[freeze_x]] / unit
+                if not np.isnan(alone).any():
+                    axis.plot(alone, evals[:, 2], color=colour, linestyle="--", linewidth=1,
+                              label=f"  seed {run.config.get('seed')} alone past "
+                                    f"{evals[0, 0]:,.0f} env steps")
             if setting.freeze is not None and not np.isnan(setting.freeze[freeze_x]):
                 axis.axvline(setting.freeze[freeze_x] / unit, color=colour, linestyle=":",
                              linewidth=1.5)
@@ -250,10 +264,12 @@ def write_report(run_dirs: list[Path], out: Path, target_return: float | None = 
     tmp = out / ".report.png.tmp"
     figure.savefig(tmp, dpi=120, format="png")
     tmp.replace(png)
-    runs = "\n".join(f"- `{r.path}`" for s in settings for r in s.runs)
+    runs = "\n".join(f"- `{r.path}` (seed {r.config.get('seed')}, evaluated to "
+                     f"{r.evals[-1, 0]:,.0f} env steps)" for s in settings for r in s.runs)
     text = (f"# lever-transfer report\n\n![learning curves](report.png)\n\n"
             f"Curves: mean evaluation return over seeds (band: one standard deviation across "
-            f"seeds), seeds aligned by evaluation index; dotted lines: the freeze point Tf.\n\n"
+            f"seeds), seeds aligned by evaluation index up to the shortest seed; dashed: a seed "
+            f"that ran further, alone; dotted lines: the freeze point Tf.\n\n"
             f"{summary(settings, target_return, at_flops, at_env_steps)}\n\nRuns:\n\n{runs}\n")
     md = out / "report.md"
     write_atomic(md, text.encode())

@@ -76,6 +76,33 @@ def test_seeds_are_one_setting_and_draw_one_curve_with_a_band_and_a_freeze_line(
     assert list(lever_hours.get_xdata()) == pytest.approx([10 / 3600, 20 / 3600, 30 / 3600])
 
 
+def test_a_seed_that_ran_further_goes_on_alone_as_a_dashed_line(tmp_path):
+    """The mean stops at the shortest seed; the longer seed's later evaluations are still drawn
+    (dashed, from the mean's last point on), and report.md says how far each seed got."""
+    short = fake_run(tmp_path, "s0", True, 0, [10, 20, 30], flops_per_step=1e6, cpu_per_step=0.1)
+    long = fake_run(tmp_path, "s1", True, 1, [30, 40, 50, 60, 70], flops_per_step=1e6,
+                    cpu_per_step=0.1)
+    alone = fake_run(tmp_path, "other", False, 0, [1, 2], flops_per_step=3e6, cpu_per_step=0.1)
+    settings = group_runs([read_run(r) for r in (short, long, alone)])
+    figure = plot(settings)
+    for axis in figure.axes:
+        mean = [line for line in axis.lines if line.get_marker() == "o"][0]
+        assert list(mean.get_ydata()) == [20, 30, 40]
+        dashed = [line for line in axis.lines if line.get_linestyle() == "--"]
+        assert len(dashed) == 1  # the single-seed setting has nothing beyond its own curve
+        assert list(dashed[0].get_ydata()) == [50, 60, 70]
+    steps_axis = figure.axes[0]
+    dashed = [line for line in steps_axis.lines if line.get_linestyle() == "--"][0]
+    assert list(dashed.get_xdata()) == [3000, 4000, 5000]
+    assert "seed 1 alone past 3,000 env steps" in dashed.get_label()
+    out = tmp_path / "report"
+    result = CliRunner().invoke(main, ["report", str(short), str(long), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = (out / "report.md").read_text()
+    assert "(seed 0, evaluated to 3,000 env steps)" in text
+    assert "(seed 1, evaluated to 5,000 env steps)" in text
+
+
 def test_cpu_hours_panel_draws_each_setting_against_its_mean_cpu_time(tmp_path):
     """On a shared machine wall time overstates a run's cost; the fourth panel puts the curve
     at the seeds' mean CPU-hours (a setting that costs 3x per step lies 3x further right)."""
@@ -112,9 +139,10 @@ def test_finetunes_are_labelled_by_source_transfer_and_frozen_layers(tmp_path):
     curve's label says how many (not the run folder's name)."""
     finetunes = [fake_run(tmp_path, f"ft-{layers}", True, 0, [1, 2], 1e6, settings={
         "pretrained": "hub:walker_stand-60k", "transfer": "full", "freeze_layers": layers})
-        for layers in (4, "all")]
+        for layers in (4, 1, "all")]
     labels = [s.label for s in group_runs([read_run(r) for r in finetunes])]
     assert labels == ["walker_walk from hub:walker_stand-60k (full, 4 layers frozen)",
+                      "walker_walk from hub:walker_stand-60k (full, 1 layer frozen)",
                       "walker_walk from hub:walker_stand-60k (full, encoder frozen)"]
 
 
