@@ -51,9 +51,14 @@ class Setting:
     label: str
     runs: list[Run] = field(default_factory=list)
 
+    @property
+    def _shared(self) -> int:
+        """How many evaluations every seed has (the shortest seed's)."""
+        return min(len(r.evals) for r in self.runs)
+
     def _shared_evals(self) -> np.ndarray:
         """[seeds, n, 5]: every seed's first n evaluations, n that of the shortest seed."""
-        n = min(len(r.evals) for r in self.runs)
+        n = self._shared
         return np.stack([r.evals[:n] for r in self.runs])
 
     def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -71,7 +76,7 @@ class Setting:
     def beyond_shared(self) -> list[tuple[Run, np.ndarray]]:
         """Each seed that ran past the shortest one, with its own evaluations from the last
         shared one on ([m, 5]: the dashed line starts at that seed's point, not the mean's)."""
-        n = min(len(r.evals) for r in self.runs)
+        n = self._shared
         return [(r, r.evals[n - 1:]) for r in self.runs if len(self.runs) > 1 and len(r.evals) > n]
 
     @property
@@ -161,19 +166,22 @@ def plot(settings: list[Setting]):
         steps, flops, mean, std = setting.curve()
         seeds = len(setting.runs)
         wall, cpu = setting.hours()
-        # (axis, x, which coordinate of the freeze point, divisor into the axis's unit)
-        for axis, x, freeze_x, unit in ((axes[0], steps, 0, 1), (axes[1], flops, 1, 1),
-                                        (axes[2], wall, 2, 3600), (axes[3], cpu, 3, 3600)):
+        alone = setting.beyond_shared()
+        # (axis, x, which coordinate of the freeze point, its column in Run.evals, divisor into
+        # the axis's unit)
+        for axis, x, freeze_x, column, unit in (
+                (axes[0], steps, 0, 0, 1), (axes[1], flops, 1, 1, 1),
+                (axes[2], wall, 2, 3, 3600), (axes[3], cpu, 3, 4, 3600)):
             if np.isnan(x).any():
                 continue
             axis.plot(x, mean, color=colour, marker="o", markersize=3,
                       label=f"{setting.label} ({seeds} seed{'s' * (seeds > 1)})")
             if seeds > 1:
                 axis.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2)
-            for run, evals in setting.beyond_shared():
-                alone = evals[:, (0, 1, 3, 4)[freeze_x]] / unit
-                if not np.isnan(alone).any():
-                    axis.plot(alone, evals[:, 2], color=colour, linestyle="--", linewidth=1,
+            for run, evals in alone:
+                seed_x = evals[:, column] / unit
+                if not np.isnan(seed_x).any():
+                    axis.plot(seed_x, evals[:, 2], color=colour, linestyle="--", linewidth=1,
                               label=f"  seed {run.config.get('seed')} alone past "
                                     f"{evals[0, 0]:,.0f} env steps")
             if setting.freeze is not None and not np.isnan(setting.freeze[freeze_x]):

@@ -78,7 +78,8 @@ def test_seeds_are_one_setting_and_draw_one_curve_with_a_band_and_a_freeze_line(
 
 def test_a_seed_that_ran_further_goes_on_alone_as_a_dashed_line(tmp_path):
     """The mean stops at the shortest seed; the longer seed's later evaluations are still drawn
-    (dashed, from the mean's last point on), and report.md says how far each seed got."""
+    (dashed, from that seed's own last shared evaluation on), and report.md says how far each
+    seed got."""
     short = fake_run(tmp_path, "s0", True, 0, [10, 20, 30], flops_per_step=1e6, cpu_per_step=0.1)
     long = fake_run(tmp_path, "s1", True, 1, [30, 40, 50, 60, 70], flops_per_step=1e6,
                     cpu_per_step=0.1)
