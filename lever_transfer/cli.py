@@ -361,28 +361,48 @@ def report(run_dirs: tuple[Path, ...], out: Path, target_return: float | None,
 @click.option("--steps", help="Training length of every run, e.g. 100k.")
 @click.option("--freeze-at", help="LeVER's Tf of every run.")
 @click.option("--no-lever", is_flag=True, help="The baseline (CURL or Rainbow) for every run.")
+@click.option("--publish", is_flag=True,
+              help="Pretrain every run (no freeze) and publish its snapshots to the local hub "
+                   "as TASK-STEPSk: one zoo encoder per task and seed.")
+@click.option("--snapshot-every",
+              help="With --publish: publish every this many env steps (default: once, at the "
+                   "end of each run).")
 @set_option()
 @out_option(help="Sweep folder (default runs/sweep-RECIPE); running again resumes it.")
 @one_line_errors
 def sweep(recipe: str, seeds: str, tasks: str | None, jobs: int, backend: str,
           cpus_per_run: int | None, gpus_per_run: float, steps: str | None,
-          freeze_at: str | None, no_lever: bool, sets: tuple[str, ...], out: Path | None) -> None:
+          freeze_at: str | None, no_lever: bool, publish: bool, snapshot_every: str | None,
+          sets: tuple[str, ...], out: Path | None) -> None:
     """Run RECIPE over seeds (and tasks) as separate runs, then report them together."""
     from .report import write_report
     from .sweep import parse_seeds, plan, run_sweep
 
+    if publish and (freeze_at or no_lever):
+        raise LeverError("--publish pretrains sources without LeVER's freeze (as 'pretrain' "
+                         "does); drop --freeze-at/--no-lever")
+    if snapshot_every and not publish:
+        raise LeverError("--snapshot-every publishes snapshots: add --publish")
     task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     flags = {"steps": steps, "freeze_at": freeze_at, "lever": False if no_lever else None}
+    if publish:
+        flags = {"steps": steps, "lever": False, "snapshot_every": snapshot_every or steps}
     base = load_run_config(recipe, flags, sets)
+    if publish and not snapshot_every:  # once, at the run's last step: TASK-STEPSk
+        snapshot_every = f"{base.agent_steps(base.steps)} agent_steps"
     for task in task_list or []:  # every run's config is checked before any starts
         load_run_config(recipe, flags, (*sets, f"task={task}"))
     options = [*(["--steps", steps] if steps else []), *(["--freeze-at", freeze_at] if freeze_at
                else []), *(["--no-lever"] if no_lever else []),
+               *(["--snapshot-every", snapshot_every] if publish and snapshot_every else []),
                *[part for item in sets for part in ("--set", item)]]
+    if publish and not steps:  # pretrain's own default is 60k: keep the recipe's length
+        options = ["--steps", f"{base.agent_steps(base.steps)} agent_steps", *options]
     out = out or Path("runs") / f"sweep-{_stem(Path(recipe).stem)}"
-    runs = plan(base.task, task_list, parse_seeds(seeds), out)
+    runs = plan(base.task, task_list, parse_seeds(seeds), out, publish)
     how = f"{jobs} at once" if backend == "local" else "placed by Ray's scheduler"
-    click.echo(f"sweep: {len(runs)} runs of {recipe} in {out} ({backend}, {how})")
+    click.echo(f"sweep: {len(runs)} runs of {recipe} in {out} ({backend}, {how})"
+               + (", publishing their snapshots" if publish else ""))
     failed = run_sweep(recipe, runs, options, jobs, backend, say=click.echo,
                        cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
     done = [run.run_dir for run in runs if run not in failed]

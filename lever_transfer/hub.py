@@ -22,10 +22,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -42,6 +43,7 @@ from .package import (
 )
 
 INDEX = "index.yaml"
+INDEX_LOCK = ".index.lock"
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,95}")
 REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 Say = Callable[[str], None]
@@ -119,7 +121,21 @@ def read_index(root: Path) -> dict[str, dict[str, Any]]:
     return entries
 
 
+@contextmanager
+def index_lock(root: Path) -> Iterator[None]:
+    """Hold hub folder ``root``'s lock across a read-change-write of its index. Without it two
+    processes that publish at once each write back the index they read, and the later one drops
+    the other's entries (the package folders stay, unlisted)."""
+    from filelock import FileLock
+
+    Path(root).mkdir(parents=True, exist_ok=True)
+    with FileLock(str(Path(root) / INDEX_LOCK)):
+        yield
+
+
 def write_index(root: Path, entries: dict[str, dict[str, Any]]) -> None:
+    """Replace ``root/index.yaml`` atomically; call it under ``index_lock`` with the entries read
+    under the same lock."""
     body = yaml.safe_dump({"encoders": dict(sorted(entries.items()))}, sort_keys=False)
     header = "# lever-transfer zoo index: name -> where the encoder is and what it is\n"
     write_atomic(Path(root) / INDEX, (header + body).encode())

@@ -32,18 +32,21 @@ class SweepRun:
     task: str | None  # None: the recipe's own task
     seed: int
     run_dir: Path
+    publish: bool = False  # a ``pretrain``: its snapshots go to the local hub as it saves them
 
     @property
     def log(self) -> Path:
         return self.run_dir.with_suffix(".log")
 
     def command(self, recipe: str, options: list[str]) -> list[str]:
-        """``train`` for a new run, ``resume`` for one that has a checkpoint."""
+        """``train`` (``pretrain`` when it publishes) for a new run, ``resume`` for one that has a
+        checkpoint (a pretraining's resume publishes too)."""
         cli = [sys.executable, "-m", "lever_transfer.cli"]
         if RunDir(self.run_dir).holds_run():
             return [*cli, "resume", str(self.run_dir), "--no-progress"]
         task = ["--set", f"task={self.task}"] if self.task else []
-        return [*cli, "train", recipe, "--seed", str(self.seed), *task, *options,
+        verb = "pretrain" if self.publish else "train"
+        return [*cli, verb, recipe, "--seed", str(self.seed), *task, *options,
                 "--out", str(self.run_dir), "--no-progress"]
 
 
@@ -62,10 +65,14 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def plan(recipe_task: str, tasks: list[str] | None, seeds: list[int], out: Path) -> list[SweepRun]:
-    """Every (task, seed) run of the sweep and its run directory."""
+def plan(recipe_task: str, tasks: list[str] | None, seeds: list[int], out: Path,
+         publish: bool = False) -> list[SweepRun]:
+    """Every (task, seed) run of the sweep and its run directory; ``publish``: pretrainings
+    that publish their snapshots (the hub's index lock keeps every entry of runs that publish
+    at once)."""
     names: Sequence[str | None] = tasks or [None]
-    return [SweepRun(task, seed, Path(out) / f"{(task or recipe_task).replace(':', '-')}-s{seed}")
+    return [SweepRun(task, seed, Path(out) / f"{(task or recipe_task).replace(':', '-')}-s{seed}",
+                     publish)
             for task in names for seed in seeds]
 
 

@@ -26,6 +26,7 @@ from .hub import (
     accepted_sha256,
     check_name,
     index_entry,
+    index_lock,
     info,
     local_hub,
     probe_summary,
@@ -134,35 +135,35 @@ def publish(package_dir: Path, name: str, root: Path | None = None, say: Say = i
     root = Path(root or local_hub())
     check_name(name)
     package = read_package(package_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".tmp"))
-    default_permissions(tmp)
-    try:
-        for file in Path(package_dir).iterdir():
-            if file.is_file():
-                shutil.copy2(file, tmp / file.name)
-        read_package(tmp, package.config["sha256"])  # the copy is the package, byte for byte
-        entries = read_index(root)
-        old = entries.get(name, {})
-        sha = package.config["sha256"]
-        if old.get("sha256") not in (None, sha):  # readers accept both while the folder swaps
-            write_index(root, {**entries, name: {**old, "replacing_with": sha}})
-        _replace_dir(tmp, root / name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    keep: dict[str, Any] = {k: old[k] for k in ("repo_id", "revision")
-                            if old.get("sha256") == sha and k in old}
-    replaced = list(old.get("replaced") or [])
-    if old.get("sha256") not in (None, sha):
-        was = (f"{name} was {old.get('env_steps')} env steps of {old.get('source_task')}, "
-               f"evaluation return {old.get('eval_return')}")
-        replaced.append({"sha256": old["sha256"], "date": time.strftime("%Y-%m-%d"),
-                         "note": f"{was}; {why}" if why else was})
-    if replaced:
-        keep["replaced"] = replaced
-    entries[name] = index_entry(name, package, **keep)
-    write_index(root, entries)
+    sha = package.config["sha256"]
+    with index_lock(root):  # the whole swap: another publisher reads the index after it
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".tmp"))
+        default_permissions(tmp)
+        try:
+            for file in Path(package_dir).iterdir():
+                if file.is_file():
+                    shutil.copy2(file, tmp / file.name)
+            read_package(tmp, sha)  # the copy is the package, byte for byte
+            entries = read_index(root)
+            old = entries.get(name, {})
+            if old.get("sha256") not in (None, sha):  # readers accept both while the folder swaps
+                write_index(root, {**entries, name: {**old, "replacing_with": sha}})
+            _replace_dir(tmp, root / name)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        keep: dict[str, Any] = {k: old[k] for k in ("repo_id", "revision")
+                                if old.get("sha256") == sha and k in old}
+        replaced = list(old.get("replaced") or [])
+        if old.get("sha256") not in (None, sha):
+            was = (f"{name} was {old.get('env_steps')} env steps of {old.get('source_task')}, "
+                   f"evaluation return {old.get('eval_return')}")
+            replaced.append({"sha256": old["sha256"], "date": time.strftime("%Y-%m-%d"),
+                             "note": f"{was}; {why}" if why else was})
+        if replaced:
+            keep["replaced"] = replaced
+        entries[name] = index_entry(name, package, **keep)
+        write_index(root, entries)
     say(f"published {name} -> {root / name}")
     return root / name
 
@@ -214,12 +215,22 @@ def entries() -> Iterator[tuple[str, str, dict[str, Any]]]:
 
 
 def verify(say: Say = info) -> list[str]:
-    """Re-hash every package on disk against its config and index; the names that fail."""
+    """Re-hash every package on disk against its config and index, and check that index and
+    folders agree (a package folder the index does not list, an entry whose folder is missing
+    and that no Hub repo holds); the names that fail."""
     failed = []
     for source, root in hub.sources():
-        for name, entry in read_index(root).items():
+        listed = read_index(root)
+        for name, entry in listed.items():
             folder = live_folder(root / name)
             if not (folder / CONFIG).is_file():
+                if entry.get("repo_id"):
+                    say(f"remote  {name} ({source}): on hf://{entry['repo_id']} only; "
+                        f"'lever-transfer zoo pull {name}' downloads it")
+                else:
+                    failed.append(name)
+                    say(f"MISSING {name} ({source}): indexed, but {folder} is not there and no "
+                        f"Hub repo is recorded; publish it again or remove its index entry")
                 continue
             try:
                 read_package(folder, accepted_sha256(entry))
@@ -227,7 +238,20 @@ def verify(say: Say = info) -> list[str]:
             except PackageError as exc:
                 failed.append(name)
                 say(f"FAILED  {name} ({source}): {exc}")
+        for name in unlisted_folders(root, listed):
+            failed.append(name)
+            say(f"UNLISTED {name} ({source}): {root / name} holds a package the index does not "
+                f"list; publish it again ('lever-transfer zoo publish RUN_DIR') or delete it")
     return failed
+
+
+def unlisted_folders(root: Path, listed: dict[str, Any]) -> list[str]:
+    """Package folders in hub folder ``root`` (a ``config.json`` inside) that its index lacks."""
+    if not Path(root).is_dir():
+        return []
+    return sorted(p.name for p in Path(root).iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and p.name not in listed
+                  and (p / CONFIG).is_file())
 
 
 def push(reference: str, repo_id: str, private: bool | None = None, say: Say = info) -> str:
@@ -252,10 +276,11 @@ def push(reference: str, repo_id: str, private: bool | None = None, say: Say = i
     if reference.startswith("hub:"):
         name = resolved.name
         root = local_hub()
-        local = read_index(root)
-        entry = local.get(name) or index_entry(name, package)
-        local[name] = {**entry, "repo_id": repo_id, "revision": commit}
-        write_index(root, local)
+        with index_lock(root):
+            local = read_index(root)
+            entry = local.get(name) or index_entry(name, package)
+            local[name] = {**entry, "repo_id": repo_id, "revision": commit}
+            write_index(root, local)
     say(f"pushed {reference} -> hf://{repo_id}@{commit}")
     return commit
 
@@ -268,9 +293,11 @@ def pull(reference: str, name: str | None = None, say: Say = info) -> Path:
     path = publish(resolved.package.path, name, local_hub(), say)
     if resolved.repo_id is not None:  # downloaded: remember where from
         root = local_hub()
-        local = read_index(root)
-        local[name] = {**local[name], "repo_id": resolved.repo_id, "revision": resolved.commit}
-        write_index(root, local)
+        with index_lock(root):
+            local = read_index(root)
+            local[name] = {**local[name], "repo_id": resolved.repo_id,
+                           "revision": resolved.commit}
+            write_index(root, local)
     return path
 
 
@@ -279,16 +306,17 @@ def record_probe(name: str, result: dict[str, Any], root: Path) -> Path:
     folder ``root``: config.json's ``probe``, the card's probe section and the index entry's
     ``probe`` (what ``zoo list`` shows). The weights and their sha256 are untouched; each file is
     replaced atomically."""
-    entries = read_index(root)
-    if name not in entries:
-        raise LeverError(f"{name} is not in the index of {root}; publish it there first")
-    folder = live_folder(Path(root) / name)
-    package = read_package(folder, accepted_sha256(entries[name]))
-    config = {**package.config, "probe": result}
-    write_atomic(folder / CONFIG, json.dumps(config, indent=2, sort_keys=True).encode())
-    write_atomic(folder / CARD, model_card(name, config).encode())
-    entries[name] = {**entries[name], "probe": probe_summary(result)}
-    write_index(root, entries)
+    with index_lock(root):
+        entries = read_index(root)
+        if name not in entries:
+            raise LeverError(f"{name} is not in the index of {root}; publish it there first")
+        folder = live_folder(Path(root) / name)
+        package = read_package(folder, accepted_sha256(entries[name]))
+        config = {**package.config, "probe": result}
+        write_atomic(folder / CONFIG, json.dumps(config, indent=2, sort_keys=True).encode())
+        write_atomic(folder / CARD, model_card(name, config).encode())
+        entries[name] = {**entries[name], "probe": probe_summary(result)}
+        write_index(root, entries)
     return folder
 
 

@@ -6,8 +6,10 @@ import socket
 import sys
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
+from lever_transfer import hub
 from lever_transfer.cli import main
 from lever_transfer.errors import LeverError
 from lever_transfer.sweep import parse_seeds
@@ -31,6 +33,33 @@ def test_sweep_runs_two_seeds_end_to_end_and_reports_them_as_one_setting(tmp_pat
     again = runner.invoke(main, ["sweep", "atari:qbert", "--seeds", "0-1", "--out", str(out),
                                  *TINY])
     assert again.exit_code == 0 and again.output.count("finished earlier, skipped") == 2
+
+
+def test_a_publishing_sweep_pretrains_two_games_at_once_and_publishes_both(tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setenv("LEVER_HUB", str(tmp_path / "hub"))
+    out = tmp_path / "sweep"
+    sets = TINY[4:]  # no --steps, no --freeze-at
+    args = ["sweep", "atari_defaults", "--tasks", "atari:pong,atari:boxing", "--seeds", "0",
+            "--jobs", "2", "--publish", "--steps", "150 agent_steps", "--out", str(out), *sets]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "publishing their snapshots" in result.output
+    index = hub.read_index(tmp_path / "hub")
+    assert sorted(index) == ["boxing-150", "pong-150"]  # one snapshot each, at the last step
+    assert index["pong-150"]["source_task"] == "atari:pong"
+    for game in ("pong", "boxing"):
+        config = yaml.safe_load((out / f"atari-{game}-s0" / "config.yaml").read_text())
+        assert config["lever"] is False  # a source: trained without LeVER's freeze
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and again.output.count("finished earlier, skipped") == 2
+
+
+def test_publish_refuses_the_freeze_in_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["sweep", "atari:qbert", "--publish", "--freeze-at", "1k",
+                                       "--out", str(tmp_path / "s")])
+    assert result.exit_code != 0 and "without LeVER's freeze" in result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("text, seeds", [("0-4", [0, 1, 2, 3, 4]), ("0,3,7", [0, 3, 7]),
