@@ -31,6 +31,7 @@ from lever_transfer.agents.drq import DrQAgent
 from lever_transfer.agents.rainbow import RainbowAgent
 from lever_transfer.agents.sac_curl import SacCurlAgent
 from lever_transfer.config import load_config
+from lever_transfer.precision import cpu_flags, native_bf16
 from lever_transfer.replay import LatentReplay, PixelReplay, convert_to_latent
 from lever_transfer.runtime import keep_freed_memory
 
@@ -38,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from reference_update import reference_update  # noqa: E402
 
 ACTION_DIM = 6
+PRECISIONS = ("fp32", "bf16")  # every update is timed in both (precision.py)
 FRAME = (3, 100, 100)
 
 
@@ -158,43 +160,85 @@ def atari_end_to_end(device: str) -> dict[str, float]:
 
 
 def atari(args: argparse.Namespace, rng: np.random.Generator) -> dict[str, float]:
-    """Rainbow update medians at batch 32 before and after Tf, and bytes per transition."""
-    cfg = load_config("atari:qbert", {"device": args.device})
-    agent = RainbowAgent(cfg, (4, 84, 84), 6, args.device)
-    pixels = filled_atari_replay(20_000, rng, agent.n_step, cfg.discount)
-    pixel_entry = pixels.bytes_per_entry
-    before, sample_px = time_updates(agent.update, pixels, cfg.batch_size, 5 * args.repeats, rng)
-    agent.freeze("all")
-    latents = convert_to_latent(pixels, lambda s: agent.encode_latents(s, 1), (1, 1, 64, 3, 3),
-                                capacity=20_000)
-    after, sample_lat = time_updates(agent.update, latents, cfg.batch_size, 5 * args.repeats, rng)
+    """Rainbow update medians at batch 32 before and after Tf in float32 and bf16, and bytes per
+    transition."""
+    repeats = 5 * args.repeats
+    runs = {p: rainbow_updates(args, rng, p, repeats) for p in PRECISIONS}
+    times = {p: (run[0], run[1]) for p, run in runs.items()}
+    _, _, sample_px, sample_lat, pixel_entry, latent_entry, batch = runs["fp32"]
+    (before, after), (bf16_before, bf16_after) = times["fp32"], times["bf16"]
     figures = {"atari_ms_per_update_before_tf": before, "atari_ms_per_update_after_tf": after,
+               "atari_bf16_ms_per_update_before_tf": bf16_before,
+               "atari_bf16_ms_per_update_after_tf": bf16_after,
                "atari_speedup": before / after, "atari_ms_sampling_pixels": sample_px,
                "atari_ms_sampling_latents": sample_lat,
                "atari_bytes_per_transition_pixels": pixel_entry,
-               "atari_bytes_per_transition_latents": latents.bytes_per_entry}
+               "atari_bytes_per_transition_latents": latent_entry}
     if args.e2e:
         figures.update(atari_end_to_end(args.device))
-    print(f"atari:qbert (data-efficient Rainbow), batch {cfg.batch_size}, {where(args)}, "
-          f"median of {5 * args.repeats}")
+    print(f"atari:qbert (data-efficient Rainbow), batch {batch}, {where(args)}, "
+          f"median of {repeats}")
+    print_precision_table([("Rainbow, ms per update", times["fp32"], times["bf16"])])
     print(f"{'':32}{'before Tf':>12}{'after Tf':>12}{'ratio':>8}")
-    print(f"{'ms per update (sample+update)':32}{before:12.2f}{after:12.2f}{before / after:8.1f}")
     print(f"{'  of which sampling (ms)':32}{sample_px:12.2f}{sample_lat:12.2f}")
-    print(f"{'bytes per transition':32}{pixel_entry:12d}{latents.bytes_per_entry:12d}"
-          f"{pixel_entry / latents.bytes_per_entry:8.1f}")
+    print(f"{'bytes per transition':32}{pixel_entry:12d}{latent_entry:12d}"
+          f"{pixel_entry / latent_entry:8.1f}")
     if args.e2e:
-        print(f"{'agent steps/s end to end':32}{figures['atari_sps_before_tf']:12.1f}"
+        print(f"{'agent steps/s end to end (fp32)':32}{figures['atari_sps_before_tf']:12.1f}"
               f"{figures['atari_sps_after_tf']:12.1f}")
         print(f"{'minutes for 100K steps, Tf 50K':32}{'':12}"
               f"{figures['atari_minutes_for_100k_tf_50k']:12.1f}")
+    print()
     return figures
 
 
-def drq_updates(args: argparse.Namespace, rng: np.random.Generator) -> tuple[float, float]:
+def rainbow_updates(args: argparse.Namespace, rng: np.random.Generator, precision: str,
+                    repeats: int) -> tuple[float, float, float, float, int, int, int]:
+    """Rainbow's (ms before Tf, after, sampling ms of each, bytes per pixel and latent entry,
+    batch) in ``precision``."""
+    cfg = load_config("atari:qbert", {"device": args.device, "precision": precision})
+    torch.manual_seed(0)
+    agent = RainbowAgent(cfg, (4, 84, 84), 6, args.device)
+    pixels = filled_atari_replay(20_000, rng, agent.n_step, cfg.discount)
+    before, sample_px = time_updates(agent.update, pixels, cfg.batch_size, repeats, rng)
+    agent.freeze("all")
+    latents = convert_to_latent(pixels, lambda s: agent.encode_latents(s, 1), (1, 1, 64, 3, 3),
+                                capacity=20_000)
+    after, sample_lat = time_updates(agent.update, latents, cfg.batch_size, repeats, rng)
+    return (before, after, sample_px, sample_lat, pixels.bytes_per_entry,
+            latents.bytes_per_entry, cfg.batch_size)
+
+
+def print_precision_table(rows: list[tuple[str, tuple[float, float], tuple[float, float]]]
+                          ) -> None:
+    """ms per update before and after Tf, float32 and bf16 side by side, with their ratios."""
+    print(f"{'':30}{'fp32 before':>12}{'bf16 before':>12}{'ratio':>7}"
+          f"{'fp32 after':>12}{'bf16 after':>12}{'ratio':>7}")
+    for label, (before, after), (bf16_before, bf16_after) in rows:
+        print(f"{label:30}{before:12.1f}{bf16_before:12.1f}{before / bf16_before:7.2f}"
+              f"{after:12.2f}{bf16_after:12.2f}{after / bf16_after:7.2f}")
+
+
+def cpu_description() -> str:
+    """The CPU's model name and the features that decide bf16's speed (precision.py)."""
+    model = next((line.partition(":")[2].strip() for line in
+                  Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
+                  if line.startswith("model name")), "unknown CPU") \
+        if Path("/proc/cpuinfo").is_file() else "unknown CPU"
+    flags = cpu_flags()
+    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    native = native_bf16(torch.device("cpu"))
+    return (f"{model}; {' '.join(shown) or 'no AVX2'}; torch capability "
+            f"{torch.backends.cpu.get_cpu_capability()}; precision auto -> "
+            f"{'bf16 (' + native + ')' if native else 'fp32'}")
+
+
+def drq_updates(args: argparse.Namespace, rng: np.random.Generator,
+                precision: str = "fp32") -> tuple[float, float]:
     """DrQ's update medians before and after Tf on the same walker_walk shapes (its shifts of
     the 84 window around the centre of the 100 render; K = M = 2 as its code)."""
     cfg = load_config("walker_walk", {"algorithm": "drq", "batch_size": args.batch,
-                                      "device": args.device})
+                                      "device": args.device, "precision": precision})
     agent = DrQAgent(cfg, (9, 100, 100), ACTION_DIM, args.device)
     pixels = filled_pixel_replay(2 * args.batch + 64, rng)
     before = time_updates(agent.update, pixels, args.batch, args.repeats, rng)[0]
@@ -230,7 +274,8 @@ def main() -> None:
     tuned = keep_freed_memory() if not args.no_malloc_tuning else False
     rng = np.random.default_rng(0)
     figures: dict[str, float | str] = {"threads": args.threads, "malloc_tuned": tuned,
-                                       "device": where(args)}
+                                       "device": where(args), "cpu": cpu_description()}
+    print(f"CPU: {figures['cpu']}\n")
     if args.suite in ("dmc", "both"):
         figures.update(dmc(args, rng, tuned))
     if args.suite in ("atari", "both"):
@@ -241,55 +286,76 @@ def main() -> None:
         args.json.write_text(json.dumps(measured, indent=2))
 
 
-def dmc(args: argparse.Namespace, rng: np.random.Generator, tuned: bool) -> dict[str, float]:
-    """SAC+CURL update medians before and after Tf, and bytes per transition."""
-    cfg = load_config("walker_walk", {"batch_size": args.batch, "device": args.device})
+def curl_updates(args: argparse.Namespace, rng: np.random.Generator, precision: str
+                 ) -> tuple[SacCurlAgent, PixelReplay, float, float, float, float]:
+    """(agent frozen, pixel replay, ms before Tf, ms after, sampling ms of each) of SAC+CURL."""
+    cfg = load_config("walker_walk", {"batch_size": args.batch, "device": args.device,
+                                      "precision": precision})
+    torch.manual_seed(0)
     agent = SacCurlAgent(cfg, (9, 100, 100), ACTION_DIM, args.device)
     pixels = filled_pixel_replay(2 * args.batch + 64, rng)
-    pixel_entry = pixels.bytes_per_entry
-    on_cpu = agent.device.type == "cpu"
-    nan = float("nan")
-    reference = time_updates(lambda b, s: reference_update(agent, b, s), pixels, args.batch,
-                             max(4, args.repeats // 4), rng)[0] if on_cpu else nan
     before, sample_px = time_updates(agent.update, pixels, args.batch, args.repeats, rng)
-    conv_reference = convolution_ms(lambda b, s: reference_update(agent, b, s), pixels,
-                                    args.batch, rng)[0] if on_cpu else nan
-    conv_ours = convolution_ms(agent.update, pixels, args.batch, rng)[0] if on_cpu else nan
     agent.freeze("all")
     latents = convert_to_latent(pixels, lambda s: agent.encode_latents(s, 4), (4, 2, 50),
                                 capacity=4096)
     after, sample_lat = time_updates(agent.update, latents, args.batch, args.repeats, rng)
+    return agent, pixels, before, after, sample_px, sample_lat
+
+
+def dmc(args: argparse.Namespace, rng: np.random.Generator, tuned: bool) -> dict[str, float]:
+    """SAC+CURL and DrQ update medians before and after Tf in float32 and bf16, the official
+    CURL update order (float32) in the same run, and bytes per transition."""
+    cfg = load_config("walker_walk", {"batch_size": args.batch, "device": args.device,
+                                      "precision": "fp32"})
+    torch.manual_seed(0)
+    agent = SacCurlAgent(cfg, (9, 100, 100), ACTION_DIM, args.device)
+    pixels = filled_pixel_replay(2 * args.batch + 64, rng)
+    on_cpu = agent.device.type == "cpu"
+    nan = float("nan")
+    reference = time_updates(lambda b, s: reference_update(agent, b, s), pixels, args.batch,
+                             max(4, args.repeats // 4), rng)[0] if on_cpu else nan
+    conv_reference = convolution_ms(lambda b, s: reference_update(agent, b, s), pixels,
+                                    args.batch, rng)[0] if on_cpu else nan
+    conv_ours = convolution_ms(agent.update, pixels, args.batch, rng)[0] if on_cpu else nan
+    curl = {p: curl_updates(args, rng, p) for p in PRECISIONS}
+    drq = {p: drq_updates(args, rng, p) for p in PRECISIONS}
+    _, pixels, before, after, sample_px, sample_lat = curl["fp32"]
+    bf16_before, bf16_after = curl["bf16"][2], curl["bf16"][3]
+    pixel_entry = pixels.bytes_per_entry
+    latent_entry = LatentReplay(1, (4, 2, 50), ACTION_DIM, np.dtype("float32")).bytes_per_entry
     half = LatentReplay(1, (4, 2, 50), ACTION_DIM, np.dtype("float16")).bytes_per_entry
-    drq_before, drq_after = drq_updates(args, rng)
     figures = {
-        "drq_ms_per_update_before_tf": drq_before, "drq_ms_per_update_after_tf": drq_after,
+        "drq_ms_per_update_before_tf": drq["fp32"][0], "drq_ms_per_update_after_tf": drq["fp32"][1],
+        "drq_bf16_ms_per_update_before_tf": drq["bf16"][0],
+        "drq_bf16_ms_per_update_after_tf": drq["bf16"][1],
         "batch": args.batch,
         "ms_per_update_reference_order": reference,
         "ms_per_update_before_tf": before, "ms_per_update_after_tf": after,
+        "bf16_ms_per_update_before_tf": bf16_before, "bf16_ms_per_update_after_tf": bf16_after,
         "conv_ms_reference_order": conv_reference, "conv_ms_before_tf": conv_ours,
         "speedup": before / after, "ms_sampling_pixels": sample_px,
         "ms_sampling_latents": sample_lat,
         "bytes_per_transition_pixels": pixel_entry,
-        "bytes_per_transition_latents_f32": latents.bytes_per_entry,
+        "bytes_per_transition_latents_f32": latent_entry,
         "bytes_per_transition_latents_f16": half,
-        "memory_ratio_f32": pixel_entry / latents.bytes_per_entry,
+        "memory_ratio_f32": pixel_entry / latent_entry,
     }
     if args.e2e:
         figures.update(end_to_end(args.render_quality, args.device))
     print(f"walker_walk, batch {args.batch}, {where(args)}, median of {args.repeats}, "
           f"malloc tuning {'on' if tuned else 'off'}")
+    print_precision_table([("SAC+CURL, ms per update", (before, after), (bf16_before, bf16_after)),
+                           ("DrQ (K=M=2), ms per update", drq["fp32"], drq["bf16"])])
+    print(f"{'official CURL order (fp32), ms':30}{reference:12.1f}   reference / ours: fp32 "
+          f"{reference / before:.2f}x, bf16 {reference / bf16_before:.2f}x")
     print(f"{'':32}{'before Tf':>12}{'after Tf':>12}{'ratio':>8}")
-    print(f"{'ms per update, reference order':32}{reference:12.1f}{'':12}{reference / before:8.2f}"
-          "  (reference / ours)")
-    print(f"{'ms per update (sample+update)':32}{before:12.1f}{after:12.2f}{before / after:8.1f}")
+    print(f"{'fp32 speedup of the freeze':32}{before:12.1f}{after:12.2f}{before / after:8.1f}")
     print(f"{'  of which sampling (ms)':32}{sample_px:12.2f}{sample_lat:12.2f}")
-    print(f"{'DrQ: ms per update (K=M=2)':32}{drq_before:12.1f}{drq_after:12.2f}"
-          f"{drq_before / drq_after:8.1f}  (DrQ / CURL before Tf: {drq_before / before:.2f})")
     print(f"{'ms in convs, reference order':32}{conv_reference:12.1f}{'':12}"
-          f"{conv_reference / conv_ours:8.2f}  (profiled, forward + backward)")
+          f"{conv_reference / conv_ours:8.2f}  (profiled, forward + backward, fp32)")
     print(f"{'ms in convs, ours':32}{conv_ours:12.1f}")
-    print(f"{'bytes per transition':32}{pixel_entry:12d}{latents.bytes_per_entry:12d}"
-          f"{pixel_entry / latents.bytes_per_entry:8.1f}")
+    print(f"{'bytes per transition':32}{pixel_entry:12d}{latent_entry:12d}"
+          f"{pixel_entry / latent_entry:8.1f}")
     print(f"{'  float16 latents':32}{'':12}{half:12d}{pixel_entry / half:8.1f}")
     if args.e2e:
         print(f"{'in a real run: ms per update':32}{figures['update_ms_before_tf_in_run']:12.1f}"

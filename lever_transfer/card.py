@@ -77,7 +77,7 @@ the policy and Q heads on latent replay.
 
 - Evaluation return at publish time: {evaluation_line}
 - FLOPs spent training it: {source.get('flops', 0):.3g}
-- Wall time: {source.get('wall_s', 0) / 3600:.2f} h{_cpu_time(source)}
+- Wall time: {source.get('wall_s', 0) / 3600:.2f} h{_cpu_time(source)}{_training_precision(source)}
 - {heads}
 - Weights sha256: `{config['sha256']}`{_precision_line(config)}
 
@@ -111,6 +111,16 @@ lever-transfer finetune --from hub:{name} --to {target} --freeze-layers {frozen}
 {CITATION}
 ```
 """
+
+
+def _training_precision(source: Mapping[str, Any]) -> str:
+    """How the source run computed (packages from before the precision setting have none)."""
+    precision = source.get("precision")
+    if precision is None:
+        return ""
+    what = ("bf16 autocast (float32 weights, optimizer state and targets)" if precision == "bf16"
+            else "float32")
+    return f"\n- Training precision: {what}"
 
 
 def _cpu_time(source: Mapping[str, Any]) -> str:

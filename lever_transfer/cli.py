@@ -94,14 +94,18 @@ device_option = functools.partial(click.option, "--device",
 set_option = functools.partial(click.option, "--set", "sets", multiple=True, metavar="KEY=VALUE")
 out_option = functools.partial(click.option, "--out", type=click.Path(path_type=Path))
 progress_option = functools.partial(click.option, "--no-progress", is_flag=True)
+precision_option = functools.partial(
+    click.option, "--precision", type=click.Choice(["auto", "fp32", "bf16"]),
+    help="bf16 autocast or float32; auto: bf16 where the CPU has AMX-BF16 or AVX512-BF16 (or a "
+         "CUDA GPU does bf16), float32 elsewhere.")
 
 
 def run_options(out_help: str | None = None, set_help: str | None = None,
                 progress_help: str | None = None) -> Decorator:
-    """--seed, --device, --set, --out and --no-progress: the options of every command that
-    starts a run."""
+    """--seed, --device, --precision, --set, --out and --no-progress: the options of every
+    command that starts a run."""
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        options = [seed_option(), device_option(), set_option(help=set_help),
+        options = [seed_option(), device_option(), precision_option(), set_option(help=set_help),
                    out_option(help=out_help), progress_option(help=progress_help)]
         for option in reversed(options):  # listed in --help in this order
             fn = option(fn)
@@ -191,12 +195,13 @@ def _publish_snapshot(run_dir: Path, snapshot: Path, push_to: str | None) -> Non
 @one_line_errors
 def train(recipe: str, steps: str | None, freeze_at: str | None, freeze_layers: str | None,
           replay_memory: str | None, no_lever: bool, seed: int | None, device: str | None,
-          sets: tuple[str, ...], out: Path | None, no_progress: bool) -> None:
+          precision: str | None, sets: tuple[str, ...], out: Path | None,
+          no_progress: bool) -> None:
     """Train with LeVER on RECIPE (a recipe name, a .yaml path, a DMC task or an Atari game):
     SAC+CURL on DMC, data-efficient Rainbow on Atari."""
     options = {"steps": steps, "freeze_at": freeze_at, "freeze_layers": freeze_layers,
                "replay_memory": replay_memory, "seed": seed, "device": device,
-               "lever": False if no_lever else None}
+               "precision": precision, "lever": False if no_lever else None}
     cfg = load_run_config(recipe, options, sets)
     from .registry import agent_entry
 
@@ -246,14 +251,14 @@ def resume(run_dir: Path, sets: tuple[str, ...], no_progress: bool) -> None:
                       "resumed.")
 @one_line_errors
 def pretrain(recipe: str, steps: str, snapshot_every: str, push_to: str | None,
-             seed: int | None, device: str | None, sets: tuple[str, ...], out: Path | None,
-             no_progress: bool) -> None:
+             seed: int | None, device: str | None, precision: str | None,
+             sets: tuple[str, ...], out: Path | None, no_progress: bool) -> None:
     """Train a source agent on RECIPE (CURL on DMC, Rainbow on Atari) and publish its encoder
     snapshots to the local hub."""
     from .run_dir import RunDir
 
     options = {"steps": steps, "snapshot_every": snapshot_every, "seed": seed, "device": device,
-               "lever": False}
+               "precision": precision, "lever": False}
     cfg = load_run_config(recipe, options, sets)
     run_dir = out or Path("runs") / f"pretrain-{_stem(cfg.task)}-s{cfg.seed}"
     if RunDir(run_dir).holds_run():  # (one killed before its first checkpoint starts over)
@@ -276,7 +281,8 @@ def pretrain(recipe: str, steps: str, snapshot_every: str, push_to: str | None,
 @one_line_errors
 def finetune(source: str, recipe: str, freeze_layers: str, transfer: str, steps: str | None,
              replay_memory: str | None, seed: int | None, device: str | None,
-             sets: tuple[str, ...], out: Path | None, no_progress: bool) -> None:
+             precision: str | None, sets: tuple[str, ...], out: Path | None,
+             no_progress: bool) -> None:
     """Train on a target task from a zoo encoder, its first N layers frozen, on latent replay."""
     from .envs import check_task
     from .hub import resolve
@@ -284,7 +290,8 @@ def finetune(source: str, recipe: str, freeze_layers: str, transfer: str, steps:
 
     resolved = resolve(source, say=lambda m: click.echo(m, err=True))
     package = resolved.package
-    options = {"steps": steps, "replay_memory": replay_memory, "seed": seed, "device": device}
+    options = {"steps": steps, "replay_memory": replay_memory, "seed": seed, "device": device,
+               "precision": precision}
     cfg = transfer_config(package, source, transfer, recipe,
                           {"freeze_layers": freeze_layers, **_overrides(options, sets)})
     check_task(cfg.task)
@@ -421,9 +428,10 @@ def sweep(recipe: str, seeds: str, tasks: str | None, jobs: int, backend: str,
               help="Write the first episode at render resolution: out.gif or out.mp4.")
 @seed_option(default=0, show_default=True)
 @device_option(default="cpu", show_default=True)
+@precision_option(default="auto", show_default=True)
 @one_line_errors
 def evaluate_command(source: str, episodes: int, video: Path | None, seed: int,
-                     device: str) -> None:
+                     device: str, precision: str) -> None:
     """Evaluate a run's latest checkpoint (RUN_DIR) or a zoo package with heads (hub:NAME):
     mean and standard deviation of the return, and optionally a video."""
     from .envs import evaluation_env
@@ -432,7 +440,7 @@ def evaluate_command(source: str, episodes: int, video: Path | None, seed: int,
 
     if episodes < 1:
         raise LeverError(f"--episodes must be at least 1, got {episodes}")
-    cfg, agent, what = load_policy(source, str(resolve_device(device)))
+    cfg, agent, what = load_policy(source, str(resolve_device(device)), precision)
     click.echo(f"evaluating {what} on {cfg.task}, {episodes} episodes", err=True)
     env = evaluation_env(cfg)
     try:
@@ -465,9 +473,10 @@ def evaluate_command(source: str, episodes: int, video: Path | None, seed: int,
 @click.option("--record", is_flag=True,
               help="Keep the result with the package (hub:NAME in the local hub or the shipped "
                    "zoo): its config, model card and 'zoo list' column.")
+@precision_option(default="auto", show_default=True)
 @one_line_errors
 def probe(reference: str, task: str, episodes: int, layer: str | None, policy: bool, seed: int,
-          json_path: Path | None, record: bool) -> None:
+          json_path: Path | None, record: bool, precision: str) -> None:
     """Linear probe of a frozen encoder (REFERENCE: hub:NAME, hf://ORG/REPO or a folder): held-out
     R^2 of ridge regressions from its features to TASK's physics state and reward, next to a
     randomly initialised encoder's, in about a minute."""
@@ -481,7 +490,8 @@ def probe(reference: str, task: str, episodes: int, layer: str | None, policy: b
                                                                         "shipped zoo"):
             raise LeverError(f"--record keeps the result beside a hub:NAME package in the local "
                              f"hub or the shipped zoo; {reference} is {resolved.source}")
-    result = run_probe(reference, task, episodes=episodes, layer=layer, policy=policy, seed=seed)
+    result = run_probe(reference, task, episodes=episodes, layer=layer, policy=policy, seed=seed,
+                       precision=precision)
     click.echo(result.table())
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -146,6 +146,9 @@ class Config:
     device: str = setting("auto", ("'auto' | 'cpu' | 'cuda' | 'cuda:N'",  # "auto": cuda if any
                                    lambda v: re.fullmatch(DEVICE, v) is not None), resumable=True)
     channels_last: bool = setting(True, BOOLEAN)     # faster convs on CPU (notes/performance.md)
+    precision: str = setting("auto", one_of("auto", "fp32", "bf16"), resumable=True)  # bf16
+    #   autocast where the hardware multiplies bf16 natively (precision.py); a run records the
+    #   one it resolved to, and resumes under another with --set precision=...
     tensorboard: bool = setting(False, BOOLEAN, True)  # also log to RUN_DIR/tensorboard
 
     # -- the algorithm's own settings: an instance of its registry entry's settings class

@@ -88,16 +88,18 @@ def write_video(frames: list[np.ndarray], path: Path, fps: int = 30) -> Path:
     return path
 
 
-def load_policy(source: str, device: str = "cpu") -> tuple[Any, Any, str]:
+def load_policy(source: str, device: str = "cpu", precision: str = "auto"
+                ) -> tuple[Any, Any, str]:
     """(config, agent, what was loaded) from a run directory (its latest checkpoint) or a zoo
-    reference to a package with heads (hub:NAME, hf://ORG/REPO, a folder)."""
+    reference to a package with heads (hub:NAME, hf://ORG/REPO, a folder), acting in
+    ``precision``."""
     from .agents import agent_for_task
     from .checkpoint import load_checkpoint
     from .run_dir import RunDir
 
     run = RunDir(source)
     if run.has_config():
-        cfg = run.read_config().replace(device=device)
+        cfg = run.read_config().replace(device=device, precision=precision)
         checkpoint = run.latest_checkpoint()
         if checkpoint is None:
             raise LeverError(f"{run} has no checkpoint yet; evaluate it after its first one "
@@ -106,14 +108,15 @@ def load_policy(source: str, device: str = "cpu") -> tuple[Any, Any, str]:
         _, state = load_checkpoint(checkpoint, part="agent")
         agent.import_state(state)
         return cfg, agent, f"{checkpoint}"
-    return _package_policy(source, device)
+    return _package_policy(source, device, precision)
 
 
-def _package_policy(source: str, device: str) -> tuple[Any, Any, str]:
+def _package_policy(source: str, device: str, precision: str) -> tuple[Any, Any, str]:
     from .hub import resolve
 
     resolved = resolve(source, say=lambda message: None)
-    cfg, agent = package_agent(resolved.package, source, {"device": device})
+    cfg, agent = package_agent(resolved.package, source, {"device": device,
+                                                          "precision": precision})
     return cfg, agent, resolved.describe()
 
 

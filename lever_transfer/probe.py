@@ -38,6 +38,7 @@ import torch
 
 from .errors import LeverError
 from .package import EncoderPackage, build_encoder
+from .precision import autocast, resolve_precision
 from .pretrained import ZooEncoder
 from .recipe_files import is_atari_task
 
@@ -258,10 +259,13 @@ def random_init_encoder(package: EncoderPackage, seed: int) -> ZooEncoder:
 
 
 @torch.no_grad()
-def encode(encoder: ZooEncoder, observations: np.ndarray, layer: int) -> np.ndarray:
-    """Flattened float32 features after ``layer``, in batches."""
-    chunks = [encoder(observations[i:i + ENCODE_BATCH], layer).flatten(1).numpy()
-              for i in range(0, len(observations), ENCODE_BATCH)]
+def encode(encoder: ZooEncoder, observations: np.ndarray, layer: int,
+           precision: str = "fp32") -> np.ndarray:
+    """Flattened float32 features after ``layer``, in batches, the encoder run in
+    ``precision`` (``fp32`` or ``bf16``)."""
+    with autocast(precision, torch.device("cpu")):
+        chunks = [encoder(observations[i:i + ENCODE_BATCH], layer).flatten(1).float().numpy()
+                  for i in range(0, len(observations), ENCODE_BATCH)]
     return np.concatenate(chunks)
 
 
@@ -274,12 +278,14 @@ def _action_repeat(package: EncoderPackage) -> int:
     return int(repeat if repeat is not None else source.get("recipe", {}).get("action_repeat", 2))
 
 
-def _policy(package: EncoderPackage, reference: str, task: str, action_repeat: int) -> Any:
+def _policy(package: EncoderPackage, reference: str, task: str, action_repeat: int,
+            precision: str) -> Any:
     """The package's own actor on ``task``, acting deterministically as evaluation does."""
     from .evaluate import package_agent
 
     _, agent = package_agent(package, reference, {"device": "cpu", "task": task,
-                                                  "action_repeat": action_repeat})
+                                                  "action_repeat": action_repeat,
+                                                  "precision": precision})
     return lambda obs: agent.act(obs, sample=False)
 
 
@@ -296,7 +302,8 @@ def _refuse_atari(task: str, package: EncoderPackage | None = None) -> None:
 
 
 def _collect(package: EncoderPackage, reference: str, task: str, episodes: int,
-             episode_steps: int, policy: bool, seed: int, action_repeat: int) -> Rollout:
+             episode_steps: int, policy: bool, seed: int, action_repeat: int,
+             precision: str) -> Rollout:
     """Roll ``task`` out at the package's observation spec, with random actions (uniform,
     seeded) or the package's policy."""
     from .envs.dmc import make_env
@@ -307,7 +314,7 @@ def _collect(package: EncoderPackage, reference: str, task: str, episodes: int,
                    render_quality=package.config.get("source", {}).get("render_quality", "paper"))
     try:
         if policy:
-            act = _policy(package, reference, task, action_repeat)
+            act = _policy(package, reference, task, action_repeat, precision)
         else:
             rng = np.random.default_rng(seed)
 
@@ -334,11 +341,13 @@ def _scores(features: dict[str, np.ndarray], run: Rollout, segments: np.ndarray
 
 def probe(reference: str, task: str, *, episodes: int = DEFAULT_EPISODES,
           episode_steps: int = DEFAULT_EPISODE_STEPS, layer: int | str | None = None,
-          policy: bool = False, seed: int = 0, action_repeat: int | None = None) -> ProbeResult:
+          policy: bool = False, seed: int = 0, action_repeat: int | None = None,
+          precision: str = "auto") -> ProbeResult:
     """Held-out R^2 of ridge probes from the encoder ``reference`` (``hub:NAME``, ``hf://...``,
     a folder) at ``layer`` (default: the last, the latent) to ``task``'s physics state and reward,
     next to the same for a randomly initialised encoder. The rollout uses the encoder's
-    observation spec and frame spacing (``action_repeat`` overrides it)."""
+    observation spec and frame spacing (``action_repeat`` overrides it); the encoders run in
+    ``precision`` (``auto``: bf16 where the CPU multiplies it natively)."""
     from .hub import resolve
 
     start = time.perf_counter()
@@ -351,11 +360,13 @@ def probe(reference: str, task: str, *, episodes: int = DEFAULT_EPISODES,
     encoder = ZooEncoder.from_package(package, package.path.name).eval()
     index = _layer_index(encoder, layer)
     repeat = action_repeat or _action_repeat(package)
-    run = _collect(package, reference, task, episodes, episode_steps, policy, seed, repeat)
+    mode = resolve_precision(precision, "cpu").name
+    run = _collect(package, reference, task, episodes, episode_steps, policy, seed, repeat, mode)
     segments = run.episode if episodes >= 3 else contiguous_blocks(
         run.episode, 4, package.observation["frame_stack"])
-    features = {"encoder": encode(encoder, run.observations, index),
-                "random": encode(random_init_encoder(package, seed), run.observations, index)}
+    features = {"encoder": encode(encoder, run.observations, index, mode),
+                "random": encode(random_init_encoder(package, seed), run.observations, index,
+                                 mode)}
     groups, overall = _scores(features, run, segments)
     return ProbeResult(task, reference, encoder.layer_names[index - 1], len(run.observations),
                        episodes, repeat, policy, seed, time.perf_counter() - start, groups,

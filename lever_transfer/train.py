@@ -39,6 +39,7 @@ from .flops import CachedFlops
 from .hub import info
 from .metrics import MetricsLog
 from .package import EncoderPackage, write_package
+from .precision import resolve_precision
 from .replay import LatentReplay, PixelReplay
 from .replay.pixel import pixel_entry_bytes
 from .replay.samplers import resume_init_args
@@ -108,8 +109,11 @@ class Trainer:
 
     def __init__(self, cfg: Config, run_dir: Path | RunDir, progress: bool = True,
                  say: Callable[[str], None] = info):
-        self.cfg, self.run_dir, self.progress, self.say = cfg, RunDir(run_dir), progress, say
         self.device = resolve_device(cfg.device)
+        # decided once per run: config.yaml, metrics, packages and cards name the resolved one
+        self.precision = resolve_precision(cfg.precision, self.device)
+        cfg = cfg.replace(precision=self.precision.name)
+        self.cfg, self.run_dir, self.progress, self.say = cfg, RunDir(run_dir), progress, say
         keep_freed_memory()
         self.ar = cfg.action_repeat
         self.total = cfg.agent_steps(cfg.steps)
@@ -164,7 +168,8 @@ class Trainer:
 
     def header(self) -> str:
         cfg, c = self.cfg, self.counters
-        lines = [f"lever-transfer: {cfg.task} | device {self.device} | seed {cfg.seed} | "
+        lines = [f"lever-transfer: {cfg.task} | device {self.device} | precision "
+                 f"{self.precision.describe()} | seed {cfg.seed} | "
                  f"{self.total} agent steps = {self.total * self.ar} env steps "
                  f"(action repeat {self.ar})",
                  f"replay: {self.replay.capacity} entries x {self.replay.bytes_per_entry} B "
@@ -385,7 +390,8 @@ class Trainer:
                             "replay_capacity": self.replay.capacity,
                             "replay_size": len(self.replay), "phase": self.phase,
                             "wall_s": round(self._wall(), 2),
-                            "cpu_s": round(self._cpu(), 2), **row})
+                            "cpu_s": round(self._cpu(), 2), "precision": self.cfg.precision,
+                            **row})
 
     @property
     def phase(self) -> str:

@@ -81,6 +81,7 @@ def package_config(cfg: Config, action_dim: int, *, agent_steps: int, flops: int
         "env_steps": agent_steps * cfg.action_repeat, "seed": cfg.seed, "flops": flops,
         "eval_return": eval_return, "eval_return_std": eval_return_std,
         "eval_episodes": cfg.eval_episodes, "wall_s": wall_s, "render_quality": cfg.render_quality,
+        "precision": cfg.precision,
         "recipe": cfg.to_dict(),
     }
     if cpu_s is not None:

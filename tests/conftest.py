@@ -42,6 +42,18 @@ def library_logger_as_a_python_user_finds_it():
     reset()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def float32_unless_asked():
+    """``precision: auto`` resolves to float32 in-process on every CPU (module fixtures
+    included), so a test's figures do not depend on which machine CI draws (bf16 where it has
+    AMX-BF16 or AVX512-BF16); the precision tests ask for bf16, or pass CPU flags, explicitly."""
+    from lever_transfer import precision
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(precision, "cpu_flags", lambda *args, **kwargs: frozenset())
+        yield
+
+
 def make_small_config(**overrides):
     """A walker_walk recipe shrunk for speed (hidden 32, batch 8), otherwise the paper's."""
     from lever_transfer.config import load_config

@@ -36,7 +36,8 @@ def real_run(tmp_path_factory):
 def test_a_real_run_reads_back_through_its_run_dir(real_run):
     cfg, run = real_run
     assert run.has_config() and run.config_path.parent == run.path
-    assert run.read_config().to_dict() == cfg.to_dict()
+    assert cfg.precision == "auto"  # the run records what it resolved to (tests: float32)
+    assert run.read_config().to_dict() == cfg.replace(precision="fp32").to_dict()
     assert run.holds_run() and run.latest_step() == 300
     assert run.latest_checkpoint().parent == run.checkpoints_dir
     assert load_checkpoint(run.latest_checkpoint(), part="counters")[1]["agent_steps"] == 300

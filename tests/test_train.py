@@ -165,7 +165,8 @@ def test_same_seed_same_metrics_in_another_process(tmp_path, finished_run):
 
     overrides = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")]
     subprocess.run([sys.executable, "-m", "lever_transfer.cli", "train", "walker_walk",
-                    *overrides, "--out", str(tmp_path), "--no-progress"], check=True,
+                    *overrides, "--precision", "fp32",  # what auto is in-process in tests
+                    "--out", str(tmp_path), "--no-progress"], check=True,
                    capture_output=True)
     assert without_clocks(read_metrics(tmp_path / "metrics.jsonl")) == without_clocks(
         read_metrics(finished_run / "metrics.jsonl"))

@@ -12,8 +12,9 @@ optimizer states, generator state, frozen layer count.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
 import numpy as np
 import torch
@@ -21,10 +22,22 @@ from torch import nn
 
 from ..encoders import LayeredEncoder
 from ..flops import LayerFlops
+from ..precision import autocast, resolve_precision
 from ..registry import AGENTS, AgentEntry
 from ..replay import Sampler, UniformSampler
 
 _HYPERPARAMETERS = ("lr", "eps", "betas")  # what an optimizer group takes from the config
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def mixed_precision(method: Method) -> Method:
+    """Run an agent method (act, update, encode_latents) under the agent's precision: bf16
+    autocast around its forward and backward passes, or nothing for fp32."""
+    @functools.wraps(method)
+    def wrapper(self: "Agent", *args: Any, **kwargs: Any) -> Any:
+        with autocast(self.precision, self.device):
+            return method(self, *args, **kwargs)
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass
@@ -62,6 +75,12 @@ class Agent(nn.Module):
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
+
+    @functools.cached_property
+    def precision(self) -> str:
+        """``fp32`` or ``bf16``: the config's ``precision`` resolved for this agent's device once
+        (a Trainer records the resolved name in the run's config)."""
+        return resolve_precision(getattr(self.cfg, "precision", "auto"), self.device).name
 
     def freeze(self, n: Any) -> int:
         """Freeze encoder layers 1..n (``"all"``: every layer); returns n."""

@@ -71,10 +71,11 @@ class DuelingC51Head(nn.Module):
                                        NoisyLinear(hidden, actions * atoms, sigma0))
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        """[B, actions, atoms] log-probabilities (log-softmax over atoms)."""
+        """[B, actions, atoms] log-probabilities (log-softmax over atoms), float32 (under bf16
+        autocast only the streams' matmuls are bf16)."""
         z = latent.flatten(1)
-        value = self.value(z).view(-1, 1, self.atoms)
-        advantage = self.advantage(z).view(-1, self.actions, self.atoms)
+        value = self.value(z).float().view(-1, 1, self.atoms)
+        advantage = self.advantage(z).float().view(-1, self.actions, self.atoms)
         return F.log_softmax(value + advantage - advantage.mean(1, keepdim=True), dim=2)
 
     def reset_noise(self, generator: torch.Generator | None = None) -> None:

@@ -68,7 +68,7 @@ from torch.nn import functional as F
 
 from ..augment import center_crop, random_shift
 from ..replay import LatentBatch, PixelBatch
-from .base import UpdateResult
+from .base import UpdateResult, mixed_precision
 from .sac import SacAgent
 
 
@@ -116,6 +116,7 @@ class DrQAgent(SacAgent):
         return {"critic": self.critic_opt, "actor": self.actor_opt, "alpha": self.alpha_opt}
 
     # ----------------------------------------------------------------- acting and encoding
+    @mixed_precision
     @torch.no_grad()
     def act(self, obs: np.ndarray, sample: bool) -> np.ndarray:
         """Action for one uint8 observation, un-shifted (DrQ acts and evaluates without
@@ -129,6 +130,7 @@ class DrQAgent(SacAgent):
         return random_shift(x.repeat(copies, 1, 1, 1), self.size, self.settings.image_pad,
                             self.generator)
 
+    @mixed_precision
     @torch.no_grad()
     def encode_latents(self, stacks: np.ndarray, augmentations: int) -> np.ndarray:
         """Latents to store for uint8 stacks [n, S*C, H, W]: [n, K, N, *feature], K random shifts.
@@ -168,6 +170,7 @@ class DrQAgent(SacAgent):
             return Views(latent[:, 0], nxt[:, 0], latent[:, 1], nxt[:, 1])
         return Views(latent[:, 0], nxt[:, 0])
 
+    @mixed_precision
     def update(self, batch: PixelBatch | LatentBatch, step: int) -> UpdateResult:
         views = (self._latent_views(batch) if isinstance(batch, LatentBatch)
                  else self._pixel_views(batch))

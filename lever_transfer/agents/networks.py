@@ -30,8 +30,9 @@ class Actor(nn.Module):
 
     def forward(self, z: torch.Tensor, sample: bool = True
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Returns (mean action, sampled action, log-prob of the sample), all squashed."""
-        mu, log_std = self.trunk(z).chunk(2, dim=-1)
+        """Returns (mean action, sampled action, log-prob of the sample), all squashed, in
+        float32 (under bf16 autocast only the trunk's matmuls are bf16)."""
+        mu, log_std = self.trunk(z).float().chunk(2, dim=-1)
         log_std = torch.tanh(log_std)
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (log_std + 1)
         if not sample:
@@ -55,7 +56,7 @@ class Critic(nn.Module):
 
     def forward(self, z: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         za = torch.cat([z, action], dim=-1)
-        return self.q1(za), self.q2(za)
+        return self.q1(za).float(), self.q2(za).float()  # float32 Q values feed the losses
 
 
 @torch.no_grad()

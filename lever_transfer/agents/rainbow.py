@@ -39,7 +39,7 @@ from ..encoders import FreezeSpec, make_encoder
 from ..flops import LayerFlops, layer_table
 from ..package import MAX_LAYER_SIZE
 from ..replay import LatentBatch, PixelBatch, PrioritizedSampler, Sampler, UniformSampler
-from .base import Agent, UpdateResult
+from .base import Agent, UpdateResult, mixed_precision
 from .distributional import DuelingC51Head, project_distribution
 
 
@@ -96,6 +96,7 @@ class RainbowAgent(Agent):
     def _q_values(self, head: nn.Module, latent: torch.Tensor) -> torch.Tensor:
         return (head(latent).exp() * self.support).sum(-1)
 
+    @mixed_precision
     @torch.no_grad()
     def act(self, obs: np.ndarray, sample: bool) -> int:
         """Greedy action of the noisy network (fresh noise) when training; when evaluating, the
@@ -109,6 +110,7 @@ class RainbowAgent(Agent):
         self.head.train(True)
         return int(q.argmax(1)[0])
 
+    @mixed_precision
     @torch.no_grad()
     def encode_latents(self, stacks: np.ndarray, augmentations: int) -> np.ndarray:
         """Latents to store for uint8 stacks [n, 4, 84, 84]: [n, K, 1, *feature]. Atari has no
@@ -133,6 +135,7 @@ class RainbowAgent(Agent):
         k = self.frozen_layers
         return encoder(x, k) if k < self.num_layers else x
 
+    @mixed_precision
     def update(self, batch: PixelBatch | LatentBatch, step: int) -> UpdateResult:
         x, x_next = self._inputs(batch)
         batch_index = torch.arange(len(x), device=self.device)

@@ -41,8 +41,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..augment import center_crop, random_crop
+from ..precision import full_precision
 from ..replay import LatentBatch, PixelBatch
-from .base import UpdateResult
+from .base import UpdateResult, mixed_precision
 from .sac import SacAgent
 
 
@@ -103,6 +104,7 @@ class SacCurlAgent(SacAgent):
         return not self.fully_frozen
 
     # ----------------------------------------------------------------- acting and encoding
+    @mixed_precision
     @torch.no_grad()
     def act(self, obs: np.ndarray, sample: bool) -> np.ndarray:
         """Action for one uint8 observation, from its centre crop (as CURL acts and evaluates)."""
@@ -111,6 +113,7 @@ class SacCurlAgent(SacAgent):
         mu, pi, _ = self.actor(z, sample=sample)
         return (pi if sample else mu)[0].cpu().numpy()
 
+    @mixed_precision
     @torch.no_grad()
     def encode_latents(self, stacks: np.ndarray, augmentations: int) -> np.ndarray:
         """Latents to store for uint8 stacks [n, S*C, H, W]: [n, K, N, *feature], K random crops.
@@ -153,6 +156,7 @@ class SacCurlAgent(SacAgent):
             return Inputs(latent[:, 0], nxt[:, 0], None, latent[:, 1], nxt[:, 1])
         return Inputs(latent[:, 0], nxt[:, 0])
 
+    @mixed_precision
     def update(self, batch: PixelBatch | LatentBatch, step: int) -> UpdateResult:
         inputs = (self._latent_inputs(batch) if isinstance(batch, LatentBatch)
                   else self._pixel_inputs(batch))
@@ -198,7 +202,8 @@ class SacCurlAgent(SacAgent):
         loss = critic_loss
         metrics = {"critic_loss": critic_loss.item(), "q": q1.mean().item()}
         if z_pos is not None:
-            logits = z_obs @ self.curl_w @ z_pos.T
+            with full_precision(self.device):  # CURL's bilinear logits in float32
+                logits = z_obs.float() @ self.curl_w @ z_pos.float().T
             logits = logits - logits.max(dim=1, keepdim=True).values
             labels = torch.arange(len(logits), device=logits.device)
             curl_loss = F.cross_entropy(logits, labels)
