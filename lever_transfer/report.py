@@ -107,6 +107,11 @@ def read_run(path: Path) -> Run:
 
 
 def _label(config: dict[str, Any]) -> str:
+    """What a setting is called in plots and tables; bf16 runs say so (float32 is the norm)."""
+    return _method_label(config) + (" (bf16)" if config.get("precision") == "bf16" else "")
+
+
+def _method_label(config: dict[str, Any]) -> str:
     algorithm = config.get("algorithm", DEFAULT_AGENT)
     agent = AGENTS[algorithm].baseline if algorithm in AGENTS else str(algorithm)
     if config.get("pretrained"):  # finetunes differ by transfer and frozen layers (figure 9(a))
@@ -134,6 +139,8 @@ def setting_of(config: dict[str, Any]) -> str:
     ignored = NOT_THE_SETTING
     if not config.get("lever", True) and not config.get("pretrained"):
         ignored = ignored | FREEZE_KEYS
+    if config.get("precision", "auto") == "auto":  # a run records what auto resolved to; one
+        config = {**config, "precision": "fp32"}   # logged before the setting ran in float32
     return yaml.safe_dump({k: v for k, v in config.items() if k not in ignored}, sort_keys=True)
 
 

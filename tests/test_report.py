@@ -135,6 +135,20 @@ def test_runs_that_differ_in_bookkeeping_alone_are_seeds_of_one_setting(tmp_path
     assert len(group_runs([read_run(r) for r in (pretrain, different_batch)])) == 2
 
 
+def test_precision_is_part_of_the_setting_and_runs_from_before_it_were_float32(tmp_path):
+    """bf16 and float32 runs of one recipe are two settings, the bf16 one labelled so; a run
+    logged before the precision setting existed is a float32 seed."""
+    fp32, bf16 = (fake_run(tmp_path, p, False, 0, [1, 2], 1e6, settings={"precision": p})
+                  for p in ("fp32", "bf16"))
+    old = fake_run(tmp_path, "old", False, 1, [3, 4], 1e6, settings={"precision": "fp32"})
+    config = yaml.safe_load((old / "config.yaml").read_text())
+    del config["precision"]
+    (old / "config.yaml").write_text(yaml.safe_dump(config))
+    settings = group_runs([read_run(r) for r in (fp32, bf16, old)])
+    assert [(s.label, len(s.runs)) for s in settings] == [("walker_walk CURL", 2),
+                                                         ("walker_walk CURL (bf16)", 1)]
+
+
 def test_finetunes_are_labelled_by_source_transfer_and_frozen_layers(tmp_path):
     """Figure 9(a) compares finetunes from one source that differ only in frozen layers: each
     curve's label says how many (not the run folder's name)."""
