@@ -421,6 +421,23 @@ def sweep(recipe: str, seeds: str, tasks: str | None, jobs: int, backend: str,
                          f"to resume them")
 
 
+@main.command()
+@click.argument("suite", type=click.Choice(["atari100k"]))
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@out_option(default=Path("benchmark"), show_default=True,
+            help="Folder for benchmark.md, benchmark.csv and aggregates.png.")
+@one_line_errors
+def benchmark(suite: str, run_dirs: tuple[Path, ...], out: Path) -> None:
+    """Score RUN_DIRS (runs, or folders of runs such as a sweep's) on SUITE against its published
+    baseline: per-game table, human-normalised scores and rliable's aggregates (IQM, median,
+    mean, optimality gap with 95% intervals)."""
+    from .benchmark import write_benchmark
+
+    md, table, png = write_benchmark(list(run_dirs), out)
+    click.echo(md.read_text(encoding="utf-8"))
+    click.echo(f"wrote {md}, {table} and {png}")
+
+
 @main.command(name="eval")
 @click.argument("source")
 @click.option("--episodes", type=int, default=10, show_default=True)
@@ -527,15 +544,25 @@ def zoo_list() -> None:
 
     rows = [(name, str(e.get("source_task")), _steps_text(e), str(e.get("latent_dim")),
              "-" if e.get("eval_return") is None else f"{e['eval_return']:.1f}",
-             _probe_text(e), where)
+             _hns_text(e), _probe_text(e), where)
             for name, where, e in entries()]
     if not rows:
         click.echo("no encoders yet: 'lever-transfer pretrain walker_stand' publishes some")
         return
-    head = ("name", "source task", "env steps", "latent", "eval return", "probe R^2", "where")
+    head = ("name", "source task", "env steps", "latent", "eval return", "HNS", "probe R^2",
+            "where")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     for row in [head, *rows]:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def _hns_text(entry: dict[str, Any]) -> str:
+    """An Atari-100k game's human-normalised evaluation return ('-' for other tasks)."""
+    from .benchmark import human_normalised
+
+    score = entry.get("eval_return")
+    hns = None if score is None else human_normalised(str(entry.get("source_task")), score)
+    return "-" if hns is None else f"{hns:.3f}"
 
 
 def _probe_text(entry: dict[str, Any]) -> str:
