@@ -205,7 +205,8 @@ def plot_aggregates(results: Mapping[str, Mapping[str, tuple]], path: Path) -> N
                               [results[m][k][2] for k in METRICS]]) for m in methods}
     figure, _ = plot_utils.plot_interval_estimates(points, intervals, metric_names=list(METRICS),
                                                    algorithms=methods,
-                                                   xlabel="Human-normalised score")
+                                                   xlabel="Human-normalised score",
+                                                   row_height=0.6, xlabel_y_coordinate=-0.35)
     figure.savefig(path, dpi=120, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
