@@ -158,6 +158,17 @@ def _check_ray_address(address: str | None) -> None:
                          f"machine") from None
 
 
+def _ray_hint() -> str:
+    """What to try when ``ray.init`` fails: a cluster that ``ray start --head`` started (Ray 2.60
+    and later) turns on token authentication and refuses a client without RAY_AUTH_MODE=token,
+    which Ray reports only as a failed connection."""
+    if os.environ.get("RAY_ADDRESS") and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        return ("a cluster started with `ray start --head` (Ray 2.60 and later) wants its token: "
+                "set RAY_AUTH_MODE=token (the token comes from ~/.ray/auth_token or "
+                "RAY_AUTH_TOKEN) and run again; else check RAY_ADDRESS, or use --backend local")
+    return "check RAY_ADDRESS, or use --backend local"
+
+
 def _run_ray(recipe: str, runs: list[SweepRun], options: list[str], cpus: int,
              gpus: float) -> list[int]:
     """Every run as a Ray task on the cluster that ``RAY_ADDRESS`` names (or a local Ray
@@ -175,8 +186,7 @@ def _run_ray(recipe: str, runs: list[SweepRun], options: list[str], cpus: int,
         ray.init(ignore_reinit_error=True, log_to_driver=False)
     except (ConnectionError, RuntimeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
-        raise LeverError(f"cannot start or reach Ray ({first_line}); check RAY_ADDRESS, or use "
-                         f"--backend local") from None
+        raise LeverError(f"cannot start or reach Ray ({first_line}); {_ray_hint()}") from None
     try:
         task = ray.remote(num_cpus=cpus, num_gpus=gpus)(_run_on_ray_node)
         refs = [task.remote(run, recipe, options, cpus) for run in runs]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -118,6 +121,43 @@ def test_unreachable_ray_cluster_fails_at_once_in_one_line(tmp_path, monkeypatch
     assert result.exit_code != 0 and "no Ray cluster answers there" in result.output
     assert "ray start --head" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "s").exists()
+
+
+@pytest.fixture
+def ray_cluster(tmp_path):
+    """A Ray cluster as a user starts one, `ray start --head` (Ray 2.60+: token authentication
+    on), in its own processes; its address, stopped after the test."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ray = str(Path(sys.executable).parent / "ray")  # the ray CLI of this environment
+    subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=2",
+                    "--include-dashboard=false", "--disable-usage-stats"],
+                   check=True, capture_output=True, timeout=180)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=180)
+
+
+def test_a_sweep_on_a_cluster_from_ray_start_needs_token_auth_and_says_so(tmp_path,
+                                                                          ray_cluster):
+    out = tmp_path / "sweep"
+    command = [sys.executable, "-m", "lever_transfer.cli", "sweep", "atari:qbert", "--seeds",
+               "0-1", "--backend", "ray", "--cpus-per-run", "1", "--out", str(out), *TINY]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    env["RAY_ADDRESS"] = ray_cluster
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "set RAY_AUTH_MODE=token" in refused.stderr
+    assert "Traceback" not in refused.stderr and not out.exists()
+    done = subprocess.run(command, env={**env, "RAY_AUTH_MODE": "token"}, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for seed in (0, 1):
+        assert (out / f"atari-qbert-s{seed}" / "checkpoints" / "ckpt-0000000150").is_dir()
+        assert (out / f"atari-qbert-s{seed}.log").read_text().startswith(
+            "sweep: Ray task on node ")
+    assert (out / "report" / "report.md").is_file()
 
 
 def test_gpu_requests_belong_to_the_ray_backend(tmp_path):
