@@ -605,15 +605,33 @@ def zoo_verify() -> None:
 
 
 @zoo.command("push")
-@click.argument("name")
-@click.option("--repo-id", required=True, metavar="ORG/NAME")
+@click.argument("name", required=False)
+@click.option("--repo-id", metavar="ORG/NAME", help="The Hub repo to upload NAME to.")
+@click.option("--all", "push_every", is_flag=True,
+              help="Upload every encoder of the shipped zoo (or --root) to ORG/NAME each and "
+                   "record the repos in its index.")
+@click.option("--org", help="With --all: the Hub organisation (or user) of the repos.")
+@click.option("--root", type=click.Path(path_type=Path, file_okay=False),
+              help="With --all: a hub folder other than the shipped zoo.")
 @click.option("--private", is_flag=True, default=None)
 @one_line_errors
-def zoo_push(name: str, repo_id: str, private: bool | None) -> None:
-    """Upload encoder NAME to the Hugging Face Hub (HF_ENDPOINT and your token honoured)."""
+def zoo_push(name: str | None, repo_id: str | None, push_every: bool, org: str | None,
+             root: Path | None, private: bool | None) -> None:
+    """Upload encoder NAME to the Hugging Face Hub (HF_ENDPOINT and your token honoured), or with
+    --all --org ORG every shipped encoder, recording where each went."""
     from .hub import as_reference
-    from .zoo import push
+    from .zoo import push, push_all
 
+    if push_every:
+        if name or repo_id or not org:
+            raise LeverError("--all pushes every encoder to ORG/NAME: give --org ORG, and no "
+                             "NAME or --repo-id")
+        pushed = push_all(org, root, private, say=click.echo)
+        click.echo(f"pushed {len(pushed)} encoders to {org}/*; their index records the repos")
+        return
+    if not name or not repo_id or org or root:
+        raise LeverError("give NAME and --repo-id ORG/NAME (or --all --org ORG for every shipped "
+                         "encoder)")
     push(as_reference(name), repo_id, private, say=click.echo)
 
 

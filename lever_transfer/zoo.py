@@ -286,6 +286,27 @@ def push(reference: str, repo_id: str, private: bool | None = None, say: Say = i
     return commit
 
 
+def push_all(org: str, root: Path | None = None, private: bool | None = None,
+             say: Say = info) -> dict[str, str]:
+    """Upload every encoder on disk in hub folder ``root`` (default: the shipped zoo) to
+    ``ORG/NAME`` and record repo and commit in ``root``'s index, so an install that lacks a
+    package's files downloads it from there; name -> commit."""
+    root = Path(root or hub.shipped_zoo())
+    commits = {}
+    for name in read_index(root):
+        folder = live_folder(root / name)
+        if not (folder / CONFIG).is_file():
+            say(f"skipped {name}: its folder is not in {root}")
+            continue
+        commits[name] = push(str(folder), f"{org}/{name}", private, say)
+        with index_lock(root):
+            entries = read_index(root)
+            entries[name] = {**entries[name], "repo_id": f"{org}/{name}",
+                             "revision": commits[name]}
+            write_index(root, entries)
+    return commits
+
+
 def pull(reference: str, name: str | None = None, say: Say = info) -> Path:
     """Download an encoder (``hub:NAME`` known to an index, or ``hf://ORG/REPO``) into the local
     hub."""

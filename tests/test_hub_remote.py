@@ -191,3 +191,27 @@ def test_offline_revision_is_named_in_the_error(tmp_path, env):
     out = python(offline, FROM_PRETRAINED, "some-org/some-repo", "v2", "", "0")
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "some-org/some-repo@v2 is not in the Hugging Face cache" in out.stderr
+
+
+def test_push_all_uploads_every_encoder_and_records_its_repo(small_config, tmp_path, env,
+                                                            hub_server):  # noqa: F811
+    """`zoo push --all --org ORG` (here on a copy of a zoo folder, --root): every package goes to
+    ORG/NAME, the folder's index records repo and commit, and a fresh user loads each from there
+    at that commit, bit-exact."""
+    root = tmp_path / "zoo"
+    shas = {}
+    for seed, name in enumerate(("walker_walk-1k", "walker_walk-2k")):
+        package, _ = make_package(small_config, tmp_path / f"p{seed}", seed=seed)
+        zoo.publish(package, name, root, say=lambda m: None)
+        shas[name] = read_package(package).config["sha256"]
+    wrong = cli(env, "zoo", "push", "--all", "--root", str(root), ok=False)
+    assert wrong.returncode != 0 and "--org ORG" in wrong.stderr
+    out = cli(env, "zoo", "push", "--all", "--org", "lever", "--root", str(root)).stdout
+    assert "pushed 2 encoders to lever/*" in out
+    index = hub.read_index(root)
+    fresh = {**env, "LEVER_HUB": str(tmp_path / "fresh"), "HF_HOME": str(tmp_path / "hf2")}
+    for name, sha in shas.items():
+        assert index[name]["repo_id"] == f"lever/{name}" and len(index[name]["revision"]) == 40
+        loaded = load(fresh, f"hf://lever/{name}@{index[name]['revision']}")
+        assert loaded.returncode == 0, loaded.stderr
+        assert loaded.stdout.strip() == sha
