@@ -438,6 +438,35 @@ def benchmark(suite: str, run_dirs: tuple[Path, ...], out: Path) -> None:
     click.echo(f"wrote {md}, {table} and {png}")
 
 
+@main.command()
+@click.argument("tasks")
+@click.option("--episodes", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Episodes per task.")
+@click.option("--exploration", type=click.Choice(["uniform", "ou", "mixed"]), default="mixed",
+              show_default=True, help="Uniform random actions, Ornstein-Uhlenbeck noise, or "
+                                      "episodes alternating the two.")
+@click.option("--episode-steps", type=click.IntRange(min=1),
+              help="Agent steps per episode (default: the whole episode, 1000 env steps).")
+@seed_option(default=0, show_default=True)
+@out_option(required=True, help="Dataset folder; the same command again continues it.")
+@progress_option()
+@one_line_errors
+def collect(tasks: str, episodes: int, exploration: str, episode_steps: int | None, seed: int,
+            out: Path, no_progress: bool) -> None:
+    """Roll out DMC TASKS (comma-separated) with exploratory actions into a dataset of shards:
+    frames at the zoo encoders' spec, actions, rewards and physics states, for offline
+    pretraining and the probe."""
+    from .collect import Plan
+    from .collect import collect as run_collect
+
+    names = tuple(t.strip() for t in tasks.split(",") if t.strip())
+    if not names:
+        raise LeverError("TASKS is empty; name DMC tasks such as walker_walk,cheetah_run")
+    plan = Plan(names, episodes, seed, exploration, episode_steps)
+    manifest = run_collect(plan, out, say=click.echo, progress=not no_progress)
+    click.echo(f"dataset: {manifest}")
+
+
 @main.command(name="eval")
 @click.argument("source")
 @click.option("--episodes", type=int, default=10, show_default=True)

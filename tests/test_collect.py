@@ -1,0 +1,118 @@
+"""lever-transfer collect: real DMC rollouts into shards, deterministic from the seed, resumed
+after a stop, and refused in one line when truncated or altered."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lever_transfer.cli import main
+from lever_transfer.collect import MANIFEST, DatasetError, load_dataset
+
+pytestmark = pytest.mark.slow
+
+ARGS = ["cartpole_swingup,walker_walk", "--episodes", "2", "--episode-steps", "12",
+        "--no-progress"]
+
+
+def collect(out: Path, *extra: str) -> str:
+    result = CliRunner().invoke(main, ["collect", *ARGS, "--out", str(out), *extra])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def shas(out: Path) -> dict[str, str]:
+    manifest = json.loads((out / MANIFEST).read_text())
+    return {name: entry["sha256"] for name, entry in manifest["shards"].items()}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "ds"
+    output = collect(out, "--seed", "3")
+    assert "2 task(s) x 2 episodes = 52 frames" in output and "minutes" in output
+    return out
+
+
+def test_episodes_hold_frames_actions_rewards_and_states(dataset):
+    episodes = load_dataset(dataset)
+    assert [e.task for e in episodes] == ["cartpole_swingup"] * 2 + ["walker_walk"] * 2
+    walker = episodes[2]
+    assert walker.frames.shape == (13, 3, 100, 100) and walker.frames.dtype == np.uint8
+    assert walker.actions.shape == (12, 6) and walker.rewards.shape == (12,)
+    assert set(walker.states) == {"orientations", "height", "velocity"}
+    assert all(len(v) == 13 for v in walker.states.values())
+    first = walker.stacked(0)  # the reset frame, stacked three times as the env does
+    assert first.shape == (9, 100, 100) and np.array_equal(first[:3], first[6:])
+    assert np.array_equal(walker.stacked(5)[6:], walker.frames[5])
+    assert np.abs(walker.actions).max() <= 1.0
+    manifest = json.loads((dataset / MANIFEST).read_text())["shards"]
+    assert [manifest[f"walker_walk/ep-0000{i}.npz"]["exploration"] for i in (0, 1)] == [
+        "uniform", "ou"]  # mixed: episodes alternate
+
+
+def test_the_same_seed_writes_the_same_bytes_and_another_seed_does_not(dataset, tmp_path):
+    again = tmp_path / "again"
+    collect(again, "--seed", "3")
+    assert shas(again) == shas(dataset)
+    other = tmp_path / "other"
+    collect(other, "--seed", "4")
+    assert not set(shas(other).values()) & set(shas(dataset).values())
+
+
+def test_a_stopped_collection_continues_with_the_missing_episodes_only(dataset, tmp_path):
+    out = tmp_path / "ds"
+    out.mkdir()
+    for name in shas(dataset):  # as a collection killed before its last episode leaves it
+        (out / name).parent.mkdir(exist_ok=True)
+        (out / name).write_bytes((dataset / name).read_bytes())
+    manifest = json.loads((dataset / MANIFEST).read_text())
+    last = "walker_walk/ep-00001.npz"
+    del manifest["shards"][last]
+    (out / last).unlink()
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    kept = (out / "cartpole_swingup/ep-00000.npz").stat().st_mtime_ns
+    output = collect(out, "--seed", "3")
+    assert "1 of 4 episodes to go" in output
+    assert shas(out) == shas(dataset)
+    assert (out / "cartpole_swingup/ep-00000.npz").stat().st_mtime_ns == kept
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
+def test_a_damaged_dataset_is_refused_in_one_line_and_collect_repairs_it(dataset, tmp_path,
+                                                                         damage):
+    out = tmp_path / "ds"
+    for name in [*shas(dataset), MANIFEST]:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes((dataset / name).read_bytes())
+    shard = out / "walker_walk/ep-00000.npz"
+    data = bytearray(shard.read_bytes())
+    if damage == "truncate":
+        shard.write_bytes(bytes(data[: len(data) // 2]))
+    elif damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+        shard.write_bytes(bytes(data))
+    else:
+        os.remove(shard)
+    with pytest.raises(DatasetError) as error:
+        load_dataset(out)
+    message = str(error.value)
+    assert "\n" not in message and "walker_walk/ep-00000.npz" in message
+    assert ("is missing" if damage == "delete" else "truncated or altered") in message
+    assert "lever-transfer collect cartpole_swingup,walker_walk --episodes 2 --seed 3" in message
+    assert "1 of 4 episodes to go" in collect(out, "--seed", "3")
+    assert shas(out) == shas(dataset) and len(load_dataset(out)) == 4
+
+
+def test_other_settings_into_the_same_folder_are_refused(dataset, tmp_path):
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / MANIFEST).write_text((dataset / MANIFEST).read_text())
+    result = CliRunner().invoke(main, ["collect", *ARGS, "--seed", "5", "--out", str(out)])
+    assert result.exit_code != 0 and "seed 3 there, 5 here" in result.output
+    assert "Traceback" not in result.output
