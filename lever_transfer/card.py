@@ -31,6 +31,10 @@ CITATION = """@inproceedings{chen2021improving,
 
 
 def _source_line(source: Mapping[str, Any]) -> str:
+    if source.get("kind") == "offline":  # lever-transfer pretrain-offline: no task, no reward
+        return (f"{source['algorithm']} for {source['updates']:,} updates of "
+                f"{source['batch_size']} on exploratory data of {len(source['tasks'])} DeepMind "
+                f"Control tasks, seed {source['seed']}")
     return (f"{source['algorithm']} on `{source['task']}` for {source['env_steps']:,} env steps "
             f"({source['agent_steps']:,} agent steps, action repeat {source['action_repeat']}), "
             f"seed {source['seed']}")
@@ -60,7 +64,7 @@ def model_card(name: str, config: Mapping[str, Any]) -> str:
     kind = "dueling C51 Q heads" if atari else "actor and critic heads"
     heads = (f"Includes the {kind} (`--transfer full` for task transfer)."
              if "heads" in config["parts"] else "Encoder only (new heads are trained).")
-    evaluation_line = ("not evaluated" if evaluation is None else
+    evaluation_line = ("not evaluated (trained without reward)" if evaluation is None else
                        f"{evaluation:.1f} ± {source.get('eval_return_std', 0.0):.1f} over "
                        f"{source.get('eval_episodes', '?')} episodes "
                        f"({'greedy, epsilon 0.001' if atari else 'centre crop, deterministic'})")
@@ -75,13 +79,12 @@ A frozen `{config['architecture']}` pixel encoder published by lever-transfer, t
 {_source_line(source)}. LeVER ([Chen et al.]({PAPER})) freezes such encoders and trains only
 the policy and Q heads on latent replay.
 
-- Evaluation return at publish time: {evaluation_line}
-- FLOPs spent training it: {source.get('flops', 0):.3g}
+- Evaluation return at publish time: {evaluation_line}{_flops_line(source)}
 - Wall time: {source.get('wall_s', 0) / 3600:.2f} h{_cpu_time(source)}{_training_precision(source)}
 - {heads}
 - Weights sha256: `{config['sha256']}`{_precision_line(config)}
 
-{_curve_section(source)}{_probe_section(config.get("probe"))}## Observations it expects
+{_sections(source, config)}## Observations it expects
 
 uint8 `[{obs['channels'] * obs['frame_stack']}, {obs['render_size']}, {obs['render_size']}]`:
 {obs['frame_stack']} stacked {obs['channels']}-channel frames ({obs['layout']}), rendered at
@@ -111,6 +114,29 @@ lever-transfer finetune --from hub:{name} --to {target} --freeze-layers {frozen}
 {CITATION}
 ```
 """
+
+
+def _sections(source: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+    """The card's optional sections: the data, the learning curve and notes, the probe."""
+    return _data_section(source) + _curve_section(source) + _probe_section(config.get("probe"))
+
+
+def _flops_line(source: Mapping[str, Any]) -> str:
+    return "" if source.get("flops") is None else (
+        f"\n- FLOPs spent training it: {source['flops']:.3g}")
+
+
+def _data_section(source: Mapping[str, Any]) -> str:
+    """What an offline encoder was trained on (``lever-transfer collect`` datasets)."""
+    tasks = source.get("tasks")
+    if not tasks:
+        return ""
+    rows = "\n".join(f"| {task} | {d['episodes']} | {d['frames']:,} | {d['exploration']} | "
+                     f"{d['action_repeat']} |" for task, d in tasks.items())
+    return ("## Data\n\nExploratory rollouts (`lever-transfer collect`), no reward used; "
+            f"objective `{source['objective']}`, batches mixing the tasks evenly.\n\n"
+            "| task | episodes | frames | actions | action repeat |\n|---|---|---|---|---|\n"
+            f"{rows}\n\n")
 
 
 def _training_precision(source: Mapping[str, Any]) -> str:

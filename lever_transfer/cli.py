@@ -266,6 +266,64 @@ def pretrain(recipe: str, steps: str, snapshot_every: str, push_to: str | None,
     run_trainer(cfg, run_dir, not no_progress, restore=True, publish=True, push_to=push_to)
 
 
+@main.command("pretrain-offline")
+@click.argument("data", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--objective", type=click.Choice(["atc", "curl"]), default="atc", show_default=True,
+              help="atc: augmented temporal contrast (positive k steps later); curl: instance "
+                   "discrimination (positive: another crop of the same observation).")
+@click.option("--updates", type=click.IntRange(min=1), default=20_000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=2), default=256, show_default=True)
+@click.option("--snapshot-every", type=click.IntRange(min=1), default=5_000, show_default=True,
+              help="Updates between published snapshots (NAME-OBJECTIVE-5k, -10k, ...).")
+@click.option("--name", default="dmc-multi", show_default=True,
+              help="Prefix of the published encoders' names.")
+@seed_option(default=0, show_default=True)
+@precision_option(default="auto", show_default=True)
+@set_option(help="Other settings: lr, temporal_shift, target_tau, predictor_hidden, "
+                 "checkpoint_minutes, log_every.")
+@out_option(help="Run folder (default runs/pretrain-offline-NAME-OBJECTIVE-sSEED); an existing "
+                 "one is resumed.")
+@progress_option()
+@one_line_errors
+def pretrain_offline(data: tuple[Path, ...], objective: str, updates: int, batch_size: int,
+                     snapshot_every: int, name: str, seed: int, precision: str,
+                     sets: tuple[str, ...], out: Path | None, no_progress: bool) -> None:
+    """Train the zoo's encoder without reward on DATA (datasets 'lever-transfer collect' wrote),
+    mixing their tasks in every batch, and publish its snapshots to the local hub."""
+    import yaml
+
+    from .offline import SETTINGS_FILE, OfflinePretrainer, OfflineSettings
+    from .zoo import publish
+
+    extra = {}
+    for item in sets:
+        key, _, value = item.partition("=")
+        extra[key.strip()] = yaml.safe_load(value)
+    try:
+        settings = OfflineSettings(data=tuple(str(d) for d in data), name=name,
+                                   objective=objective, updates=updates, batch_size=batch_size,
+                                   snapshot_every=snapshot_every, seed=seed, precision=precision,
+                                   **extra)
+    except TypeError as exc:
+        raise LeverError(f"--set: {exc}; the settings are those of OfflineSettings "
+                         f"(lr, temporal_shift, target_tau, ...)") from None
+    run_dir = out or Path("runs") / f"pretrain-offline-{name}-{objective}-s{seed}"
+    saved = run_dir / SETTINGS_FILE
+    if saved.is_file():
+        before = OfflineSettings.from_dict(json.loads(saved.read_text()))
+        changed = before.changed_in(settings)
+        if changed:
+            raise LeverError(f"{run_dir} holds a pretraining with other {', '.join(changed)}; "
+                             f"give the same settings to resume it (only --updates may grow) or "
+                             f"another --out")
+    trainer = OfflinePretrainer(settings, run_dir, say=click.echo)
+    if trainer.restore():
+        click.echo(f"resuming the pretraining in {run_dir} at update {trainer.step}")
+    for package in trainer.events(progress=not no_progress):
+        publish(package, package.name, say=click.echo)
+    click.echo(f"run directory: {run_dir}")
+
+
 @main.command()
 @click.option("--from", "source", required=True, metavar="REF",
               help="Encoder: hub:NAME[@REV], hf://ORG/REPO[@REV], hf-hub:ORG/REPO or a folder.")
@@ -504,9 +562,9 @@ def evaluate_command(source: str, episodes: int, video: Path | None, seed: int,
 
 
 @main.command()
-@click.argument("reference")
+@click.argument("references", nargs=-1, required=True)
 @click.option("--task", required=True, help="DMC task whose physics state to probe, e.g. "
-                                            "walker_walk.")
+                                            "walker_walk, or several: walker_walk,cheetah_run.")
 @click.option("--episodes", type=int, default=4, show_default=True,
               help="Episodes to roll out (fewer than 3 are split into contiguous blocks).")
 @click.option("--layer", help="Encoder layer to probe: 1..N or a name such as conv4 (default: "
@@ -521,11 +579,28 @@ def evaluate_command(source: str, episodes: int, video: Path | None, seed: int,
                    "zoo): its config, model card and 'zoo list' column.")
 @precision_option(default="auto", show_default=True)
 @one_line_errors
-def probe(reference: str, task: str, episodes: int, layer: str | None, policy: bool, seed: int,
-          json_path: Path | None, record: bool, precision: str) -> None:
-    """Linear probe of a frozen encoder (REFERENCE: hub:NAME, hf://ORG/REPO or a folder): held-out
-    R^2 of ridge regressions from its features to TASK's physics state and reward, next to a
-    randomly initialised encoder's, in about a minute."""
+def probe(references: tuple[str, ...], task: str, episodes: int, layer: str | None,
+          policy: bool, seed: int, json_path: Path | None, record: bool, precision: str) -> None:
+    """Linear probe of frozen encoders (REFERENCES: hub:NAME, hf://ORG/REPO or folders): held-out
+    R^2 of ridge regressions from their features to TASK's physics state and reward, next to a
+    randomly initialised encoder's, in about a minute per task. Several encoders or tasks give
+    one table, every encoder reading the same rollout of each task."""
+    tasks = [t.strip() for t in task.split(",") if t.strip()]
+    if len(references) > 1 or len(tasks) > 1:
+        from .probe import compare
+
+        if record or policy or layer:
+            raise LeverError("--record, --policy and --layer probe one encoder on one task; "
+                             "leave them out to compare several")
+        table = compare(list(references), tasks, episodes=episodes, seed=seed,
+                        precision=precision)
+        click.echo(table.table())
+        if json_path is not None:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(table.to_dict(), indent=2) + "\n", encoding="utf-8")
+            click.echo(f"wrote {json_path}")
+        return
+    reference = references[0]
     from .hub import resolve
     from .probe import probe as run_probe
     from .zoo import record_probe
@@ -536,8 +611,8 @@ def probe(reference: str, task: str, episodes: int, layer: str | None, policy: b
                                                                         "shipped zoo"):
             raise LeverError(f"--record keeps the result beside a hub:NAME package in the local "
                              f"hub or the shipped zoo; {reference} is {resolved.source}")
-    result = run_probe(reference, task, episodes=episodes, layer=layer, policy=policy, seed=seed,
-                       precision=precision)
+    result = run_probe(reference, tasks[0], episodes=episodes, layer=layer, policy=policy,
+                       seed=seed, precision=precision)
     click.echo(result.table())
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -271,9 +271,15 @@ def encode(encoder: ZooEncoder, observations: np.ndarray, layer: int,
 
 # ---------------------------------------------------------------------------- the probe
 
-def _action_repeat(package: EncoderPackage) -> int:
-    """The frame spacing the encoder learned from (older packages record it under source)."""
+def _action_repeat(package: EncoderPackage, task: str | None = None) -> int:
+    """The frame spacing the encoder learned from (older packages record it under source); an
+    encoder pretrained offline on several tasks learned ``task`` at that task's own spacing."""
     source = package.config.get("source", {})
+    if source.get("kind") == "offline" and task is not None:
+        from .collect import action_repeat
+
+        spacing = source.get("tasks", {}).get(task, {}).get("action_repeat")
+        return int(spacing) if spacing is not None else action_repeat(task)
     repeat = package.observation.get("action_repeat", source.get("action_repeat"))
     return int(repeat if repeat is not None else source.get("recipe", {}).get("action_repeat", 2))
 
@@ -359,7 +365,7 @@ def probe(reference: str, task: str, *, episodes: int = DEFAULT_EPISODES,
     _refuse_atari(task, package)
     encoder = ZooEncoder.from_package(package, package.path.name).eval()
     index = _layer_index(encoder, layer)
-    repeat = action_repeat or _action_repeat(package)
+    repeat = action_repeat or _action_repeat(package, task)
     mode = resolve_precision(precision, "cpu").name
     run = _collect(package, reference, task, episodes, episode_steps, policy, seed, repeat, mode)
     segments = run.episode if episodes >= 3 else contiguous_blocks(
@@ -371,3 +377,77 @@ def probe(reference: str, task: str, *, episodes: int = DEFAULT_EPISODES,
     return ProbeResult(task, reference, encoder.layer_names[index - 1], len(run.observations),
                        episodes, repeat, policy, seed, time.perf_counter() - start, groups,
                        overall["encoder"], overall["random"])
+
+
+# ---------------------------------------------------------------------------- several at once
+
+@dataclass(frozen=True)
+class Comparison:
+    """Held-out R^2 of several encoders (and the first one's random init) on several tasks: every
+    encoder reads the same rollout of a task, so the numbers compare across a row."""
+
+    encoders: tuple[str, ...]  # the references, then "random init"
+    rows: tuple[tuple[str, str, int, tuple[float, ...]], ...]  # (task, group, dims, R^2s)
+    steps: dict[str, int]  # task -> agent steps probed
+    action_repeats: dict[str, int]
+    seed: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def table(self) -> str:
+        head = ("task", "group", "dims", *self.encoders)
+        rows = [(task, group, str(dims), *(f"{r:.3f}" for r in scores))
+                for task, group, dims, scores in self.rows]
+        widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
+        lines = ["  ".join([*(c.ljust(w) for c, w in zip(row[:2], widths[:2])),
+                            *(c.rjust(w) for c, w in zip(row[2:], widths[2:]))])
+                 for row in [head, *rows]]
+        spacing = ", ".join(f"{t} {self.action_repeats[t]} ({self.steps[t]} steps)"
+                            for t in self.steps)
+        return "\n".join([f"linear probe, out-of-fold R^2 (random actions, seed {self.seed}, "
+                          f"{self.seconds:.0f} s); action repeat per task: {spacing}", *lines])
+
+
+def compare(references: Sequence[str], tasks: Sequence[str], *,
+            episodes: int = DEFAULT_EPISODES, episode_steps: int = DEFAULT_EPISODE_STEPS,
+            seed: int = 0, action_repeat: int | None = None,
+            precision: str = "auto") -> Comparison:
+    """``probe`` for several encoders on several tasks, in one table: per task and state group
+    (and ``state (overall)``), each encoder's last-layer R^2 and the first encoder's random
+    init. A task is rolled out once, at the first encoder's spacing for it (``action_repeat``
+    overrides), and every encoder reads that rollout."""
+    from .hub import resolve
+
+    start = time.perf_counter()
+    packages = [resolve(ref, say=lambda message: None).package for ref in references]
+    for task in tasks:
+        _refuse_atari(task)
+    for package in packages:
+        _refuse_atari(tasks[0], package)
+    first = packages[0]
+    mode = resolve_precision(precision, "cpu").name
+    encoders = [ZooEncoder.from_package(p, p.path.name).eval() for p in packages]
+    rows, steps, repeats = [], {}, {}
+    for task in tasks:
+        repeat = action_repeat or _action_repeat(first, task)
+        run = _collect(first, references[0], task, episodes, episode_steps, False, seed, repeat,
+                       mode)
+        segments = run.episode if episodes >= 3 else contiguous_blocks(
+            run.episode, 4, first.observation["frame_stack"])
+        last = len(encoders[0].layer_names)  # the latent
+        features = [encode(e, run.observations, len(e.layer_names), mode) for e in encoders]
+        features.append(encode(random_init_encoder(first, seed), run.observations,
+                               last, mode))
+        scores = [held_out_r2(x, run.targets, segments) for x in features]
+        for name, target in run.targets.items():
+            rows.append((task, name, int(target.shape[1]),
+                         tuple(float(r[name].mean()) for r in scores)))
+        state = [np.concatenate([v for k, v in r.items() if k != "reward"]).mean()
+                 for r in scores]
+        dims = sum(t.shape[1] for k, t in run.targets.items() if k != "reward")
+        rows.append((task, "state (overall)", int(dims), tuple(float(v) for v in state)))
+        steps[task], repeats[task] = len(run.observations), repeat
+    return Comparison((*references, "random init"), tuple(rows), steps, repeats, seed,
+                      time.perf_counter() - start)
