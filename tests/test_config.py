@@ -182,15 +182,17 @@ def test_transfer_and_quickstart_recipes():
     assert (curl.algorithm, curl.action_repeat, curl.render_size) == ("sac_curl", 4, 100)
     assert paper.algorithm == "sac_curl" and paper.action_repeat == walk.action_repeat == 2
     assert curl.env_steps(curl.freeze_at) == walk.env_steps(walk.freeze_at)
-    # the default is the comparison's winner, DrQ at repeat 4, exactly as its run was started
+    # the default is the source that transfers best (issue 37): SAC+CURL at repeat 4, the
+    # shipped encoders' recipe (walker_stand_curl, now its alias); DrQ is walker_stand_drq
     stand = load_config("walker_stand")
     assert (stand.algorithm, stand.task, stand.action_repeat, stand.render_size) == (
-        "drq", "walker_stand", 4, 84)
-    assert stand == load_config("drq_defaults", {"task": "walker_stand", "action_repeat": 4,
-                                                 "freeze_at": "120000 env_steps"}).replace(
-        description=stand.description)
-    assert load_config("walker_stand_drq") == stand.replace(  # the name the DrQ runs used
-        description=load_config("walker_stand_drq").description)
+        "sac_curl", "walker_stand", 4, 100)
+    assert curl == stand.replace(description=curl.description)
+    drq = load_config("walker_stand_drq")
+    assert (drq.algorithm, drq.action_repeat, drq.render_size) == ("drq", 4, 84)
+    assert drq == load_config("drq_defaults", {"task": "walker_stand", "action_repeat": 4,
+                                               "freeze_at": "120000 env_steps"}).replace(
+        description=drq.description)
     assert load_config("hopper_hop").action_repeat == load_config("hopper_stand").action_repeat == 4
     q = load_config("quickstart")
     assert q.task == "walker_walk" and q.lever and "smoke" in q.description.lower()

@@ -39,10 +39,10 @@ def pretrained(tmp_path_factory):
     patch.setenv("LEVER_HUB", str(root / "hub"))
     run = root / "run"
     # 125 agent steps, then resume the same run to 250: snapshots at 1k and 2k env steps
-    invoke("pretrain", "walker_stand", "--steps", "125 agent_steps", "--snapshot-every", "1k",
+    invoke("pretrain", "walker_stand_drq", "--steps", "125 agent_steps", "--snapshot-every", "1k",
            "--out", str(run), "--no-progress", *SETS)
     first = read_package(root / "hub" / "walker_stand-1k").config["sha256"]
-    output = invoke("pretrain", "walker_stand", "--steps", "250 agent_steps", "--snapshot-every",
+    output = invoke("pretrain", "walker_stand_drq", "--steps", "250 agent_steps", "--snapshot-every",
                     "1k", "--out", str(run), "--no-progress", *SETS)
     assert "resuming" in output
     yield root, run, first
@@ -60,7 +60,7 @@ def test_pretrain_publishes_true_steps_and_resumes(pretrained):
     for name, env_steps in (("walker_stand-1k", 1000), ("walker_stand-2k", 2000)):
         source = read_package(root / "hub" / name).config["source"]
         assert source["env_steps"] == env_steps and source["task"] == "walker_stand"
-        # the default walker_stand recipe is DrQ (issue 14: most return per CPU-hour here)
+        # DrQ (walker_stand_drq): its 84-pixel encoders exercise finetune's spec handling
         assert source["algorithm"] == "DrQ" and source["agent_steps"] == env_steps // 8
         observation = read_package(root / "hub" / name).observation  # DrQ: 84 renders, no crop
         assert (observation["render_size"], observation["crop_size"]) == (84, 84)
