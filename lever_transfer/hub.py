@@ -44,6 +44,7 @@ from .package import (
 
 INDEX = "index.yaml"
 INDEX_LOCK = ".index.lock"
+LOCAL, SHIPPED = "local hub", "shipped zoo"  # where hub:NAME looks, in this order
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,95}")
 REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 Say = Callable[[str], None]
@@ -93,7 +94,7 @@ def shipped_zoo() -> Path:
 
 def sources() -> list[tuple[str, Path]]:
     """(label, root) of the folders that hold indexes and packages, in lookup order."""
-    return [("local hub", local_hub()), ("shipped zoo", shipped_zoo())]
+    return [(LOCAL, local_hub()), (SHIPPED, shipped_zoo())]
 
 
 def as_reference(text: str) -> str:
@@ -219,6 +220,15 @@ def resolve(reference: str, say: Say = info,
     return resolved
 
 
+def on_disk(source: str, folder: Path) -> bool:
+    """Whether a package folder is there to read. A pip install carries the shipped zoo's index,
+    configs and cards but the weights of only some packages (``pyproject.toml``): a shipped
+    package without its weights counts as absent (downloaded from its Hub repo if the index
+    records one), while one missing from the local hub is damage that reading reports."""
+    folder = live_folder(folder)
+    return (folder / CONFIG).is_file() and (source != SHIPPED or (folder / WEIGHTS).is_file())
+
+
 def _candidates(name: str) -> list[tuple[str, Path, dict[str, Any]]]:
     """(source, root, entry) of every index holding ``name``, in lookup order."""
     found = []
@@ -251,7 +261,7 @@ def _resolve_name(ref: str, name: str, revision: str | None,
         hint = f"did you mean {', '.join(close)}?" if close else "see 'lever-transfer zoo list'"
         raise LeverError(f"unknown encoder {name!r}; {hint}")
     pinned = [c for c in candidates if _matches(c[2], revision)]
-    present = [c for c in pinned if (live_folder(c[1] / name) / CONFIG).is_file()]
+    present = [c for c in pinned if on_disk(c[0], c[1] / name)]
     if len({c[2].get("sha256") for c in present}) > 1:
         where = ", ".join(f"{s} (sha256 {str(e.get('sha256'))[:12]})" for s, _, e in present)
         raise LeverError(f"hub:{name} is ambiguous: {where} hold different weights; pin one with "
@@ -264,6 +274,11 @@ def _resolve_name(ref: str, name: str, revision: str | None,
         _refuse_replaced(name, revision, candidates)
     remote = [c for c in (pinned or candidates) if c[2].get("repo_id")]
     if not remote:
+        if any(c[0] == SHIPPED for c in candidates):
+            raise LeverError(f"hub:{name}'s weights are not in this install (pip's package "
+                             f"carries only some of the shipped zoo's) and no Hugging Face repo "
+                             f"is recorded for it; use a checkout of the repository, whose zoo/ "
+                             f"has every package, or 'lever-transfer zoo pull' it from a repo")
         raise LeverError(f"hub:{name}" + (f"@{revision}" if revision else "") + " is in the index "
                          "but not on disk and has no Hugging Face repo; pull or publish it again")
     _, _, entry = remote[0]

@@ -206,9 +206,10 @@ def entries() -> Iterator[tuple[str, str, dict[str, Any]]]:
     seen: dict[str, str | None] = {}
     for source, root in hub.sources():
         for name, entry in read_index(root).items():
-            on_disk = (live_folder(root / name) / CONFIG).is_file()
-            where = source if on_disk else (f"hf://{entry['repo_id']}" if entry.get("repo_id")
-                                            else f"{source} (missing)")
+            where = source if hub.on_disk(source, root / name) else (
+                f"hf://{entry['repo_id']}" if entry.get("repo_id") else
+                f"{source} (weights not installed)" if source == hub.SHIPPED else
+                f"{source} (missing)")
             if name in seen and seen[name] == entry.get("sha256"):
                 continue  # the same package in the local hub and the shipped zoo: list it once
             seen[name] = entry.get("sha256")
@@ -224,8 +225,12 @@ def verify(say: Say = info) -> list[str]:
         listed = read_index(root)
         for name, entry in listed.items():
             folder = live_folder(root / name)
-            if not (folder / CONFIG).is_file():
-                if entry.get("repo_id"):
+            if not hub.on_disk(source, folder):
+                if source == hub.SHIPPED and (folder / CONFIG).is_file():
+                    say(f"absent  {name} ({source}): its weights are not in this install; a "
+                        f"checkout's zoo/ has them" + (f", or hf://{entry['repo_id']}"
+                                                        if entry.get("repo_id") else ""))
+                elif entry.get("repo_id"):
                     say(f"remote  {name} ({source}): on hf://{entry['repo_id']} only; "
                         f"'lever-transfer zoo pull {name}' downloads it")
                 else:

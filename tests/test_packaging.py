@@ -22,7 +22,7 @@ def test_shipped_encoder_loads_from_an_installed_wheel(tmp_path):
     script = ("import lever_transfer, logging\n"
               "from lever_transfer import load_encoder\n"
               "logging.basicConfig(level=logging.INFO)\n"  # where it resolved to, on stderr
-              "enc = load_encoder('hub:walker_stand-20k', freeze_layers='all')\n"
+              "enc = load_encoder('hub:walker_stand-60k', freeze_layers='all')\n"
               "print(lever_transfer.__file__)\n"
               "print(enc.metadata['env_steps'], enc.metadata['task'])")
     out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
@@ -32,7 +32,28 @@ def test_shipped_encoder_loads_from_an_installed_wheel(tmp_path):
     assert out.returncode == 0, out.stderr
     module_file, steps = out.stdout.strip().splitlines()
     assert module_file.startswith(str(site))  # not the checkout
-    assert steps == "20000 walker_stand" and "shipped zoo" in out.stderr
+    assert steps == "60000 walker_stand" and "shipped zoo" in out.stderr
     package = site / "lever_transfer"
     assert (package / "py.typed").is_file()  # PEP 561: type checkers read its annotations
     assert (package / "recipes" / "dmc" / "drq_defaults.yaml").is_file()
+
+    # the wheel carries two packages' weights (pyproject.toml); the others say where they are
+    zoo = package / "shipped_zoo"
+    weights = sorted(p.parent.name for p in zoo.glob("*/model.safetensors"))
+    assert weights == ["qbert-100k", "walker_stand-60k"]
+    assert sum(p.stat().st_size for p in zoo.glob("*/model.safetensors")) < 30e6
+    assert (zoo / "walker_stand-20k" / "README.md").is_file()  # every card and config ships
+    missing = subprocess.run(
+        [sys.executable, "-c", "from lever_transfer import load_encoder\n"
+         "load_encoder('hub:walker_stand-20k')"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=120, env={"PYTHONPATH": str(site), "LEVER_HUB": str(tmp_path / "empty"),
+                          "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert missing.returncode != 0
+    assert "weights are not in this install" in missing.stderr and "checkout" in missing.stderr
+    listed = subprocess.run(
+        [sys.executable, "-m", "lever_transfer.cli", "zoo", "verify"], cwd=tmp_path,
+        capture_output=True, text=True, timeout=120,
+        env={"PYTHONPATH": str(site), "LEVER_HUB": str(tmp_path / "empty"),
+             "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert "absent  walker_stand-20k" in listed.stdout and "ok      qbert-100k" in listed.stdout
