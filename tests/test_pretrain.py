@@ -42,8 +42,8 @@ def pretrained(tmp_path_factory):
     invoke("pretrain", "walker_stand_drq", "--steps", "125 agent_steps", "--snapshot-every", "1k",
            "--out", str(run), "--no-progress", *SETS)
     first = read_package(root / "hub" / "walker_stand-1k").config["sha256"]
-    output = invoke("pretrain", "walker_stand_drq", "--steps", "250 agent_steps", "--snapshot-every",
-                    "1k", "--out", str(run), "--no-progress", *SETS)
+    output = invoke("pretrain", "walker_stand_drq", "--steps", "250 agent_steps",
+                    "--snapshot-every", "1k", "--out", str(run), "--no-progress", *SETS)
     assert "resuming" in output
     yield root, run, first
     patch.undo()
