@@ -19,7 +19,8 @@ from lever_transfer.sweep import parse_seeds
 
 TINY = ["--steps", "150 agent_steps", "--freeze-at", "120 agent_steps",
         "--set", "init_steps=100 agent_steps", "--set", "eval_episodes=1",
-        "--set", "eval_every=1M agent_steps", "--set", "checkpoint_every=1M agent_steps"]
+        "--set", "eval_every=1M agent_steps", "--set", "checkpoint_every=1M agent_steps",
+        "--set", "precision=fp32"]  # the runs are subprocesses: the same labels on every CPU
 
 
 def test_sweep_runs_two_seeds_end_to_end_and_reports_them_as_one_setting(tmp_path):
