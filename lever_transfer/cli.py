@@ -299,14 +299,16 @@ def pretrain_offline(data: tuple[Path, ...], objective: str, updates: int, batch
     for item in sets:
         key, _, value = item.partition("=")
         extra[key.strip()] = yaml.safe_load(value)
-    try:
-        settings = OfflineSettings(data=tuple(str(d) for d in data), name=name,
-                                   objective=objective, updates=updates, batch_size=batch_size,
-                                   snapshot_every=snapshot_every, seed=seed, precision=precision,
-                                   **extra)
-    except TypeError as exc:
-        raise LeverError(f"--set: {exc}; the settings are those of OfflineSettings "
-                         f"(lr, temporal_shift, target_tau, ...)") from None
+    settable = ("lr", "temporal_shift", "target_tau", "predictor_hidden", "checkpoint_minutes",
+                "log_every")
+    unknown = sorted(set(extra) - set(settable))
+    if unknown:
+        raise LeverError(f"--set {', '.join(unknown)}: not a setting of pretrain-offline; --set "
+                         f"takes {', '.join(settable)} (the others are options)")
+    settings = OfflineSettings(data=tuple(str(d) for d in data), name=name, objective=objective,
+                               updates=updates, batch_size=batch_size,
+                               snapshot_every=snapshot_every, seed=seed, precision=precision,
+                               **extra)
     run_dir = out or Path("runs") / f"pretrain-offline-{name}-{objective}-s{seed}"
     saved = run_dir / SETTINGS_FILE
     if saved.is_file():
