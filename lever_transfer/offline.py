@@ -67,9 +67,16 @@ class OfflineSettings:
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise LeverError(f"objective {self.objective!r}: use one of {', '.join(OBJECTIVES)}")
-        for key in ("updates", "batch_size", "temporal_shift", "snapshot_every", "log_every"):
-            if int(getattr(self, key)) < 1:
-                raise LeverError(f"{key} must be at least 1, got {getattr(self, key)}")
+        for key in ("updates", "batch_size", "temporal_shift", "snapshot_every", "log_every",
+                    "predictor_hidden", "seed"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (key != "seed"):
+                raise LeverError(f"{key} must be a whole number of at least {int(key != 'seed')},"
+                                 f" got {value!r}")
+        for key in ("lr", "target_tau", "checkpoint_minutes"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise LeverError(f"{key} must be a positive number, got {value!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> OfflineSettings:

@@ -126,3 +126,13 @@ def test_pretrain_offline_publishes_packages_that_finetune_and_the_probe_take(
     assert [r[0] for r in overall] == ["walker_walk", "cartpole_swingup"]
     assert all(len(r[3]) == 3 and all(np.isfinite(r[3])) for r in table.rows)
     assert "hub:tiny-atc-2" in table.table().splitlines()[1]
+
+
+@pytest.mark.parametrize("setting, words", [("lr=abc", "lr must be a positive number"),
+                                            ("temporal_shift=0", "temporal_shift must be"),
+                                            ("lrr=1", "not a setting of pretrain-offline")])
+def test_bad_settings_are_refused_in_one_line(data, tmp_path, setting, words):
+    result = CliRunner().invoke(main, ["pretrain-offline", str(data), "--set", setting,
+                                       "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and words in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "run").exists()
