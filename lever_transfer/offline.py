@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .agents.networks import soft_update
 from .augment import random_crop
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, write_atomic
 from .collect import Episode, load_dataset, read_manifest
@@ -185,10 +186,7 @@ class OfflinePretrainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        with torch.no_grad():
-            online = [p.data for p in self.encoder.parameters()]
-            torch._foreach_lerp_([p.data for p in self.target.parameters()], online,
-                                 s.target_tau)
+        soft_update(self.encoder, self.target, s.target_tau)
         self.step += 1
         return {"loss": loss.item(), "accuracy": accuracy.item()}
 
@@ -299,9 +297,8 @@ class OfflinePretrainer:
         from .collect import action_repeat
 
         s = self.settings
-        explorations = {task: read_manifest(Path(folder))["settings"]["exploration"]
-                        for folder in s.data
-                        for task in read_manifest(Path(folder))["settings"]["tasks"]}
+        collected = [read_manifest(Path(folder))["settings"] for folder in s.data]
+        explorations = {task: c["exploration"] for c in collected for task in c["tasks"]}
         tasks: dict[str, dict[str, Any]] = {}
         for episode in self.episodes:
             entry = tasks.setdefault(episode.task, {
