@@ -16,7 +16,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 def __getattr__(name: str):  # lazy: `lever-transfer --help` should not import torch
     if name in __all__:
-        from . import pretrained
+        from .zoo import encoder
 
-        return getattr(pretrained, name)
+        return getattr(encoder, name)
     raise AttributeError(f"module 'lever_transfer' has no attribute {name!r}")

@@ -23,8 +23,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .checkpoint import write_atomic
 from .errors import LeverError
+from .files import write_atomic
 
 BOOTSTRAP_REPS = 2000
 METRICS = ("IQM", "Median", "Mean", "Optimality gap")

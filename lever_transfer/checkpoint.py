@@ -13,12 +13,10 @@ a half-written directory is never picked up and is cleaned on the next save.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,6 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .errors import LeverError
+from .files import fsync_dir, write_atomic
 
 LATEST = "LATEST"
 TENSORS = "state.safetensors"
@@ -70,59 +69,6 @@ def unflatten(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return skeleton
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def default_permissions(path: Path) -> None:
-    """Give a file or folder made by ``tempfile`` (0600/0700) the usual umask-based mode, so
-    packages and hubs can be shared and shipped like any other files."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask)
-
-
-STALE_AFTER_S = 600  # a write takes seconds; a temporary this old belongs to a killed writer
-
-
-def remove_stale_temporaries(parent: Path, name: str) -> None:
-    """Remove the ``.NAME.*.tmp`` files and folders that killed writers of ``NAME`` left behind
-    (a live writer's temporary is younger than ``STALE_AFTER_S``, so it is left alone)."""
-    cutoff = time.time() - STALE_AFTER_S
-    for leftover in Path(parent).glob(f".{glob.escape(name)}.*.tmp"):
-        try:
-            if leftover.lstat().st_mtime >= cutoff:
-                continue
-            if leftover.is_dir() and not leftover.is_symlink():
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                leftover.unlink(missing_ok=True)
-        except OSError:
-            pass  # gone already, or not ours to remove: never fail a write over a leftover
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a small file so that readers see the old or the new content, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    default_permissions(Path(tmp))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    remove_stale_temporaries(path.parent, path.name)
-
-
 def save_checkpoint(directory: Path, step: int, state: dict[str, Any], keep: int = 1) -> Path:
     """Write ``state`` as checkpoint ``step`` under ``directory`` and point LATEST at it."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -133,7 +79,7 @@ def save_checkpoint(directory: Path, step: int, state: dict[str, Any], keep: int
     try:
         save_file(tensors, str(tmp / TENSORS))
         write_atomic(tmp / SKELETON, json.dumps({"step": step, "state": skeleton}).encode())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if final.exists():
             _discard(final)
         os.replace(tmp, final)

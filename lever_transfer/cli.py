@@ -159,7 +159,7 @@ def run_trainer(cfg: Any, run_dir: Path, progress: bool, restore: bool = False,
         if prepare is not None:
             prepare(trainer, restored)
         if publish and restored:
-            from .zoo import publish_run_snapshots
+            from .zoo.publishing import publish_run_snapshots
 
             publish_run_snapshots(run_dir, say=click.echo, missing_only=True)
     except BaseException:
@@ -174,7 +174,7 @@ def run_trainer(cfg: Any, run_dir: Path, progress: bool, restore: bool = False,
 def _publish_snapshot(run_dir: Path, snapshot: Path, push_to: str | None) -> None:
     """Package a snapshot, publish it to the local hub (and push it, with ``push_to``)."""
     from .run_dir import RunDir
-    from .zoo import package_snapshot, publish, push
+    from .zoo.publishing import package_snapshot, publish, push
 
     name, package = package_snapshot(snapshot, RunDir(run_dir).packages_dir)
     publish(package, name, say=click.echo)
@@ -293,7 +293,7 @@ def pretrain_offline(data: tuple[Path, ...], objective: str, updates: int, batch
     import yaml
 
     from .offline import SETTINGS_FILE, OfflinePretrainer, OfflineSettings
-    from .zoo import publish
+    from .zoo.publishing import publish
 
     extra = {}
     for item in sets:
@@ -345,8 +345,8 @@ def finetune(source: str, recipe: str, freeze_layers: str, transfer: str, steps:
              no_progress: bool) -> None:
     """Train on a target task from a zoo encoder, its first N layers frozen, on latent replay."""
     from .envs import check_task
-    from .hub import resolve
-    from .transfer import frame_spacing_warning, transfer_config
+    from .zoo.hub import resolve
+    from .zoo.transfer import frame_spacing_warning, transfer_config
 
     resolved = resolve(source, say=lambda m: click.echo(m, err=True))
     package = resolved.package
@@ -603,9 +603,9 @@ def probe(references: tuple[str, ...], task: str, episodes: int, layer: str | No
             click.echo(f"wrote {json_path}")
         return
     reference = references[0]
-    from .hub import resolve
     from .probe import probe as run_probe
-    from .zoo import record_probe
+    from .zoo.hub import resolve
+    from .zoo.publishing import record_probe
 
     if record:  # before the minute of probing: can the result be kept where REFERENCE is?
         resolved = resolve(reference, say=lambda message: None)
@@ -646,7 +646,7 @@ def zoo() -> None:
 @one_line_errors
 def zoo_list() -> None:
     """A table of every encoder the local hub and the shipped zoo know."""
-    from .zoo import entries
+    from .zoo.publishing import entries
 
     rows = [(name, str(e.get("source_task")), _steps_text(e), str(e.get("latent_dim")),
              "-" if e.get("eval_return") is None else f"{e['eval_return']:.1f}",
@@ -688,8 +688,8 @@ def _steps_text(entry: dict[str, Any]) -> str:
 @one_line_errors
 def zoo_show(reference: str) -> None:
     """Print an encoder's model card (REFERENCE: NAME, hub:NAME, hf://ORG/REPO or a folder)."""
-    from .hub import as_reference, resolve
-    from .package import CARD
+    from .zoo.hub import as_reference, resolve
+    from .zoo.package import CARD
 
     ref = reference if Path(reference).is_dir() else as_reference(reference)
     package = resolve(ref, say=lambda m: click.echo(m, err=True)).package
@@ -702,7 +702,7 @@ def zoo_show(reference: str) -> None:
 @one_line_errors
 def zoo_verify() -> None:
     """Re-hash every encoder on disk against its config and index."""
-    from .zoo import verify
+    from .zoo.publishing import verify
 
     failed = verify(say=click.echo)
     if failed:
@@ -725,8 +725,8 @@ def zoo_push(name: str | None, repo_id: str | None, push_every: bool, org: str |
              root: Path | None, private: bool | None) -> None:
     """Upload encoder NAME to the Hugging Face Hub (HF_ENDPOINT and your token honoured), or with
     --all --org ORG every shipped encoder, recording where each went."""
-    from .hub import as_reference
-    from .zoo import push, push_all
+    from .zoo.hub import as_reference
+    from .zoo.publishing import push, push_all
 
     if push_every:
         if name or repo_id or not org:
@@ -747,8 +747,8 @@ def zoo_push(name: str | None, repo_id: str | None, push_every: bool, org: str |
 @one_line_errors
 def zoo_pull(reference: str, name: str | None) -> None:
     """Download an encoder (NAME from the index, or hf://ORG/REPO[@REV]) into the local hub."""
-    from .hub import as_reference
-    from .zoo import pull
+    from .zoo.hub import as_reference
+    from .zoo.publishing import pull
 
     pull(as_reference(reference), name, say=click.echo)
 
@@ -758,7 +758,7 @@ def zoo_pull(reference: str, name: str | None) -> None:
 @one_line_errors
 def zoo_publish(run_dir: Path) -> None:
     """Package a run's snapshots and publish them to the local hub (what pretrain does)."""
-    from .zoo import publish_run_snapshots
+    from .zoo.publishing import publish_run_snapshots
 
     publish_run_snapshots(run_dir, say=click.echo)
 

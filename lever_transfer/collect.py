@@ -30,8 +30,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .checkpoint import write_atomic
 from .errors import LeverError
+from .files import write_atomic
 
 FORMAT = "lever-transfer/dmc-dataset/1"
 MANIFEST = "manifest.json"

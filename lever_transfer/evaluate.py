@@ -112,7 +112,7 @@ def load_policy(source: str, device: str = "cpu", precision: str = "auto"
 
 
 def _package_policy(source: str, device: str, precision: str) -> tuple[Any, Any, str]:
-    from .hub import resolve
+    from .zoo.hub import resolve
 
     resolved = resolve(source, say=lambda message: None)
     cfg, agent = package_agent(resolved.package, source, {"device": device,
@@ -126,7 +126,7 @@ def package_agent(package: Any, source: str, overrides: dict[str, Any]) -> tuple
     and for ``probe --policy``."""
     from .agents import agent_for_task
     from .envs import action_size
-    from .transfer import load_into_agent, transfer_config
+    from .zoo.transfer import load_into_agent, transfer_config
 
     if not package.has_heads:
         raise LeverError(f"{source} is an encoder without heads: it cannot act. Finetune it on a "

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from .encoders import FreezeSpec
 from .errors import LeverError
-from .pretrained import ZooEncoder, load_encoder
+from .zoo.encoder import ZooEncoder, load_encoder
 
 # ITU-R BT.601 luma, the weights OpenCV and the ALE use for grayscale
 _LUMA = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)

@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from .checkpoint import write_atomic
 from .errors import LeverError
+from .files import write_atomic
 
 NOT_SCALARS = ("env_steps", "agent_steps", "episode", "interrupted", "latent_replay")
 

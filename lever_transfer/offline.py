@@ -33,10 +33,11 @@ from torch.nn import functional as F
 
 from .agents.networks import soft_update
 from .augment import random_crop
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, write_atomic
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .collect import Episode, load_dataset, read_manifest
 from .encoders import LayeredEncoder, make_encoder
 from .errors import LeverError
+from .files import write_atomic
 from .precision import autocast, full_precision, resolve_precision
 from .runtime import cpu_seconds, keep_freed_memory
 
@@ -276,8 +277,8 @@ class OfflinePretrainer:
 
     def snapshot(self) -> Path:
         """The encoder as a zoo package (its fc doubles as the actor's) in ``packages/``."""
-        from .card import model_card
-        from .package import encoder_spec, write_package
+        from .zoo.card import model_card
+        from .zoo.package import encoder_spec, write_package
 
         cfg = self.cfg
         config = encoder_spec(self.encoder, cfg.encoder, cfg.frame_stack, cfg.render_size,

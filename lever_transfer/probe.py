@@ -37,10 +37,10 @@ import numpy as np
 import torch
 
 from .errors import LeverError
-from .package import EncoderPackage, build_encoder
 from .precision import autocast, resolve_precision
-from .pretrained import ZooEncoder
 from .recipe_files import is_atari_task
+from .zoo.encoder import ZooEncoder
+from .zoo.package import EncoderPackage, build_encoder
 
 DEFAULT_EPISODES = 4
 DEFAULT_EPISODE_STEPS = 250  # a whole walker episode at action repeat 4: 1000 rendered frames
@@ -354,7 +354,7 @@ def probe(reference: str, task: str, *, episodes: int = DEFAULT_EPISODES,
     next to the same for a randomly initialised encoder. The rollout uses the encoder's
     observation spec and frame spacing (``action_repeat`` overrides it); the encoders run in
     ``precision`` (``auto``: bf16 where the CPU multiplies it natively)."""
-    from .hub import resolve
+    from .zoo.hub import resolve
 
     start = time.perf_counter()
     _refuse_atari(task)
@@ -418,7 +418,7 @@ def compare(references: Sequence[str], tasks: Sequence[str], *,
     (and ``state (overall)``), each encoder's last-layer R^2 and the first encoder's random
     init. A task is rolled out once, at the first encoder's spacing for it (``action_repeat``
     overrides), and every encoder reads that rollout."""
-    from .hub import resolve
+    from .zoo.hub import resolve
 
     start = time.perf_counter()
     packages = [resolve(ref, say=lambda message: None).package for ref in references]

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .checkpoint import write_atomic
 from .errors import LeverError
+from .files import write_atomic
 from .registry import AGENTS, DEFAULT_AGENT
 from .run_dir import CONFIG, METRICS, RunDir
 

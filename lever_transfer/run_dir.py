@@ -24,15 +24,10 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import yaml
 
-from .checkpoint import (
-    checkpoint_step,
-    latest_checkpoint,
-    list_checkpoints,
-    save_checkpoint,
-    write_atomic,
-)
+from .checkpoint import checkpoint_step, latest_checkpoint, list_checkpoints, save_checkpoint
 from .config import Config, load_config
 from .errors import ConfigError, LeverError
+from .files import write_atomic
 from .metrics import read_metrics
 
 CONFIG = "config.yaml"

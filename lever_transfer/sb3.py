@@ -28,7 +28,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from .encoders import FreezeSpec
 from .errors import LeverError
 from .gym_wrapper import layer_output_shape
-from .pretrained import ZooEncoder, load_encoder
+from .zoo.encoder import ZooEncoder, load_encoder
 
 
 def check_observation_space(space: spaces.Space, zoo: ZooEncoder, normalized_images: bool

@@ -36,15 +36,15 @@ from .envs import action_size, evaluation_env, training_env
 from .errors import LeverError
 from .evaluate import evaluate
 from .flops import CachedFlops
-from .hub import info
+from .log import info
 from .metrics import MetricsLog
-from .package import EncoderPackage, write_package
 from .precision import resolve_precision
 from .replay import LatentReplay, PixelReplay
 from .replay.pixel import pixel_entry_bytes
 from .replay.samplers import resume_init_args
 from .run_dir import RunDir
 from .runtime import cpu_seconds, keep_freed_memory
+from .zoo.package import EncoderPackage, write_package
 
 # what stops a run cleanly (a checkpoint first): Ctrl-C, a closed terminal, a shutdown or `kill`
 STOP_SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM)
@@ -190,7 +190,7 @@ class Trainer:
 
     def load_pretrained(self, package: EncoderPackage) -> None:
         """Start from a zoo encoder: its observation spec must fit, its weights load strictly."""
-        from .transfer import load_into_agent
+        from .zoo.transfer import load_into_agent
 
         load_into_agent(self.agent, package, self.cfg, self.action_size)
 
@@ -422,8 +422,8 @@ class Trainer:
     # ------------------------------------------------------------------ what a run keeps
     def save_encoder(self) -> Path:
         """The run's encoder (and heads) as a zoo package in the run's ``encoder`` folder."""
-        from .card import model_card
-        from .zoo import package_config
+        from .zoo.card import model_card
+        from .zoo.publishing import package_config
 
         c = self.counters
         config = package_config(self.cfg, self.action_size, agent_steps=c.agent_steps,

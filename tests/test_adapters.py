@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from lever_transfer.errors import LeverError
 from lever_transfer.gym_wrapper import ZooLatentObservation, resize_frames, to_grayscale
-from lever_transfer.pretrained import ZooEncoder, load_encoder
+from lever_transfer.zoo.encoder import ZooEncoder, load_encoder
 
 WALKER = "hub:walker_stand-60k"  # 3 stacked RGB frames, render 100, crop 84, latent (50,)
 QBERT = "hub:qbert-100k"  # 4 stacked grayscale frames, 84x84

@@ -2,7 +2,8 @@
 huggingface_hub, and name gymnasium environment ids.
 
 After changing card.py, regenerate the shipped cards (the weights and their sha256 stay):
-    python -c "from pathlib import Path; from lever_transfer.card import rewrite_shipped_cards; \
+    python -c "from pathlib import Path; from lever_transfer.zoo.publishing import \
+rewrite_shipped_cards; \
 rewrite_shipped_cards(Path('zoo'))"
 """
 
@@ -15,10 +16,10 @@ import pytest
 from dm_control import suite
 from huggingface_hub import ModelCard
 
-from lever_transfer.card import model_card
-from lever_transfer.hub import read_index, shipped_zoo
-from lever_transfer.package import CARD, read_package
 from lever_transfer.recipe_files import environment_id
+from lever_transfer.zoo.card import model_card
+from lever_transfer.zoo.hub import read_index, shipped_zoo
+from lever_transfer.zoo.package import CARD, read_package
 
 SHIPPED = sorted(read_index(shipped_zoo()))
 

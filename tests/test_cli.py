@@ -111,10 +111,10 @@ def test_eval_plays_the_shipped_qbert_encoder_with_its_heads(tmp_path, monkeypat
 def _publish_rainbow_package(hub_root, tmp_path, name: str, with_heads: bool, recipe: bool):
     import gymnasium as gym
 
-    from lever_transfer import zoo
     from lever_transfer.agents import make_agent
     from lever_transfer.config import load_config
-    from lever_transfer.package import write_package
+    from lever_transfer.zoo import publishing as zoo
+    from lever_transfer.zoo.package import write_package
 
     cfg = load_config("atari:qbert", {"hidden_dim": 32, "device": "cpu"})
     agent = make_agent(cfg, (4, 84, 84), gym.spaces.Discrete(6))
@@ -164,9 +164,9 @@ def test_zoo_publish_packages_every_snapshot_and_hub_names_resolve_to_them(
         qbert_runs, tmp_path, monkeypatch):
     import torch
 
-    from lever_transfer import hub
     from lever_transfer.checkpoint import load_checkpoint
-    from lever_transfer.pretrained import load_encoder
+    from lever_transfer.zoo import hub
+    from lever_transfer.zoo.encoder import load_encoder
 
     pretrain = qbert_runs[0]
     monkeypatch.setenv("LEVER_HUB", str(tmp_path / "hub"))

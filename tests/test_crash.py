@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from lever_transfer.checkpoint import load_checkpoint
-from lever_transfer.package import read_package
 from lever_transfer.replay import LatentReplay, PixelReplay
 from lever_transfer.run_dir import RunDir
+from lever_transfer.zoo.package import read_package
 
 # Atari checkpoints wait for a game's end (untrained Qbert: near agent steps 300 and 660), so
 # the run is long enough to hold one before Tf and one after it

@@ -13,11 +13,12 @@ import textwrap
 import time
 from pathlib import Path
 
-from lever_transfer import hub, zoo
-from lever_transfer.checkpoint import STALE_AFTER_S
-from lever_transfer.hub import read_index, resolve, write_index
-from lever_transfer.package import read_package
+from lever_transfer.files import STALE_AFTER_S
 from lever_transfer.run_dir import RunDir
+from lever_transfer.zoo import hub
+from lever_transfer.zoo import publishing as zoo
+from lever_transfer.zoo.hub import read_index, resolve, write_index
+from lever_transfer.zoo.package import read_package
 
 from .test_zoo import make_package
 
@@ -28,7 +29,7 @@ NAME = "walker_walk-1k"
 KILLER = textwrap.dedent("""
     import os, shutil, signal, sys
     from pathlib import Path
-    from lever_transfer import zoo
+    from lever_transfer.zoo import publishing as zoo
     calls = 0
     def killing(fn):
         def wrapper(*args, **kwargs):

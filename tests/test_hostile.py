@@ -20,14 +20,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
-from lever_transfer import zoo
 from lever_transfer.cli import main
 from lever_transfer.config import FIELD_NAMES, load_config
 from lever_transfer.errors import ConfigError, LeverError
-from lever_transfer.package import CONFIG, WEIGHTS, sha256_file
-from lever_transfer.pretrained import load_encoder
 from lever_transfer.registry import AGENTS
 from lever_transfer.settings import field_names
+from lever_transfer.zoo import publishing as zoo
+from lever_transfer.zoo.encoder import load_encoder
+from lever_transfer.zoo.package import CONFIG, WEIGHTS, sha256_file
 
 from .test_zoo import make_package
 

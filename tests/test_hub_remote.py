@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lever_transfer import hub, zoo
-from lever_transfer.package import read_package
+from lever_transfer.zoo import hub
+from lever_transfer.zoo import publishing as zoo
+from lever_transfer.zoo.package import read_package
 
 from .hub_server import hub_server  # noqa: F401  (fixture)
 from .test_zoo import make_package

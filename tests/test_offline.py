@@ -12,12 +12,12 @@ import torch
 from click.testing import CliRunner
 from torch.nn import functional as F
 
-from lever_transfer import hub
 from lever_transfer.augment import random_crop
 from lever_transfer.cli import main
 from lever_transfer.collect import Episode, Plan, collect
 from lever_transfer.offline import OfflinePretrainer, OfflineSettings, Sampler
 from lever_transfer.probe import compare
+from lever_transfer.zoo import hub
 
 pytestmark = pytest.mark.slow
 

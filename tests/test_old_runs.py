@@ -18,7 +18,7 @@ import torch
 from click.testing import CliRunner
 
 from lever_transfer.cli import main
-from lever_transfer.pretrained import load_encoder
+from lever_transfer.zoo.encoder import load_encoder
 
 OLD_RUNS = Path(__file__).parent / "data" / "runs-0.1"
 RUNS = {"walker_walk-sac_curl": 120, "qbert-rainbow-prioritized": 150}

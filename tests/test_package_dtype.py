@@ -14,20 +14,20 @@ import torch
 from safetensors import safe_open
 
 from lever_transfer.errors import LeverError
-from lever_transfer.package import (
+from lever_transfer.zoo.encoder import load_encoder
+from lever_transfer.zoo.package import (
     CARD,
     CONFIG,
     WEIGHTS,
     WRITTEN_KEYS,
     PackageError,
-    convert_package,
     read_config,
     read_package,
     sha256_file,
     write_package,
 )
-from lever_transfer.pretrained import load_encoder
-from lever_transfer.transfer import load_into_agent
+from lever_transfer.zoo.publishing import convert_package
+from lever_transfer.zoo.transfer import load_into_agent
 
 from .conftest import OBS_SHAPE, make_small_config
 from .test_package_header import (

@@ -12,8 +12,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lever_transfer.package import CONFIG, WEIGHTS, PackageError, read_package, sha256_file
-from lever_transfer.pretrained import ZooEncoder
+from lever_transfer.zoo.encoder import ZooEncoder
+from lever_transfer.zoo.package import CONFIG, WEIGHTS, PackageError, read_package, sha256_file
 
 from .test_zoo import make_package
 

@@ -22,8 +22,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from lever_transfer import package as pkg
-from lever_transfer.package import (
+from lever_transfer.zoo import package as pkg
+from lever_transfer.zoo.package import (
     CONFIG,
     MAX_LAYER_SIZE,
     WEIGHTS,
@@ -84,7 +84,7 @@ def test_crafted_configs_are_within_the_bounds_and_ask_for_what_they_claim(craft
 
 CHILD = textwrap.dedent("""
     import atexit, os, re, resource, runpy, sys
-    import torch, lever_transfer.cli, lever_transfer.pretrained  # the big imports, uncapped
+    import torch, lever_transfer.cli, lever_transfer.zoo.encoder  # the big imports, uncapped
 
     def report_peak():  # this process's own high-water mark, since its exec
         peak = re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)
@@ -98,7 +98,7 @@ CHILD = textwrap.dedent("""
     args = sys.argv[1:]
     if args[0] == "api":
         try:
-            lever_transfer.pretrained.load_encoder(args[1])
+            lever_transfer.zoo.encoder.load_encoder(args[1])
         except lever_transfer.errors.LeverError as exc:
             print(f"error: {{exc}}", file=sys.stderr)
             sys.exit(2)

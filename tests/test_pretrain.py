@@ -10,11 +10,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from lever_transfer import hub
 from lever_transfer.checkpoint import load_checkpoint
 from lever_transfer.cli import main
-from lever_transfer.package import read_package
 from lever_transfer.run_dir import RunDir
+from lever_transfer.zoo import hub
+from lever_transfer.zoo.package import read_package
 
 from .test_train import TINY
 

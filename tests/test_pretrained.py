@@ -10,7 +10,7 @@ import torch
 
 from lever_transfer import ZooEncoder, list_encoders, load_encoder
 from lever_transfer.errors import LeverError
-from lever_transfer.package import read_package
+from lever_transfer.zoo.package import read_package
 
 SHIPPED = "hub:walker_stand-60k"
 

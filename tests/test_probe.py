@@ -10,12 +10,8 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lever_transfer import hub, zoo
-from lever_transfer.card import model_card
 from lever_transfer.cli import main
 from lever_transfer.errors import LeverError
-from lever_transfer.package import read_package
-from lever_transfer.pretrained import load_encoder
 from lever_transfer.probe import (
     contiguous_blocks,
     folds,
@@ -23,6 +19,11 @@ from lever_transfer.probe import (
     probe,
     r2_per_dimension,
 )
+from lever_transfer.zoo import hub
+from lever_transfer.zoo import publishing as zoo
+from lever_transfer.zoo.card import model_card
+from lever_transfer.zoo.encoder import load_encoder
+from lever_transfer.zoo.package import read_package
 
 EPISODES = np.repeat(np.arange(4), 250)  # the default budget's shape: 4 episodes of 250 steps
 

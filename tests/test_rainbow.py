@@ -249,7 +249,7 @@ def test_atari_encoders_go_through_the_zoo_and_across_games(tmp_path, monkeypatc
     """pretrain atari:qbert publishes qbert-300; finetune loads it into Pong (same 6 actions:
     heads too) and refuses full transfer to Breakout (4 actions)."""
     from lever_transfer import load_encoder
-    from lever_transfer.package import read_package
+    from lever_transfer.zoo.package import read_package
 
     monkeypatch.setenv("LEVER_HUB", str(tmp_path / "hub"))
     runner = CliRunner()

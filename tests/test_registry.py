@@ -19,7 +19,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from lever_transfer import config as config_module
-from lever_transfer import zoo
 from lever_transfer.accounting import latent_batch, pixel_batch
 from lever_transfer.agents import make_agent
 from lever_transfer.augment import center_crop
@@ -27,10 +26,11 @@ from lever_transfer.config import is_atari_task, list_recipes, load_config
 from lever_transfer.encoders import ImpalaEncoder, make_encoder
 from lever_transfer.envs import action_size
 from lever_transfer.errors import ConfigError
-from lever_transfer.package import read_package, write_package
-from lever_transfer.pretrained import load_encoder
 from lever_transfer.registry import AGENTS, ENCODERS, encoder_class
-from lever_transfer.transfer import architecture_overrides, load_into_agent
+from lever_transfer.zoo import publishing as zoo
+from lever_transfer.zoo.encoder import load_encoder
+from lever_transfer.zoo.package import read_package, write_package
+from lever_transfer.zoo.transfer import architecture_overrides, load_into_agent
 
 from .test_agent import snapshot
 

@@ -10,9 +10,9 @@ from lever_transfer.checkpoint import load_checkpoint
 from lever_transfer.cli import main
 from lever_transfer.config import load_config
 from lever_transfer.errors import LeverError
-from lever_transfer.package import read_package
 from lever_transfer.run_dir import RunDir
 from lever_transfer.steps import StepCount
+from lever_transfer.zoo.package import read_package
 
 TINY = {"steps": "300 agent_steps", "init_steps": "100 agent_steps",
         "freeze_at": "150 agent_steps", "snapshot_every": "100 agent_steps",
@@ -53,7 +53,7 @@ def test_a_real_run_reads_back_through_its_run_dir(real_run):
 
 
 def test_snapshots_are_packaged_into_the_run_dir_then_published(real_run, tmp_path):
-    from lever_transfer.zoo import publish_run_snapshots
+    from lever_transfer.zoo.publishing import publish_run_snapshots
 
     _, run = real_run
     names = publish_run_snapshots(run.path, root=tmp_path / "hub", say=lambda s: None)

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from lever_transfer import hub
 from lever_transfer.cli import main
 from lever_transfer.errors import LeverError
 from lever_transfer.sweep import parse_seeds
+from lever_transfer.zoo import hub
 
 TINY = ["--steps", "150 agent_steps", "--freeze-at", "120 agent_steps",
         "--set", "init_steps=100 agent_steps", "--set", "eval_episodes=1",

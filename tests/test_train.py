@@ -8,8 +8,8 @@ import pytest
 
 from lever_transfer.config import load_config
 from lever_transfer.metrics import read_metrics
-from lever_transfer.package import read_package
 from lever_transfer.train import Trainer
+from lever_transfer.zoo.package import read_package
 
 # walker_walk at action repeat 8: 125 agent steps per episode, so a run of 250 agent steps is
 # two episodes; Tf = 100 falls inside the first one.

@@ -13,19 +13,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from lever_transfer import hub, zoo
 from lever_transfer.agents.sac_curl import SacCurlAgent
-from lever_transfer.card import model_card
 from lever_transfer.errors import LeverError
-from lever_transfer.package import (
+from lever_transfer.zoo import hub
+from lever_transfer.zoo import publishing as zoo
+from lever_transfer.zoo.card import model_card
+from lever_transfer.zoo.encoder import load_encoder
+from lever_transfer.zoo.package import (
     CONFIG,
     WEIGHTS,
     PackageError,
     read_package,
     write_package,
 )
-from lever_transfer.pretrained import load_encoder
-from lever_transfer.transfer import load_into_agent
+from lever_transfer.zoo.transfer import load_into_agent
 
 from .conftest import OBS_SHAPE, latent_batch, pixel_batch
 
@@ -93,7 +94,7 @@ def _config_not_matching(path: Path) -> None:
 def _extra_tensor(path: Path) -> None:
     from safetensors.torch import load_file, save_file
 
-    from lever_transfer.package import sha256_file
+    from lever_transfer.zoo.package import sha256_file
     tensors = load_file(str(path / WEIGHTS))
     tensors["encoder.sneaky"] = torch.zeros(3)
     save_file(tensors, str(path / WEIGHTS))

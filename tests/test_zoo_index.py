@@ -11,7 +11,8 @@ import sys
 import textwrap
 import time
 
-from lever_transfer import hub, zoo
+from lever_transfer.zoo import hub
+from lever_transfer.zoo import publishing as zoo
 
 from .test_zoo import make_package
 
@@ -20,7 +21,7 @@ from .test_zoo import make_package
 PUBLISHER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from lever_transfer import zoo
+    from lever_transfer.zoo import publishing as zoo
     while not Path(sys.argv[4]).exists():
         time.sleep(0.005)
     for i in range(15):

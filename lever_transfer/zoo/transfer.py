@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .config import Config, is_atari_task, load_config
-from .errors import LeverError
+from ..config import Config, is_atari_task, load_config
+from ..errors import LeverError
+from ..registry import SUITE_CHANNELS, agent_entry, heads_agent
 from .package import EncoderPackage
-from .registry import SUITE_CHANNELS, agent_entry, heads_agent
 
 ARCHITECTURE_KEYS = ("encoder", "feature_dim", "num_filters", "num_conv_layers")
 OBSERVATION_KEYS = ("frame_stack", "render_size", "crop_size")

@@ -8,12 +8,11 @@ shimmy registers it, ``dm_control/walker-stand-v0``), tags without colons, and a
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Mapping
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from .recipe_files import environment_id
+from ..recipe_files import environment_id
 
 PAPER = "https://arxiv.org/abs/2103.02886"
 CITATION = """@inproceedings{chen2021improving,
@@ -203,17 +202,3 @@ def _precision_line(config: Mapping[str, Any]) -> str:
         return ""
     return ("\n- Weights stored as float16 (loaded as float32); the float32 package is the "
             "pretraining run's `packages/` folder (`lever-transfer pretrain` writes it)")
-
-
-def rewrite_shipped_cards(root: Path) -> list[str]:
-    """Write every package's card in the zoo folder ``root`` again from its config (after a
-    change to this module); weights and sha256 are untouched. Returns the names."""
-    from .checkpoint import write_atomic
-    from .hub import read_index
-    from .package import CARD, read_package
-
-    names = sorted(read_index(root))
-    for name in names:
-        folder = Path(root) / name
-        write_atomic(folder / CARD, model_card(name, read_package(folder).config).encode())
-    return names

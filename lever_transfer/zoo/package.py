@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -39,12 +38,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from . import __version__
-from .card import model_card
-from .checkpoint import _fsync_dir, default_permissions, remove_stale_temporaries, write_atomic
-from .encoders import LayeredEncoder, make_encoder
-from .errors import LeverError
-from .registry import HEAD_KINDS, heads_agent
+from .. import __version__
+from ..encoders import LayeredEncoder, make_encoder
+from ..errors import LeverError
+from ..files import default_permissions, fsync_dir, live_folder, replace_dir, write_atomic
+from ..registry import HEAD_KINDS, heads_agent
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -121,8 +119,8 @@ def write_package(directory: Path, tensors: Mapping[str, torch.Tensor], config: 
     default_permissions(tmp)
     try:
         write_package_files(tmp, tensors, config, card, dtype=dtype)
-        _fsync_dir(tmp)
-        _replace_dir(tmp, directory)
+        fsync_dir(tmp)
+        replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -168,42 +166,6 @@ def _to_stored(name: str, tensor: torch.Tensor, stored: torch.dtype) -> torch.Te
         raise LeverError(f"tensor {name} holds values beyond {stored}'s range "
                          f"(largest {tensor.abs().max().item():.4g}); store it as float32")
     return out
-
-
-def convert_package(src: Path, dst: Path, dtype: str = "float16", name: str | None = None
-                    ) -> Path:
-    """Write the verified package ``src`` again into ``dst`` with its weights stored as ``dtype``
-    (float16: half the file, for packages shipped in a checkout; loading gives float32 again).
-
-    The config is kept except what ``write_package`` fills in (new sha256, ``stored_dtype``); the
-    model card is regenerated for ``name`` (default: ``dst``'s folder name), since it quotes the
-    sha256. ``dst`` is written atomically and may be ``src``. Example::
-
-        convert_package("runs/x/packages/walker_stand-60k", "zoo/walker_stand-60k")
-    """
-    package = read_package(src)
-    name = name or Path(dst).name
-    config = {k: v for k, v in package.config.items() if k not in WRITTEN_KEYS}
-    card = (lambda c: model_card(name, c)) if "source" in config else None
-    return write_package(Path(dst), package.tensors, config, card, dtype=dtype)
-
-
-def _replace_dir(new: Path, directory: Path) -> None:
-    """Swap ``new`` in for ``directory`` by two renames (Linux cannot swap folders in one); a
-    crash between them leaves the previous package as ``.NAME.old``, which readers fall back to
-    and the next write puts back first. Temporaries of killed writes are removed after."""
-    old = _interrupted(directory)
-    if not directory.exists() and old.exists():  # a crash between the two renames, last time
-        os.replace(old, directory)
-    if directory.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(directory, old)
-        os.replace(new, directory)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, directory)
-    _fsync_dir(directory.parent)
-    remove_stale_temporaries(directory.parent, directory.name)
 
 
 # ---------------------------------------------------------------------------- reading
@@ -293,19 +255,6 @@ def read_config(directory: Path) -> dict[str, Any]:
         raise PackageError(f"{path}: layer sizes {sizes} are not positive integers up to "
                            f"{MAX_LAYER_SIZE}; not a config lever-transfer wrote: re-publish it")
     return config
-
-
-def _interrupted(directory: Path) -> Path:
-    """Where ``_replace_dir`` keeps the previous package while it swaps in a new one."""
-    return directory.with_name(f".{directory.name}.old")
-
-
-def live_folder(directory: Path) -> Path:
-    """``directory``, or the previous package that a write killed between its two renames left
-    as ``.NAME.old`` (see ``_replace_dir``)."""
-    directory = Path(directory)
-    interrupted = _interrupted(directory)
-    return interrupted if not directory.exists() and interrupted.is_dir() else directory
 
 
 def read_package(directory: Path, expected_sha256: str | tuple[str, ...] | None = None

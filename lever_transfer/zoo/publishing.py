@@ -15,19 +15,21 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..checkpoint import load_checkpoint
+from ..config import Config
+from ..encoders import make_encoder
+from ..errors import LeverError
+from ..files import default_permissions, live_folder, replace_dir, write_atomic
+from ..log import Say, info
+from ..registry import SUITE_CHANNELS, agent_entry
+from ..run_dir import RunDir
 from . import hub
 from .card import model_card
-from .checkpoint import default_permissions, load_checkpoint, write_atomic
-from .config import Config
-from .encoders import make_encoder
-from .errors import LeverError
 from .hub import (
-    Say,
     accepted_sha256,
     check_name,
     index_entry,
     index_lock,
-    info,
     local_hub,
     probe_summary,
     read_index,
@@ -37,17 +39,14 @@ from .hub import (
 from .package import (
     CARD,
     CONFIG,
+    WRITTEN_KEYS,
     EncoderPackage,
     PackageError,
-    _replace_dir,
     encoder_spec,
-    live_folder,
     read_config,
     read_package,
     write_package,
 )
-from .registry import SUITE_CHANNELS, agent_entry
-from .run_dir import RunDir
 
 
 def snapshot_name(task: str, env_steps: int) -> str:
@@ -66,7 +65,7 @@ def package_config(cfg: Config, action_dim: int, *, agent_steps: int, flops: int
     ``action_dim`` is the action count of a discrete (Atari) task; ``curve`` the run's
     evaluations up to this point (``learning_curve``), which the model card shows; ``cpu_s``
     the run's CPU seconds (None for runs logged before metrics had them)."""
-    from .agents import agent_class
+    from ..agents import agent_class
 
     entry = agent_entry(cfg.algorithm)
     obs_shape = (SUITE_CHANNELS[entry.suite] * cfg.frame_stack, cfg.crop_size, cfg.crop_size)
@@ -111,7 +110,7 @@ def package_snapshot(snapshot: Path, packages: Path, name: str | None = None) ->
     _, state = load_checkpoint(snapshot)
     cfg = Config.from_dict(state["config"], origin=f"{snapshot}/state.json")
     weights = state["weights"]
-    from .agents import agent_class
+    from ..agents import agent_class
 
     action_dim = agent_class(cfg.algorithm).action_size_of(weights, cfg)
     name = check_name(name or snapshot_name(cfg.task, int(state["env_steps"])))
@@ -149,7 +148,7 @@ def publish(package_dir: Path, name: str, root: Path | None = None, say: Say = i
             old = entries.get(name, {})
             if old.get("sha256") not in (None, sha):  # readers accept both while the folder swaps
                 write_index(root, {**entries, name: {**old, "replacing_with": sha}})
-            _replace_dir(tmp, root / name)
+            replace_dir(tmp, root / name)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -349,3 +348,33 @@ def record_probe(name: str, result: dict[str, Any], root: Path) -> Path:
 
 def show(reference: str, say: Say = info) -> EncoderPackage:
     return resolve(reference, say).package
+
+
+# ---------------------------------------------------------------- maintenance of shipped packages
+
+def convert_package(src: Path, dst: Path, dtype: str = "float16", name: str | None = None
+                    ) -> Path:
+    """Write the verified package ``src`` again into ``dst`` with its weights stored as ``dtype``
+    (float16: half the file, for packages shipped in a checkout; loading gives float32 again).
+
+    The config is kept except what ``write_package`` fills in (new sha256, ``stored_dtype``); the
+    model card is regenerated for ``name`` (default: ``dst``'s folder name), since it quotes the
+    sha256. ``dst`` is written atomically and may be ``src``. Example::
+
+        convert_package("runs/x/packages/walker_stand-60k", "zoo/walker_stand-60k")
+    """
+    package = read_package(src)
+    name = name or Path(dst).name
+    config = {k: v for k, v in package.config.items() if k not in WRITTEN_KEYS}
+    card = (lambda c: model_card(name, c)) if "source" in config else None
+    return write_package(Path(dst), package.tensors, config, card, dtype=dtype)
+
+
+def rewrite_shipped_cards(root: Path) -> list[str]:
+    """Write every package's card in the zoo folder ``root`` again from its config (after a
+    change to card.py); weights and sha256 are untouched. Returns the names."""
+    names = sorted(read_index(root))
+    for name in names:
+        folder = Path(root) / name
+        write_atomic(folder / CARD, model_card(name, read_package(folder).config).encode())
+    return names

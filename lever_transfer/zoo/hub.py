@@ -19,26 +19,25 @@ Hub download, as ``from_pretrained`` takes them.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import yaml
 
-from .checkpoint import write_atomic
-from .errors import LeverError
+from ..errors import LeverError
+from ..files import live_folder, write_atomic
+from ..log import Say, info
 from .package import (
     CARD,
     CONFIG,
     WEIGHTS,
     EncoderPackage,
     PackageError,
-    live_folder,
     read_package,
 )
 
@@ -47,15 +46,6 @@ INDEX_LOCK = ".index.lock"
 LOCAL, SHIPPED = "local hub", "shipped zoo"  # where hub:NAME looks, in this order
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,95}")
 REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
-Say = Callable[[str], None]
-log = logging.getLogger("lever_transfer")
-
-
-def info(message: str) -> None:
-    """The library's default ``say``: the ``lever_transfer`` logger at INFO."""
-    log.info(message)
-
-
 @dataclass(frozen=True)
 class DownloadOptions:
     """huggingface_hub's download arguments, passed through unchanged to ``hf_hub_download``."""

@@ -29,10 +29,10 @@ import torch
 from huggingface_hub import ModelHubMixin
 from torch import nn
 
-from .augment import center_crop
+from ..augment import center_crop
+from ..encoders import FreezeSpec, LayeredEncoder
+from ..errors import LeverError
 from .card import model_card
-from .encoders import FreezeSpec, LayeredEncoder
-from .errors import LeverError
 from .hub import DownloadOptions, resolve, split_revision
 from .package import EncoderPackage, write_package_files
 
@@ -174,7 +174,7 @@ def list_encoders(pattern: str | None = None) -> list[dict[str, Any]]:
     per name (``name``, ``where`` and the index entry: source task, env steps, evaluation
     return, latent size, sha256...), sorted by name; ``pattern`` is a shell wildcard
     (``"walker_*"``)."""
-    from .zoo import entries
+    from .publishing import entries
 
     found = [{"name": name, "where": where, **entry} for name, where, entry in entries()
              if pattern is None or fnmatch.fnmatchcase(name, pattern)]
