@@ -695,7 +695,7 @@ def zoo_show(reference: str) -> None:
     package = resolve(ref, say=lambda m: click.echo(m, err=True)).package
     card = package.path / CARD
     click.echo(card.read_text(encoding="utf-8") if card.is_file()
-               else json.dumps(package.config, indent=2))
+               else json.dumps(package.config.to_json(), indent=2))
 
 
 @zoo.command("verify")

@@ -131,7 +131,7 @@ def package_agent(package: Any, source: str, overrides: dict[str, Any]) -> tuple
     if not package.has_heads:
         raise LeverError(f"{source} is an encoder without heads: it cannot act. Finetune it on a "
                          f"task first (lever-transfer finetune --from {source} --to TASK)")
-    recipe = package.config.get("source", {}).get("recipe")
+    recipe = package.config.source.get("recipe")
     if not isinstance(recipe, dict):
         raise LeverError(f"{source} does not record the recipe it was trained with; evaluate "
                          f"the run it came from instead")

@@ -39,6 +39,7 @@ import torch
 from .errors import LeverError
 from .precision import autocast, resolve_precision
 from .recipe_files import is_atari_task
+from .zoo.config import DEFAULT_ACTION_REPEAT
 from .zoo.encoder import ZooEncoder
 from .zoo.package import EncoderPackage, build_encoder
 
@@ -272,16 +273,16 @@ def encode(encoder: ZooEncoder, observations: np.ndarray, layer: int,
 # ---------------------------------------------------------------------------- the probe
 
 def _action_repeat(package: EncoderPackage, task: str | None = None) -> int:
-    """The frame spacing the encoder learned from (older packages record it under source); an
-    encoder pretrained offline on several tasks learned ``task`` at that task's own spacing."""
-    source = package.config.get("source", {})
-    if source.get("kind") == "offline" and task is not None:
+    """The frame spacing the encoder learned from; an encoder pretrained offline on several
+    tasks learned ``task`` at that task's own spacing."""
+    config = package.config
+    if config.is_offline and task is not None:
         from .collect import action_repeat
 
-        spacing = source.get("tasks", {}).get(task, {}).get("action_repeat")
+        spacing = config.source.get("tasks", {}).get(task, {}).get("action_repeat")
         return int(spacing) if spacing is not None else action_repeat(task)
-    repeat = package.observation.get("action_repeat", source.get("action_repeat"))
-    return int(repeat if repeat is not None else source.get("recipe", {}).get("action_repeat", 2))
+    repeat = package.observation.action_repeat
+    return repeat if repeat is not None else DEFAULT_ACTION_REPEAT
 
 
 def _policy(package: EncoderPackage, reference: str, task: str, action_repeat: int,
@@ -299,7 +300,7 @@ def _refuse_atari(task: str, package: EncoderPackage | None = None) -> None:
     """The probe's targets are dm_control's physics state, which Atari has no counterpart of."""
     if is_atari_task(task):
         what = f"task {task} is"
-    elif package is not None and package.observation["channels"] == 1:
+    elif package is not None and package.observation.channels == 1:
         what = f"encoder {package.path.name} reads"
     else:
         return
@@ -315,9 +316,9 @@ def _collect(package: EncoderPackage, reference: str, task: str, episodes: int,
     from .envs.dmc import make_env
 
     spec = package.observation
-    env = make_env(task, action_repeat=action_repeat, frame_stack=spec["frame_stack"],
-                   render_size=spec["render_size"], seed=seed,
-                   render_quality=package.config.get("source", {}).get("render_quality", "paper"))
+    env = make_env(task, action_repeat=action_repeat, frame_stack=spec.frame_stack,
+                   render_size=spec.render_size, seed=seed,
+                   render_quality=package.config.render_quality)
     try:
         if policy:
             act = _policy(package, reference, task, action_repeat, precision)
@@ -369,7 +370,7 @@ def probe(reference: str, task: str, *, episodes: int = DEFAULT_EPISODES,
     mode = resolve_precision(precision, "cpu").name
     run = _collect(package, reference, task, episodes, episode_steps, policy, seed, repeat, mode)
     segments = run.episode if episodes >= 3 else contiguous_blocks(
-        run.episode, 4, package.observation["frame_stack"])
+        run.episode, 4, package.observation.frame_stack)
     features = {"encoder": encode(encoder, run.observations, index, mode),
                 "random": encode(random_init_encoder(package, seed), run.observations, index,
                                  mode)}
@@ -435,7 +436,7 @@ def compare(references: Sequence[str], tasks: Sequence[str], *,
         run = _collect(first, references[0], task, episodes, episode_steps, False, seed, repeat,
                        mode)
         segments = run.episode if episodes >= 3 else contiguous_blocks(
-            run.episode, 4, first.observation["frame_stack"])
+            run.episode, 4, first.observation.frame_stack)
         last = len(encoders[0].layer_names)  # the latent
         features = [encode(e, run.observations, len(e.layer_names), mode) for e in encoders]
         features.append(encode(random_init_encoder(first, seed), run.observations,

@@ -35,7 +35,7 @@ def test_shipped_cards_are_what_the_code_writes_and_the_hub_parses(name):
     assert data.library_name == "lever-transfer" and data.pipeline_tag == "reinforcement-learning"
     assert data.tags and not any(":" in tag for tag in data.tags)
     result = data.eval_results[0]
-    env_id = environment_id(package.config["source"]["task"])
+    env_id = environment_id(package.config.source["task"])
     assert result.dataset_type == env_id and result.metric_type == "mean_reward"
     assert "@inproceedings{chen2021improving" in card.text and "2103.02886" in card.text
 
@@ -59,7 +59,7 @@ def test_atari_ids_are_registered_gymnasium_ids(task):
 def test_every_shipped_dmc_encoder_has_its_probe_recorded(name):
     """``lever-transfer probe hub:NAME --task walker_walk --record`` was run for each: its card
     and ``zoo list`` show the figure."""
-    probe = read_package(Path(shipped_zoo()) / name).config["probe"]
+    probe = read_package(Path(shipped_zoo()) / name).config.probe
     assert probe["task"] == "walker_walk" and probe["steps"] == 1000 and not probe["policy"]
     assert probe["overall_encoder_r2"] > probe["overall_random_r2"] + 0.1
     assert read_index(shipped_zoo())[name]["probe"]["r2"] == round(probe["overall_encoder_r2"], 4)

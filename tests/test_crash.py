@@ -191,7 +191,7 @@ def test_sigkill_anywhere_then_resume_finishes_the_same_run(tmp_path):
     # 20-step windows: the newest 19 transitions of the game in progress wait for theirs
     assert freeze["transitions_after"] == freeze["transitions_before"] == TF - 19
     assert freeze["capacity_after"] == TF + (STEPS - TF) + 1  # what the rest of the run fills
-    assert read_package(run / "encoder").config["source"]["agent_steps"] == TF
+    assert read_package(run / "encoder").config.source["agent_steps"] == TF
     assert np.all(np.diff([r["flops"] for r in metrics]) >= 0)
 
 

@@ -55,7 +55,7 @@ def publish_killed_at(hub: Path, package: Path, call: int) -> subprocess.Complet
 def test_sigkill_at_every_write_of_a_publish(small_config, tmp_path, monkeypatch):
     old, _ = make_package(small_config, tmp_path / "old", seed=0)
     new, _ = make_package(small_config, tmp_path / "new", seed=1)
-    old_sha, new_sha = (read_package(p).config["sha256"] for p in (old, new))
+    old_sha, new_sha = (read_package(p).config.sha256 for p in (old, new))
     assert old_sha != new_sha
     monkeypatch.setattr(hub, "shipped_zoo", lambda: tmp_path / "no-shipped-zoo")
     hub_dir = tmp_path / "hub"
@@ -71,12 +71,12 @@ def test_sigkill_at_every_write_of_a_publish(small_config, tmp_path, monkeypatch
         assert publish_killed_at(attempt, new, call).returncode == -9
         monkeypatch.setenv("LEVER_HUB", str(attempt))
         resolved = resolve(f"hub:{NAME}", say=lambda m: None)  # usable right after the kill
-        assert resolved.package.config["sha256"] in (old_sha, new_sha), call
+        assert resolved.package.config.sha256 in (old_sha, new_sha), call
         assert zoo.verify(say=lambda m: None) == [], call
         age(attempt.glob(".*.tmp"))  # the killed writer's leftovers, as a later session sees them
         zoo.publish(new, NAME, root=attempt, say=lambda m: None)  # the rerun finishes the job
-        assert read_package(attempt / NAME, read_index(attempt)[NAME]["sha256"]).config[
-            "sha256"] == new_sha
+        entry = read_index(attempt)[NAME]
+        assert read_package(attempt / NAME, entry["sha256"]).config.sha256 == new_sha
         assert {p.name for p in attempt.iterdir()} - {hub.INDEX_LOCK} == {NAME, "index.yaml"}, call
         assert "replacing_with" not in read_index(attempt)[NAME]
 

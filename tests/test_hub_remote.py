@@ -30,7 +30,7 @@ def cli(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.Complete
 def load(env: dict[str, str], reference: str) -> subprocess.CompletedProcess:
     script = ("import logging\nfrom lever_transfer import load_encoder\n"
               "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"  # where it went
-              f"enc = load_encoder({reference!r})\nprint(enc.config['sha256'])")
+              f"enc = load_encoder({reference!r})\nprint(enc.config.sha256)")
     return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                           timeout=180)
 
@@ -45,7 +45,7 @@ def env(hub_server, tmp_path):  # noqa: F811
 def test_push_pull_revisions_and_offline(small_config, tmp_path, env, hub_server):  # noqa: F811
     first, _ = make_package(small_config, tmp_path / "a", seed=0)
     second, _ = make_package(small_config, tmp_path / "b", seed=1)
-    sha1, sha2 = (read_package(p).config["sha256"] for p in (first, second))
+    sha1, sha2 = (read_package(p).config.sha256 for p in (first, second))
     local = Path(env["LEVER_HUB"])
     zoo.publish(first, "walker_walk-1k", local, say=lambda m: None)
     cli(env, "zoo", "push", "walker_walk-1k", "--repo-id", "lever/walker")
@@ -153,7 +153,7 @@ try:
                                      local_files_only=local_only == "1")
 except LeverError as exc:
     sys.exit(f"error: {exc}")
-print(enc.config["sha256"])
+print(enc.config.sha256)
 """
 
 
@@ -165,7 +165,7 @@ def test_from_pretrained_honours_revision_cache_dir_and_local_files_only(
     for package in packages:
         zoo.publish(package, "walker_walk-1k", Path(env["LEVER_HUB"]), say=lambda m: None)
         cli(env, "zoo", "push", "walker_walk-1k", "--repo-id", "lever/walker")
-        shas.append(read_package(package).config["sha256"])
+        shas.append(read_package(package).config.sha256)
         commits.append(hub.read_index(Path(env["LEVER_HUB"]))["walker_walk-1k"]["revision"])
     cache = tmp_path / "my-cache"
     fresh = {**env, "HF_HOME": str(tmp_path / "unused-home")}
@@ -204,7 +204,7 @@ def test_push_all_uploads_every_encoder_and_records_its_repo(small_config, tmp_p
     for seed, name in enumerate(("walker_walk-1k", "walker_walk-2k")):
         package, _ = make_package(small_config, tmp_path / f"p{seed}", seed=seed)
         zoo.publish(package, name, root, say=lambda m: None)
-        shas[name] = read_package(package).config["sha256"]
+        shas[name] = read_package(package).config.sha256
     wrong = cli(env, "zoo", "push", "--all", "--root", str(root), ok=False)
     assert wrong.returncode != 0 and "--org ORG" in wrong.stderr
     out = cli(env, "zoo", "push", "--all", "--org", "lever", "--root", str(root)).stdout

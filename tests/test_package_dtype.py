@@ -58,13 +58,13 @@ def test_float16_package_is_half_the_size_and_hashed_over_the_stored_bytes(packa
     assert 0.49 < ratio < 0.51, ratio  # 2 bytes a value instead of 4, plus the same header
     assert header_dtypes(f32) == {"F32"} and header_dtypes(f16) == {"F16"}
     config16, config32 = read_config(f16), read_config(f32)
-    assert config16["stored_dtype"] == "float16" and config32["stored_dtype"] == "float32"
-    assert config16["sha256"] == sha256_file(f16 / WEIGHTS) != config32["sha256"]
-    assert config16["num_parameters"] == config32["num_parameters"]
-    assert ({k: v for k, v in config16.items() if k not in WRITTEN_KEYS}
-            == {k: v for k, v in config32.items() if k not in WRITTEN_KEYS})
+    assert config16.stored_dtype == "float16" and config32.stored_dtype == "float32"
+    assert config16.sha256 == sha256_file(f16 / WEIGHTS) != config32.sha256
+    assert config16.num_parameters == config32.num_parameters
+    assert ({k: v for k, v in config16.to_json().items() if k not in WRITTEN_KEYS}
+            == {k: v for k, v in config32.to_json().items() if k not in WRITTEN_KEYS})
     card = (f16 / CARD).read_text()  # regenerated: it quotes the new digest and the new name
-    assert config16["sha256"] in card and "# walker_walk-1k-f16" in card
+    assert config16.sha256 in card and "# walker_walk-1k-f16" in card
 
 
 def test_loaded_tensors_are_float32_and_the_float16_rounded_originals(packages):
@@ -161,7 +161,7 @@ def test_conversion_back_to_float32_is_lossless_and_in_place_works(packages, tmp
     shutil.copytree(packages["f16"], folder)
     half = read_package(folder).tensors
     convert_package(folder, folder, dtype="float32")  # in place, atomically
-    assert header_dtypes(folder) == {"F32"} and read_config(folder)["stored_dtype"] == "float32"
+    assert header_dtypes(folder) == {"F32"} and read_config(folder).stored_dtype == "float32"
     back = read_package(folder).tensors
     assert all(torch.equal(back[k], half[k]) for k in half)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["walker_walk-1k"]  # no temporaries

@@ -23,9 +23,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lever_transfer.zoo import package as pkg
+from lever_transfer.zoo.config import MAX_LAYER_SIZE
 from lever_transfer.zoo.package import (
     CONFIG,
-    MAX_LAYER_SIZE,
     WEIGHTS,
     PackageError,
     expected_shapes,
@@ -74,9 +74,9 @@ def allocation_bytes(folder: Path) -> int:
 def test_crafted_configs_are_within_the_bounds_and_ask_for_what_they_claim(crafted):
     """read_config's size bound lets them through: only the header check stands in the way."""
     for label, (filters, features) in CRAFTED.items():
-        args = read_config(crafted[label])["architecture_args"]
-        assert max(args["num_filters"], args["feature_dim"]) <= MAX_LAYER_SIZE
-        assert (args["num_filters"], args["feature_dim"]) == (filters, features)
+        config = read_config(crafted[label])
+        assert max(config.num_filters, config.feature_dim) <= MAX_LAYER_SIZE
+        assert (config.num_filters, config.feature_dim) == (filters, features)
     assert 300 * GB < allocation_bytes(crafted["329GB"]) < 400 * GB
     assert 10 * GB <= allocation_bytes(crafted["15GB"]) <= 20 * GB
     assert os.path.getsize(crafted["329GB"] / WEIGHTS) < 20 * 10**6  # the weights stay small
@@ -138,7 +138,7 @@ def test_crafted_package_is_refused_in_one_line_within_1gb(crafted, tmp_path, la
     if command == "finetune hub:":
         shutil.copytree(folder, tmp_path / "hub" / "crafted-1k")
         (tmp_path / "hub" / "index.yaml").write_text(
-            f"encoders:\n  crafted-1k: {{sha256: {read_config(folder)['sha256']}}}\n")
+            f"encoders:\n  crafted-1k: {{sha256: {read_config(folder).sha256}}}\n")
     args = {"api": ["api", str(folder)], "zoo show": ["zoo", "show", str(folder)],
             "eval": ["eval", str(folder)],
             "finetune": ["finetune", "--from", str(folder), "--to", "walker_walk",
@@ -220,6 +220,6 @@ def test_mismatch_is_refused_from_the_header_before_building(crafted, tmp_path,
 def test_declared_count_is_written_and_optional(crafted, tmp_path):
     """write_package declares num_parameters; packages without one (the shipped zoo) load."""
     package = read_package(crafted["good"])
-    assert package.config["num_parameters"] == sum(t.numel() for t in package.tensors.values())
+    assert package.config.num_parameters == sum(t.numel() for t in package.tensors.values())
     shipped = read_package(ROOT / "zoo" / "qbert-100k")  # dueling heads, noisy buffers
-    assert "num_parameters" not in shipped.config and shipped.has_heads
+    assert shipped.config.num_parameters is None and shipped.has_heads

@@ -41,7 +41,7 @@ def pretrained(tmp_path_factory):
     # 125 agent steps, then resume the same run to 250: snapshots at 1k and 2k env steps
     invoke("pretrain", "walker_stand_drq", "--steps", "125 agent_steps", "--snapshot-every", "1k",
            "--out", str(run), "--no-progress", *SETS)
-    first = read_package(root / "hub" / "walker_stand-1k").config["sha256"]
+    first = read_package(root / "hub" / "walker_stand-1k").config.sha256
     output = invoke("pretrain", "walker_stand_drq", "--steps", "250 agent_steps",
                     "--snapshot-every", "1k", "--out", str(run), "--no-progress", *SETS)
     assert "resuming" in output
@@ -58,7 +58,7 @@ def test_pretrain_publishes_true_steps_and_resumes(pretrained):
     evals = {r["agent_steps"]: r for r in rows if r["kind"] == "eval"}
     assert sorted(evals) == [125, 250]
     for name, env_steps in (("walker_stand-1k", 1000), ("walker_stand-2k", 2000)):
-        source = read_package(root / "hub" / name).config["source"]
+        source = read_package(root / "hub" / name).config.source
         assert source["env_steps"] == env_steps and source["task"] == "walker_stand"
         # DrQ (walker_stand_drq): its 84-pixel encoders exercise finetune's spec handling
         assert source["algorithm"] == "DrQ" and source["agent_steps"] == env_steps // 8

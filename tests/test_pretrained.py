@@ -39,8 +39,8 @@ def test_unknown_keywords_are_errors_not_ignored():
 
 
 def test_revision_pins_a_shipped_name_by_sha256_prefix():
-    sha = load_encoder(SHIPPED).config["sha256"]
-    assert ZooEncoder.from_pretrained(SHIPPED, revision=sha[:12]).config["sha256"] == sha
+    sha = load_encoder(SHIPPED).config.sha256
+    assert ZooEncoder.from_pretrained(SHIPPED, revision=sha[:12]).config.sha256 == sha
     with pytest.raises(LeverError, match="replaced"):  # the walker_stand-20k it replaced
         load_encoder("hub:walker_stand-20k", revision="e2431a64a3e0")
 
@@ -62,7 +62,7 @@ def test_save_pretrained_writes_its_three_files_and_touches_nothing_else(tmp_pat
 
     monkeypatch.chdir(folder / "runs")
     encoder.save_pretrained(".")  # had no folder name to make a temporary sibling from
-    assert read_package(folder / "runs").config["sha256"] == read_package(folder).config["sha256"]
+    assert read_package(folder / "runs").config.sha256 == read_package(folder).config.sha256
     assert (folder / "runs" / "log.csv").is_file()
 
 

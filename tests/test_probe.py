@@ -163,12 +163,12 @@ def test_record_keeps_the_result_in_config_card_index_and_zoo_list(walker_probe,
                                                                    monkeypatch):
     monkeypatch.setenv("LEVER_HUB", str(tmp_path / "hub"))
     zoo.pull("hub:walker_stand-60k", say=lambda m: None)  # a local copy to record into
-    sha = read_package(tmp_path / "hub" / "walker_stand-60k").config["sha256"]
+    sha = read_package(tmp_path / "hub" / "walker_stand-60k").config.sha256
     result = CliRunner().invoke(main, ["probe", "hub:walker_stand-60k", "--task", "walker_walk",
                                        "--episodes", "1", "--record"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     package = read_package(tmp_path / "hub" / "walker_stand-60k", sha)  # weights untouched
-    recorded = package.config["probe"]
+    recorded = package.config.probe
     assert recorded["overall_encoder_r2"] == pytest.approx(walker_probe.overall_encoder_r2)
     card = (package.path / "README.md").read_text()
     assert card == model_card("walker_stand-60k", package.config) and "## Linear probe" in card

@@ -257,9 +257,9 @@ def test_atari_encoders_go_through_the_zoo_and_across_games(tmp_path, monkeypatc
                                   "300", "--out", str(tmp_path / "source"), *SMALL])
     assert result.exit_code == 0, result.output
     package = read_package(tmp_path / "hub" / "qbert-300")
-    assert package.config["heads"] == {"action_dim": 6, "atoms": 51, "hidden_dim": 256,
+    assert package.config.heads == {"action_dim": 6, "atoms": 51, "hidden_dim": 256,
                                        "kind": "dueling_c51"}
-    assert package.observation["channels"] == 1 and package.config["architecture"] == "der"
+    assert package.observation.channels == 1 and package.config.architecture == "der"
     assert "Rainbow on `atari:qbert`" in (tmp_path / "hub" / "qbert-300" / "README.md").read_text()
     result = runner.invoke(main, ["finetune", "--from", "hub:qbert-300", "--to", "atari:pong",
                                   "--transfer", "full", "--steps", "200", "--out",

@@ -146,7 +146,7 @@ def test_agent_is_built_updated_frozen_packaged_and_loaded_back(algorithm, encod
                            agent.package_tensors(agent.state_dict(), agent.num_layers,
                                                  with_heads=True),
                            config)
-    assert read_package(folder).config["architecture"] == encoder
+    assert read_package(folder).config.architecture == encoder
     loaded = load_encoder(str(folder)).eval()
     agent.eval()
     obs = torch.as_tensor(stacks)

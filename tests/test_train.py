@@ -223,7 +223,7 @@ def test_drq_run_freezes_converts_and_resumes_exactly(tmp_path):
     assert last["phase"] == "latents" and last["update_ms"] > 0
     # the first episode's pixel updates (steps 50-100) had no contrastive pass
     assert "critic_loss" in first and "curl_loss" not in first
-    assert read_package(whole / "encoder").config["heads"]["kind"] == "sac_tanh"
+    assert read_package(whole / "encoder").config.heads["kind"] == "sac_tanh"
     crash_at(cfg, crashed, 190)
     resumed = Trainer(cfg, crashed, progress=False, say=lambda s: None)
     assert resumed.restore() and resumed.counters.agent_steps == 125

@@ -140,9 +140,9 @@ def test_unknown_and_ambiguous_names(small_config, tmp_path, hubs):
     zoo.publish(other, "walker_walk-1k", shipped, say=lambda m: None)
     with pytest.raises(LeverError, match="ambiguous"):
         hub.resolve("hub:walker_walk-1k", say=lambda m: None)
-    sha = read_package(other).config["sha256"]
+    sha = read_package(other).config.sha256
     pinned = hub.resolve(f"hub:walker_walk-1k@{sha[:12]}", say=lambda m: None)
-    assert pinned.source == "shipped zoo" and pinned.package.config["sha256"] == sha
+    assert pinned.source == "shipped zoo" and pinned.package.config.sha256 == sha
     with pytest.raises(LeverError, match="invalid encoder name"):
         hub.resolve("hub:../../etc", say=lambda m: None)
 
@@ -251,7 +251,7 @@ def test_a_replaced_package_is_recorded_and_a_pin_to_it_says_what_changed(small_
     entry = hub.read_index(hubs[0])["walker_walk-1k"]
     assert entry["sha256"] != old and entry["replaced"][0]["sha256"] == old
     assert "retrained longer" in entry["replaced"][0]["note"]
-    assert hub.resolve("hub:walker_walk-1k", say=lambda m: None).package.config["sha256"] == \
+    assert hub.resolve("hub:walker_walk-1k", say=lambda m: None).package.config.sha256 == \
         entry["sha256"]
     with pytest.raises(LeverError) as exc:
         hub.resolve(f"hub:walker_walk-1k@{old[:12]}", say=lambda m: None)

@@ -38,7 +38,7 @@ from torch import nn
 from ..encoders import FreezeSpec, make_encoder
 from ..flops import LayerFlops, layer_table
 from ..replay import LatentBatch, PixelBatch, PrioritizedSampler, Sampler, UniformSampler
-from ..zoo.package import MAX_LAYER_SIZE
+from ..zoo.config import MAX_LAYER_SIZE
 from .base import Agent, UpdateResult, mixed_precision
 from .distributional import DuelingC51Head, project_distribution
 

@@ -164,7 +164,7 @@ class SacAgent(Agent):
         encoder = package.part("encoder")
         self.critic_encoder.load_state_dict(encoder, strict=True)
         self.target_encoder.load_state_dict(encoder, strict=True)
-        if "actor_fc" in package.config["parts"]:
+        if "actor_fc" in package.config.parts:
             self.actor_encoder.layers[-1].load_state_dict(package.part("actor_fc"), strict=True)
         if not full:
             return

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from huggingface_hub import EvalResult, ModelCardData
 
 from ..recipe_files import environment_id
+from .config import PackageConfig
 
 PAPER = "https://arxiv.org/abs/2103.02886"
 CITATION = """@inproceedings{chen2021improving,
@@ -39,9 +40,9 @@ def _source_line(source: Mapping[str, Any]) -> str:
             f"seed {source['seed']}")
 
 
-def model_card(name: str, config: Mapping[str, Any]) -> str:
+def model_card(name: str, config: PackageConfig) -> str:
     """README.md of a package: YAML front matter, then a short human description and usage."""
-    source, obs = config["source"], config["observation"]
+    source, obs = config.source, config.observation
     atari = str(source["task"]).startswith("atari:")
     suite = "atari" if atari else "dm_control"
     evaluation = source.get("eval_return")
@@ -55,40 +56,40 @@ def model_card(name: str, config: Mapping[str, Any]) -> str:
         library_name="lever-transfer", pipeline_tag="reinforcement-learning", model_name=name,
         license="mit",
         tags=["reinforcement-learning", "deep-reinforcement-learning", "pixel-rl", "lever",
-              "encoder", suite, task, config["architecture"]],
+              "encoder", suite, task, config.architecture],
         eval_results=results or None,
     )
-    layers = "\n".join(f"| {layer['index']} | {layer['name']} | {tuple(layer['output_shape'])} |"
-                       for layer in config["layers"])
+    layers = "\n".join(f"| {layer.index} | {layer.name} | {layer.output_shape} |"
+                       for layer in config.layers)
     kind = "dueling C51 Q heads" if atari else "actor and critic heads"
     heads = (f"Includes the {kind} (`--transfer full` for task transfer)."
-             if "heads" in config["parts"] else "Encoder only (new heads are trained).")
+             if config.has_heads else "Encoder only (new heads are trained).")
     evaluation_line = ("not evaluated (trained without reward)" if evaluation is None else
                        f"{evaluation:.1f} ± {source.get('eval_return_std', 0.0):.1f} over "
                        f"{source.get('eval_episodes', '?')} episodes "
                        f"({'greedy, epsilon 0.001' if atari else 'centre crop, deterministic'})")
-    frozen, target = (len(config["layers"]), "atari:alien") if atari else (4, "hopper_hop")
+    frozen, target = (len(config.layers), "atari:alien") if atari else (4, "hopper_hop")
     return f"""---
 {data.to_yaml()}
 ---
 
 # {name}
 
-A frozen `{config['architecture']}` pixel encoder published by lever-transfer, trained with
+A frozen `{config.architecture}` pixel encoder published by lever-transfer, trained with
 {_source_line(source)}. LeVER ([Chen et al.]({PAPER})) freezes such encoders and trains only
 the policy and Q heads on latent replay.
 
 - Evaluation return at publish time: {evaluation_line}{_flops_line(source)}
 - Wall time: {source.get('wall_s', 0) / 3600:.2f} h{_cpu_time(source)}{_training_precision(source)}
 - {heads}
-- Weights sha256: `{config['sha256']}`{_precision_line(config)}
+- Weights sha256: `{config.sha256}`{_precision_line(config)}
 
 {_sections(source, config)}## Observations it expects
 
-uint8 `[{obs['channels'] * obs['frame_stack']}, {obs['render_size']}, {obs['render_size']}]`:
-{obs['frame_stack']} stacked {obs['channels']}-channel frames ({obs['layout']}), rendered at
-{obs['render_size']}x{obs['render_size']}, crop: {obs['crop']},
-{obs['crop_size']}x{obs['crop_size']} into the encoder, scaled {obs['pixel_scaling']}.
+uint8 `[{obs.channels * obs.frame_stack}, {obs.render_size}, {obs.render_size}]`:
+{obs.frame_stack} stacked {obs.channels}-channel frames ({obs.layout}), rendered at
+{obs.render_size}x{obs.render_size}, crop: {obs.crop},
+{obs.crop_size}x{obs.crop_size} into the encoder, scaled {obs.pixel_scaling}.
 
 | layer | name | output shape |
 |---|---|---|
@@ -115,9 +116,9 @@ lever-transfer finetune --from hub:{name} --to {target} --freeze-layers {frozen}
 """
 
 
-def _sections(source: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+def _sections(source: Mapping[str, Any], config: PackageConfig) -> str:
     """The card's optional sections: the data, the learning curve and notes, the probe."""
-    return _data_section(source) + _curve_section(source) + _probe_section(config.get("probe"))
+    return _data_section(source) + _curve_section(source) + _probe_section(config.probe)
 
 
 def _flops_line(source: Mapping[str, Any]) -> str:
@@ -195,10 +196,10 @@ def _probe_section(probe: Mapping[str, Any] | None) -> str:
             f"{rows}\n\n")
 
 
-def _precision_line(config: Mapping[str, Any]) -> str:
+def _precision_line(config: PackageConfig) -> str:
     """Shipped packages store float16 to keep the checkout small; say so, and where the float32
     weights are."""
-    if config.get("stored_dtype") != "float16":
+    if config.stored_dtype != "float16":
         return ""
     return ("\n- Weights stored as float16 (loaded as float32); the float32 package is the "
             "pretraining run's `packages/` folder (`lever-transfer pretrain` writes it)")

@@ -33,24 +33,23 @@ from ..augment import center_crop
 from ..encoders import FreezeSpec, LayeredEncoder
 from ..errors import LeverError
 from .card import model_card
+from .config import PackageConfig
 from .hub import DownloadOptions, resolve, split_revision
-from .package import EncoderPackage, write_package_files
-
-_META_KEYS = ("format", "parts", "package_version", "num_parameters", "sha256")
+from .package import WRITTEN_KEYS, EncoderPackage, write_package_files
 
 
 class ZooEncoder(nn.Module, ModelHubMixin, library_name="lever-transfer",
                  tags=["reinforcement-learning", "pixel-rl", "lever", "encoder"]):
     """A frozen-able zoo encoder with its observation spec, ``preprocess`` and metadata attached."""
 
-    def __init__(self, encoder: LayeredEncoder, config: dict[str, Any], name: str = "encoder",
+    def __init__(self, encoder: LayeredEncoder, config: PackageConfig, name: str = "encoder",
                  freeze_layers: FreezeSpec = "all"):
         super().__init__()
         self.encoder = encoder
         self.config = config
         self.name = name
-        self.observation_spec: dict[str, Any] = dict(config["observation"])
-        self.metadata: dict[str, Any] = dict(config.get("source", {}))
+        self.observation_spec: dict[str, Any] = dict(config.document["observation"])
+        self.metadata: dict[str, Any] = dict(config.source)
         self.layer_names = list(encoder.layer_names)
         self.frozen_layers = encoder.freeze(freeze_layers)
 
@@ -106,7 +105,8 @@ class ZooEncoder(nn.Module, ModelHubMixin, library_name="lever-transfer",
         return None
 
     def _save_pretrained(self, save_directory: Path) -> None:
-        config = {k: v for k, v in self.config.items() if k not in (*_META_KEYS, "heads")}
+        config = {k: v for k, v in self.config.to_json().items()
+                  if k not in (*WRITTEN_KEYS, "heads")}
         tensors = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
         write_package_files(Path(save_directory), tensors, config,
                             lambda c: model_card(self.name, c))

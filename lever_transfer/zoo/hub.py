@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import yaml
 
@@ -139,7 +139,7 @@ def accepted_sha256(entry: dict[str, Any]) -> tuple[str, ...] | None:
     return shas or None
 
 
-def probe_summary(result: dict[str, Any] | None) -> dict[str, Any] | None:
+def probe_summary(result: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """What an index entry keeps of a recorded probe (``ProbeResult.to_dict()``)."""
     if not result:
         return None
@@ -149,14 +149,14 @@ def probe_summary(result: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def index_entry(name: str, package: EncoderPackage, **extra: Any) -> dict[str, Any]:
     """The index line of a package: enough to list it and to check its weights."""
-    config, source = package.config, package.config.get("source", {})
+    config, source = package.config, package.config.source
     entry = {
-        "sha256": config["sha256"], "source_task": source.get("task"),
+        "sha256": config.sha256, "source_task": source.get("task"),
         "env_steps": source.get("env_steps"), "agent_steps": source.get("agent_steps"),
-        "seed": source.get("seed"), "latent_dim": config.get("feature_dim"),
+        "seed": source.get("seed"), "latent_dim": config.feature_dim,
         "eval_return": source.get("eval_return"), "repo_id": None, "revision": None,
     }
-    probe = probe_summary(config.get("probe"))
+    probe = probe_summary(config.probe)
     return {**entry, **({"probe": probe} if probe else {}), **extra}
 
 
@@ -174,7 +174,7 @@ class Resolved:
     repo_id: str | None = None  # the Hugging Face repo it was downloaded from
 
     def describe(self) -> str:
-        sha = self.package.config["sha256"][:12]
+        sha = self.package.config.sha256[:12]
         commit = f", commit {self.commit}" if self.commit else ""
         return f"{self.reference} -> {self.source} {self.package.path} (sha256 {sha}{commit})"
 

@@ -43,22 +43,24 @@ from ..encoders import LayeredEncoder, make_encoder
 from ..errors import LeverError
 from ..files import default_permissions, fsync_dir, live_folder, replace_dir, write_atomic
 from ..registry import HEAD_KINDS, heads_agent
+from .config import (
+    FORMAT,
+    PARTS,
+    STORED_DTYPES,
+    Observation,
+    PackageConfig,
+    PackageError,
+    parse_config,
+)
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CARD = "README.md"
-FORMAT = "lever-transfer/encoder-package/1"
-PARTS = ("encoder", "actor_fc", "heads")
-MAX_LAYER_SIZE = 8192  # refuse configs that would build absurd networks before building them
 MAX_WEIGHTS_BYTES = 2 << 30  # no zoo encoder comes near 2 GB; refuse before reading one that does
-# what floating-point weights may be stored as (config.json "stored_dtype"); modules are float32
-STORED_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+# the torch dtype of each stored dtype (config.json "stored_dtype"); modules are float32
+STORED_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 # the config keys write_package fills in itself (a config passed to it may hold stale ones)
 WRITTEN_KEYS = ("format", "parts", "package_version", "num_parameters", "sha256", "stored_dtype")
-
-
-class PackageError(LeverError):
-    """An encoder package that is missing, damaged, tampered with or inconsistent."""
 
 
 def sha256_file(path: Path) -> str:
@@ -101,7 +103,7 @@ def encoder_spec(encoder: LayeredEncoder, architecture: str, frame_stack: int, r
 
 
 def write_package(directory: Path, tensors: Mapping[str, torch.Tensor], config: dict[str, Any],
-                  card: Callable[[dict[str, Any]], str] | None = None, *,
+                  card: Callable[[PackageConfig], str] | None = None, *,
                   dtype: str = "float32") -> Path:
     """Write weights, config (with their sha256, size and stored dtype) and ``card(final
     config)`` into ``directory``, replacing the package that was there.
@@ -128,7 +130,7 @@ def write_package(directory: Path, tensors: Mapping[str, torch.Tensor], config: 
 
 
 def write_package_files(folder: Path, tensors: Mapping[str, torch.Tensor], config: dict[str, Any],
-                        card: Callable[[dict[str, Any]], str] | None = None, *,
+                        card: Callable[[PackageConfig], str] | None = None, *,
                         dtype: str = "float32") -> dict[str, Any]:
     """Write the package's three files into ``folder``, each atomically, and touch nothing else
     there (``save_pretrained`` into a folder the user keeps other files in). The weights go
@@ -145,14 +147,14 @@ def write_package_files(folder: Path, tensors: Mapping[str, torch.Tensor], confi
     write_atomic(folder / WEIGHTS, weights)
     write_atomic(folder / CONFIG, json.dumps(config, indent=2, sort_keys=True).encode())
     if card is not None:
-        write_atomic(folder / CARD, card(config).encode())
+        write_atomic(folder / CARD, card(parse_config(config, str(folder / CONFIG))).encode())
     return config
 
 
 def _stored_dtype(dtype: str) -> torch.dtype:
     if dtype not in STORED_DTYPES:
         raise LeverError(f"packages store weights as {' or '.join(STORED_DTYPES)}, not {dtype!r}")
-    return STORED_DTYPES[dtype]
+    return STORED_TORCH_DTYPES[dtype]
 
 
 def _to_stored(name: str, tensor: torch.Tensor, stored: torch.dtype) -> torch.Tensor:
@@ -172,20 +174,20 @@ def _to_stored(name: str, tensor: torch.Tensor, stored: torch.dtype) -> torch.Te
 
 @dataclass(frozen=True)
 class EncoderPackage:
-    """A verified package: its folder, its config and its tensors (checked against the config),
-    floating-point ones in float32 whatever the stored dtype, as the modules hold them."""
+    """A verified package: its folder, its typed config and its tensors (checked against the
+    config), floating-point ones in float32 whatever the stored dtype, as the modules hold them."""
 
     path: Path
-    config: dict[str, Any]
+    config: PackageConfig
     tensors: dict[str, torch.Tensor]
 
     @property
-    def observation(self) -> dict[str, Any]:
-        return self.config["observation"]
+    def observation(self) -> Observation:
+        return self.config.observation
 
     @property
     def has_heads(self) -> bool:
-        return "heads" in self.config["parts"]
+        return self.config.has_heads
 
     def part(self, name: str) -> dict[str, torch.Tensor]:
         """The tensors under ``name.`` with the prefix removed (a state dict)."""
@@ -199,62 +201,23 @@ class EncoderPackage:
         return encoder
 
 
-def build_encoder(config: Mapping[str, Any], channels_last: bool = False) -> LayeredEncoder:
+def build_encoder(config: PackageConfig, channels_last: bool = False) -> LayeredEncoder:
     """An untrained encoder of the architecture a package config describes."""
-    args = config["architecture_args"]
-    return make_encoder(config["architecture"], tuple(args["obs_shape"]), args["feature_dim"],
-                        args["num_filters"], args["num_conv_layers"], channels_last)
+    return make_encoder(config.architecture, config.obs_shape, config.feature_dim,
+                        config.num_filters, config.num_conv_layers, channels_last)
 
 
-_REQUIRED = {"format": str, "architecture": str, "architecture_args": dict, "layers": list,
-             "observation": dict, "parts": list, "sha256": str}
-_OBSERVATION = ("channels", "frame_stack", "render_size", "crop_size", "pixel_scaling")
-
-
-def read_config(directory: Path) -> dict[str, Any]:
-    """config.json of a package, checked for the keys every loader relies on."""
+def read_config(directory: Path) -> PackageConfig:
+    """config.json of a package, parsed and checked (``config.parse_config``)."""
     path = Path(directory) / CONFIG
     if not path.is_file():
         raise PackageError(f"{directory} is not an encoder package: {CONFIG} is missing "
                            f"(publish one with 'lever-transfer pretrain', or pull it again)")
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PackageError(f"{path} is not valid JSON ({exc}); pull the package again") from None
-    if not isinstance(config, dict):
-        raise PackageError(f"{path} must hold a JSON object; pull the package again")
-    for key, kind in _REQUIRED.items():
-        if not isinstance(config.get(key), kind):
-            raise PackageError(f"{path} lacks '{key}' ({kind.__name__}); it was not written by "
-                               f"lever-transfer or is damaged: pull the package again")
-    if config["format"] != FORMAT:
-        raise PackageError(f"{path} has format {config['format']!r}, this lever-transfer reads "
-                           f"{FORMAT!r}; upgrade lever-transfer or re-publish the encoder")
-    obs, args = config["observation"], config["architecture_args"]
-    missing = [k for k in _OBSERVATION if k not in obs]
-    if missing:
-        raise PackageError(f"{path}: observation spec lacks {', '.join(missing)}; preprocessing "
-                           f"is never guessed: re-publish the encoder")
-    try:
-        consistent = (list(args["obs_shape"]) == [obs["channels"] * obs["frame_stack"],
-                                                  obs["crop_size"], obs["crop_size"]]
-                      and 0 < obs["crop_size"] <= obs["render_size"])
-    except (KeyError, TypeError):
-        consistent = False
-    if not consistent:
-        raise PackageError(f"{path}: the observation spec (channels, frame_stack, crop_size, "
-                           f"render_size) does not match the encoder's input shape; re-publish it")
-    if str(config.get("stored_dtype", "float32")) not in STORED_DTYPES:
-        raise PackageError(f"{path}: stored_dtype {config['stored_dtype']!r} is not one of "
-                           f"{', '.join(STORED_DTYPES)}; upgrade lever-transfer or re-publish it")
-    sizes = [args.get(k) for k in ("feature_dim", "num_filters", "num_conv_layers")]
-    heads = config.get("heads")
-    if isinstance(heads, dict):
-        sizes += [heads.get("action_dim"), heads.get("hidden_dim")]
-    if not all(isinstance(v, int) and 0 < v <= MAX_LAYER_SIZE for v in sizes):
-        raise PackageError(f"{path}: layer sizes {sizes} are not positive integers up to "
-                           f"{MAX_LAYER_SIZE}; not a config lever-transfer wrote: re-publish it")
-    return config
+    return parse_config(document, str(path))
 
 
 def read_package(directory: Path, expected_sha256: str | tuple[str, ...] | None = None
@@ -270,9 +233,9 @@ def read_package(directory: Path, expected_sha256: str | tuple[str, ...] | None 
         raise PackageError(f"{weights} is {weights.stat().st_size} bytes, more than any encoder "
                            f"package holds; refusing to read it")
     digest = sha256_file(weights)
-    if digest != config["sha256"]:
+    if digest != config.sha256:
         raise PackageError(f"{weights} does not match its config (sha256 {digest[:12]}…, config "
-                           f"says {config['sha256'][:12]}…): the weights were changed or damaged; "
+                           f"says {config.sha256[:12]}…): the weights were changed or damaged; "
                            f"pull the package again")
     accepted = (expected_sha256,) if isinstance(expected_sha256, str) else expected_sha256
     if accepted is not None and digest not in accepted:
@@ -318,7 +281,7 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise _unreadable(path, exc) from None
 
 
-def expected_shapes(config: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+def expected_shapes(config: PackageConfig) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """Name -> (shape, dtype) of every tensor the config's parts must contain. The modules are
     built on the meta device, which allocates nothing: a config may declare any size."""
     with torch.device("meta"):
@@ -327,9 +290,9 @@ def expected_shapes(config: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise PackageError(f"config.json describes no buildable encoder ({exc}); re-publish "
                                f"it") from None
-        heads = head_modules(config) if "heads" in config["parts"] else None
+        heads = head_modules(config) if config.has_heads else None
     out = {f"encoder.{k}": (tuple(v.shape), v.dtype) for k, v in encoder.state_dict().items()}
-    if "actor_fc" in config["parts"]:
+    if "actor_fc" in config.parts:
         out.update({f"actor_fc.{k}": (tuple(v.shape), v.dtype)
                     for k, v in encoder.layers[-1].state_dict().items()})
     if heads is not None:
@@ -337,12 +300,11 @@ def expected_shapes(config: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...
     return out
 
 
-def head_modules(config: Mapping[str, Any]) -> torch.nn.Module:
-    """Untrained heads of the kind and sizes ``config['heads']`` gives, built by an agent that
-    carries that kind (``registry.HEAD_KINDS``; packages written before kinds were named hold
-    SAC's)."""
-    spec = config.get("heads")
-    if not isinstance(spec, dict):
+def head_modules(config: PackageConfig) -> torch.nn.Module:
+    """Untrained heads of the kind and sizes ``config.heads`` gives, built by an agent that
+    carries that kind (``registry.HEAD_KINDS``)."""
+    spec = config.heads
+    if spec is None:
         raise PackageError("config.json lists 'heads' in parts but has no 'heads' sizes; "
                            "re-publish the encoder")
     owner = heads_agent(spec)
@@ -351,8 +313,7 @@ def head_modules(config: Mapping[str, Any]) -> torch.nn.Module:
                            f"{', '.join(HEAD_KINDS)}; upgrade lever-transfer or re-publish the "
                            f"encoder")
     try:
-        feature = int(config["architecture_args"]["feature_dim"])
-        return owner.agent_class().build_heads(spec, feature)
+        return owner.agent_class().build_heads(dict(spec), config.feature_dim)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise PackageError(f"config.json 'heads' sizes are unusable ({exc.__class__.__name__}: "
                            f"{exc}); re-publish the encoder") from None
@@ -363,24 +324,24 @@ def _count(shapes: Mapping[str, tuple[tuple[int, ...], Any]]) -> int:
     return sum(math.prod(shape) for shape, _ in shapes.values())
 
 
-def _check_tensors(config: Mapping[str, Any],
+def _check_tensors(config: PackageConfig,
                    found: Mapping[str, tuple[tuple[int, ...], torch.dtype | str]],
                    path: Path) -> None:
     """Refuse, in one line, tensors (from the header or loaded) that are not exactly the ones the
     config's architecture has: names, shapes, dtypes (floating point ones in the config's
     ``stored_dtype``) and, if declared, the total count."""
-    unknown = set(config["parts"]) - set(PARTS)
-    if unknown or "encoder" not in config["parts"]:
-        raise PackageError(f"{path}: config parts {config['parts']} must include 'encoder' and "
+    unknown = set(config.parts) - set(PARTS)
+    if unknown or "encoder" not in config.parts:
+        raise PackageError(f"{path}: config parts {list(config.parts)} must include 'encoder' and "
                            f"only {', '.join(PARTS)}")
-    stored = config.get("stored_dtype", "float32")
-    expected = {name: (shape, STORED_DTYPES[stored] if dtype.is_floating_point else dtype)
+    stored = config.stored_dtype
+    expected = {name: (shape, STORED_TORCH_DTYPES[stored] if dtype.is_floating_point else dtype)
                 for name, (shape, dtype) in expected_shapes(config).items()}
     extra, missing = sorted(set(found) - set(expected)), sorted(set(expected) - set(found))
     if extra or missing:
         differences = [f"extra tensors {extra[:3]}" if extra else "",
                        f"missing tensors {missing[:3]}" if missing else ""]
-        raise PackageError(f"{path} does not match its config (a {config['architecture']!r} "
+        raise PackageError(f"{path} does not match its config (a {config.architecture!r} "
                            f"encoder): {'; '.join(d for d in differences if d)}; "
                            f"re-publish the encoder")
     for name, (shape, dtype) in expected.items():
@@ -389,7 +350,7 @@ def _check_tensors(config: Mapping[str, Any],
                                f"config's architecture needs {shape} {dtype} (stored_dtype "
                                f"{stored}; {_count(expected):,} values in all, the file holds "
                                f"{_count(found):,}); re-publish it")
-    declared = config.get("num_parameters", _count(expected))
-    if isinstance(declared, bool) or not isinstance(declared, int) or declared != _count(found):
+    declared = config.num_parameters if config.num_parameters is not None else _count(expected)
+    if declared != _count(found):
         raise PackageError(f"{path}: config.json declares num_parameters {declared!r}, the file "
                            f"holds {_count(found):,} values; re-publish the encoder")

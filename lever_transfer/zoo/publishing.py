@@ -25,6 +25,7 @@ from ..registry import SUITE_CHANNELS, agent_entry
 from ..run_dir import RunDir
 from . import hub
 from .card import model_card
+from .config import parse_config
 from .hub import (
     accepted_sha256,
     check_name,
@@ -135,7 +136,7 @@ def publish(package_dir: Path, name: str, root: Path | None = None, say: Say = i
     root = Path(root or local_hub())
     check_name(name)
     package = read_package(package_dir)
-    sha = package.config["sha256"]
+    sha = package.config.sha256
     with index_lock(root):  # the whole swap: another publisher reads the index after it
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".tmp"))
         default_permissions(tmp)
@@ -189,7 +190,7 @@ def publish_run_snapshots(run_dir: Path, root: Path | None = None, say: Say = in
 def _published(package_dir: Path, name: str, root: Path | None) -> bool:
     """Whether hub ``root`` holds ``package_dir`` as ``name``, indexed and verified."""
     root = Path(root or local_hub())
-    sha = read_config(package_dir)["sha256"]
+    sha = read_config(package_dir).sha256
     entry = read_index(root).get(name, {})
     if entry.get("sha256") != sha or entry.get("replacing_with"):
         return False
@@ -338,8 +339,9 @@ def record_probe(name: str, result: dict[str, Any], root: Path) -> Path:
             raise LeverError(f"{name} is not in the index of {root}; publish it there first")
         folder = live_folder(Path(root) / name)
         package = read_package(folder, accepted_sha256(entries[name]))
-        config = {**package.config, "probe": result}
-        write_atomic(folder / CONFIG, json.dumps(config, indent=2, sort_keys=True).encode())
+        document = {**package.config.to_json(), "probe": result}
+        config = parse_config(document, str(folder / CONFIG))
+        write_atomic(folder / CONFIG, json.dumps(document, indent=2, sort_keys=True).encode())
         write_atomic(folder / CARD, model_card(name, config).encode())
         entries[name] = {**entries[name], "probe": probe_summary(result)}
         write_index(root, entries)
@@ -365,8 +367,8 @@ def convert_package(src: Path, dst: Path, dtype: str = "float16", name: str | No
     """
     package = read_package(src)
     name = name or Path(dst).name
-    config = {k: v for k, v in package.config.items() if k not in WRITTEN_KEYS}
-    card = (lambda c: model_card(name, c)) if "source" in config else None
+    config = {k: v for k, v in package.config.to_json().items() if k not in WRITTEN_KEYS}
+    card = (lambda c: model_card(name, c)) if package.config.source else None
     return write_package(Path(dst), package.tensors, config, card, dtype=dtype)
 
 

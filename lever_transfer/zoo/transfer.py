@@ -25,11 +25,9 @@ OBSERVATION_KEYS = ("frame_stack", "render_size", "crop_size")
 
 def architecture_overrides(package: EncoderPackage) -> dict[str, Any]:
     """Recipe values that must come from the package: the encoder's architecture (and heads)."""
-    args = package.config["architecture_args"]
-    out: dict[str, Any] = {"encoder": package.config["architecture"],
-                           "feature_dim": args["feature_dim"], "num_filters": args["num_filters"],
-                           "num_conv_layers": args["num_conv_layers"]}
-    return out
+    config = package.config
+    return {"encoder": config.architecture, "feature_dim": config.feature_dim,
+            "num_filters": config.num_filters, "num_conv_layers": config.num_conv_layers}
 
 
 def observation_overrides(package: EncoderPackage) -> dict[str, Any]:
@@ -39,16 +37,16 @@ def observation_overrides(package: EncoderPackage) -> dict[str, Any]:
     ``check_fits`` refuses a mismatch). The frozen layers never train, so this only changes
     what augmentation varies in their latents: a SAC+CURL target of an 84-pixel DrQ encoder has
     nothing to crop (no augmentation), the price of reading the frames the encoder learned on."""
-    return {key: package.observation[key] for key in OBSERVATION_KEYS}
+    return {key: getattr(package.observation, key) for key in OBSERVATION_KEYS}
 
 
 def check_suite(package: EncoderPackage, task: str) -> None:
     """Refuse an Atari encoder (grayscale frames) for a DMC task and a DMC one (RGB) for Atari,
     before any setting is taken from it."""
-    atari_encoder = package.observation["channels"] == 1
+    atari_encoder = package.observation.channels == 1
     if atari_encoder != is_atari_task(task):
         kinds = ("an Atari encoder (4 grayscale 84x84 frames)", "a DMC encoder (RGB frames)")
-        source = package.config.get("source", {}).get("task", "its source task")
+        source = package.config.task or "its source tasks"
         raise LeverError(f"encoder {package.path.name} is {kinds[not atari_encoder]}, trained on "
                          f"{source}; it cannot read {task}'s observations: pick an encoder of "
                          f"the same suite (lever-transfer zoo list)")
@@ -66,7 +64,7 @@ def transfer_config(package: EncoderPackage, source: str, transfer: str,
                                  **observation_overrides(package), "pretrained": source,
                                  "transfer": transfer}
     if transfer == "full" and package.has_heads:
-        heads = package.config["heads"]
+        heads = package.config.heads or {}
         values["hidden_dim"] = heads["hidden_dim"]
         owner = heads_agent(heads)
         if owner is not None:  # the heads go on training in the agent they were trained in
@@ -80,7 +78,7 @@ def transfer_config(package: EncoderPackage, source: str, transfer: str,
 
 def check_fits(package: EncoderPackage, cfg: Config, action_dim: int) -> None:
     """Refuse, saying what differs, an encoder whose observation spec or heads do not fit."""
-    obs, name = package.observation, package.path.name
+    obs, name = vars(package.observation), package.path.name
     entry = agent_entry(cfg.algorithm)
     wanted = {"channels": SUITE_CHANNELS[entry.suite],
               **{key: getattr(cfg, key) for key in OBSERVATION_KEYS}}
@@ -103,13 +101,13 @@ def check_fits(package: EncoderPackage, cfg: Config, action_dim: int) -> None:
     if not package.has_heads:
         raise LeverError(f"encoder {name} has no actor/critic heads, so --transfer full cannot "
                          f"load them; use --transfer encoder (new heads)")
-    heads = package.config["heads"]
+    heads = package.config.heads or {}
     kind = entry.head_kind
-    if heads.get("kind", "sac") != kind:
-        raise LeverError(f"--transfer full: encoder {name} carries {heads.get('kind', 'sac')} "
+    if heads["kind"] != kind:
+        raise LeverError(f"--transfer full: encoder {name} carries {heads['kind']} "
                          f"heads, {cfg.algorithm} needs {kind}; use --transfer encoder")
     if heads["action_dim"] != action_dim:
-        source = package.config.get("source", {}).get("task", "the source task")
+        source = package.config.task or "the source task"
         raise LeverError(f"--transfer full needs the same action space: {source} has "
                          f"{heads['action_dim']} actions, {cfg.task} has {action_dim}; use "
                          f"--transfer encoder (domain transfer, new heads)")
@@ -123,10 +121,9 @@ def frame_spacing_warning(package: EncoderPackage, cfg: Config) -> str | None:
 
     The stacked frames then lie another number of env steps apart than the encoder learned
     from, so motion between them looks faster or slower; the tensors still fit, and a user may
-    mean it (a repeat-4 source for a repeat-2 task), so this is said, not refused. Packages
-    written before the observation spec carried it give the source's action repeat."""
-    repeat = package.observation.get(
-        "action_repeat", package.config.get("source", {}).get("action_repeat"))
+    mean it (a repeat-4 source for a repeat-2 task), so this is said, not refused. An
+    encoder trained offline on several tasks records none (each task had its own spacing)."""
+    repeat = package.observation.action_repeat
     if repeat is None or repeat == cfg.action_repeat:
         return None
     return (f"encoder {package.path.name} learned from frames {repeat} env steps apart (action "
