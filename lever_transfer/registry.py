@@ -157,7 +157,7 @@ class AgentEntry:
     suite: Literal["dmc", "atari"]
     encoders: tuple[str, ...]  # encoders it can train; the first is its default
     head_kind: str           # a key of HEAD_KINDS
-    # names earlier versions gave its settings in flat configs: old run folders still load
+    # names earlier versions gave its settings: read, never written (config_compat.py)
     aliases: dict[str, str] = field(default_factory=dict)
 
     def agent_class(self) -> Any:
