@@ -151,7 +151,7 @@ def run_trainer(cfg: Any, run_dir: Path, progress: bool, restore: bool = False,
     With ``publish`` every snapshot the run saves is packaged and published to the local hub (and
     pushed to the Hub repo ``push_to``) as the run's events announce it, and, on a resume, those
     a killed attempt saved but did not get to publish."""
-    from .train import SnapshotSaved, Trainer
+    from .train import Trainer
 
     trainer = Trainer(cfg, run_dir, progress=progress, say=click.echo)
     try:
@@ -165,21 +165,14 @@ def run_trainer(cfg: Any, run_dir: Path, progress: bool, restore: bool = False,
     except BaseException:
         trainer.close()
         raise
-    for event in trainer.events():
-        if isinstance(event, SnapshotSaved) and publish:
-            _publish_snapshot(run_dir, event.path, push_to)
+    events = trainer.events()
+    if publish:
+        from .zoo.publishing import publish_as_saved
+
+        events = publish_as_saved(events, run_dir, push_to, say=click.echo)
+    for _ in events:
+        pass
     click.echo(f"run directory: {run_dir}")
-
-
-def _publish_snapshot(run_dir: Path, snapshot: Path, push_to: str | None) -> None:
-    """Package a snapshot, publish it to the local hub (and push it, with ``push_to``)."""
-    from .run_dir import RunDir
-    from .zoo.publishing import package_snapshot, publish, push
-
-    name, package = package_snapshot(snapshot, RunDir(run_dir).packages_dir)
-    publish(package, name, say=click.echo)
-    if push_to:
-        push(f"hub:{name}", push_to, say=click.echo)
 
 
 @main.command()
@@ -542,7 +535,7 @@ def evaluate_command(source: str, episodes: int, video: Path | None, seed: int,
     mean and standard deviation of the return, and optionally a video."""
     from .envs import evaluation_env
     from .evaluate import evaluate, load_policy, write_video
-    from .train import resolve_device
+    from .runtime import resolve_device
 
     if episodes < 1:
         raise LeverError(f"--episodes must be at least 1, got {episodes}")

@@ -1,5 +1,5 @@
-"""Process-level settings that make CPU training faster, applied once by the trainer, and the
-CPU time a run has used.
+"""Process-level settings that make CPU training faster, applied once by the trainer, the CPU
+time a run has used, and the device it runs on.
 
 glibc returns every large tensor's memory to the OS on free and page-faults it back in on the
 next allocation (mmap above 32 MB, trimming above 128 KB): in an update that allocates the same
@@ -13,6 +13,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
 _applied = False
@@ -53,3 +57,16 @@ def cpu_seconds() -> float:
             continue
         total += times.user + times.system
     return total
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``, ``cpu`` or ``cuda`` as a torch device; ``cuda`` without a GPU is refused."""
+    import torch
+
+    from .errors import LeverError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LeverError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
+    return torch.device(name)

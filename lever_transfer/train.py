@@ -12,7 +12,7 @@ and logs the same figures; only a stop signal writes one mid-episode, and the ru
 starts a fresh episode there. Evaluations and snapshots happen at the step they are due, in the
 evaluation's own environment, so they stay on their schedule either way. What a caller may act on
 while a run goes on (an evaluation, a snapshot to publish, the freeze) comes out of
-``Trainer.events()`` as events.
+``Trainer.events()`` as events (``events.py``); what a run keeps on disk is ``persistence.py``'s.
 """
 
 from __future__ import annotations
@@ -20,88 +20,36 @@ from __future__ import annotations
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Generator, Iterator, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, cast
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from . import lever
+from . import lever, persistence
 from .agents import make_agent
-from .checkpoint import load_checkpoint
 from .config import Config
 from .envs import action_size, evaluation_env, training_env
 from .errors import LeverError
 from .evaluate import evaluate
+from .events import Evaluated, Event, Frozen, SnapshotSaved, next_due
 from .flops import CachedFlops
 from .log import info
 from .metrics import MetricsLog
+from .persistence import Counters
 from .precision import resolve_precision
 from .replay import LatentReplay, PixelReplay
 from .replay.pixel import pixel_entry_bytes
-from .replay.samplers import resume_init_args
 from .run_dir import RunDir
-from .runtime import cpu_seconds, keep_freed_memory
-from .zoo.package import EncoderPackage, write_package
+from .runtime import cpu_seconds, keep_freed_memory, resolve_device
+
+if TYPE_CHECKING:
+    from .zoo.package import EncoderPackage
 
 # what stops a run cleanly (a checkpoint first): Ctrl-C, a closed terminal, a shutdown or `kill`
 STOP_SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM)
-
-
-@dataclass
-class Counters:
-    """Everything about progress that a resume must restore."""
-
-    agent_steps: int = 0
-    episodes: int = 0
-    flops: int = 0
-    wall_s: float = 0.0
-    cpu_s: float = 0.0  # older checkpoints lack it: their runs count CPU from the resume on
-    next_eval: int = 0
-    next_checkpoint: int = 0
-    next_snapshot: int = 0
-
-
-@dataclass(frozen=True)
-class Frozen:
-    """LeVER's switch happened; ``row`` is its metrics row."""
-
-    row: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Evaluated:
-    env_steps: int
-    mean: float
-    std: float
-
-
-@dataclass(frozen=True)
-class SnapshotSaved:
-    """A snapshot (weights + the evaluation just made) is on disk, and a checkpoint holds it."""
-
-    path: Path
-    env_steps: int
-
-
-Event = Union[Frozen, Evaluated, SnapshotSaved]
-
-
-def next_due(due: int, every: int, now: int) -> int:
-    """The first multiple-of-``every`` step after ``now`` on the schedule that ``due`` is on."""
-    while due <= now:
-        due += every
-    return due
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise LeverError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
-    return torch.device(name)
 
 
 class Trainer:
@@ -420,64 +368,31 @@ class Trainer:
             self.metrics.close()
 
     # ------------------------------------------------------------------ what a run keeps
+    def _so_far(self) -> Counters:
+        """The counters with the wall and CPU seconds of the whole run so far."""
+        return replace(self.counters, wall_s=self._wall(), cpu_s=self._cpu())
+
     def save_encoder(self) -> Path:
         """The run's encoder (and heads) as a zoo package in the run's ``encoder`` folder."""
-        from .zoo.card import model_card
-        from .zoo.publishing import package_config
-
-        c = self.counters
-        config = package_config(self.cfg, self.action_size, agent_steps=c.agent_steps,
-                                flops=c.flops, eval_return=None, eval_return_std=None,
-                                wall_s=round(self._wall(), 1), cpu_s=round(self._cpu(), 1),
-                                with_heads=True)
-        config["frozen_layers"] = self.agent.frozen_layers
-        tensors = self.agent.package_tensors(self.agent.state_dict(), self.agent.num_layers,
-                                             with_heads=True)
-        name = f"{self.cfg.task.removeprefix('atari:')}-run-encoder"
-        return write_package(self.run_dir.encoder_dir, tensors, config,
-                             lambda final: model_card(name, final))
+        return persistence.save_encoder(self.run_dir, self._so_far(), self.agent, self.cfg,
+                                        self.action_size)
 
     def snapshot(self, evaluated: Evaluated) -> Path:
-        """Keep the agent's weights (no optimizers, no replay) at this step, with the evaluation
-        just made at it. Snapshots are what ``pretrain`` publishes as ``TASK-20k`` etc.; they are
-        never pruned."""
-        c = self.counters
-        return self.run_dir.save_snapshot(c.agent_steps, {
-            "weights": {k: v.detach().clone() for k, v in self.agent.state_dict().items()},
-            "frozen_layers": self.agent.frozen_layers,
-            "agent_steps": c.agent_steps, "env_steps": c.agent_steps * self.ar,
-            "flops": c.flops, "wall_s": round(self._wall(), 1),
-            "cpu_s": round(self._cpu(), 1), "eval_return": evaluated.mean,
-            "eval_return_std": evaluated.std, "eval_episodes": self.cfg.eval_episodes,
-            "config": self.cfg.to_dict()})
+        """Keep the agent's weights at this step with the evaluation just made at it."""
+        return persistence.save_snapshot(self.run_dir, self._so_far(), self.agent, self.cfg,
+                                         evaluated)
 
     def checkpoint(self) -> Path:
-        c = self.counters
-        path = self.run_dir.save_checkpoint(c.agent_steps, {
-            "counters": asdict(c) | {"wall_s": self._wall(), "cpu_s": self._cpu()},
-            "agent": self.agent.export_state(),
-            "replay": {"kind": type(self.replay).__name__, "init": self.replay.init_args(),
-                       "state": self.replay.state_dict()},
-            "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state()}})
+        path = persistence.save_checkpoint(self.run_dir, self._so_far(), self.agent, self.replay,
+                                           self.rng)
         self._last_checkpoint = time.monotonic()
         return path
 
     def restore(self) -> bool:
-        """Load the latest checkpoint of this run directory, if any. The sampler follows the
-        config (a resumed run's length sets its beta schedule)."""
-        path = self.run_dir.latest_checkpoint()
-        if path is None:
+        """Load the latest checkpoint of this run directory, if any."""
+        restored = persistence.restore_checkpoint(self.run_dir, self.agent, self._sampler(),
+                                                  self.cfg.discount, self.rng)
+        if restored is None:
             return False
-        _, state = load_checkpoint(path)
-        self.counters = Counters(**state["counters"])
-        self.agent.import_state(state["agent"])
-        saved = state["replay"]
-        kind = {"PixelReplay": PixelReplay, "LatentReplay": LatentReplay}[saved["kind"]]
-        # older checkpoints name a `prioritized` flag instead of a sampler, and no n_step, gamma
-        self.replay = kind(**resume_init_args(saved["init"], self._sampler(), self.agent.n_step,
-                                              self.cfg.discount))
-        self.replay.load_state_dict(saved["state"])
-        self.rng.bit_generator.state = state["rng"]["numpy"]
-        torch.set_rng_state(state["rng"]["torch"])
-        MetricsLog.truncate(self.run_dir.metrics_path, self.counters.agent_steps)
+        self.counters, self.replay = restored
         return True

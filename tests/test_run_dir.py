@@ -47,7 +47,7 @@ def test_a_real_run_reads_back_through_its_run_dir(real_run):
     rows = run.metrics()
     assert {"train", "eval", "freeze"} <= {r["kind"] for r in rows}
     assert max(r["agent_steps"] for r in rows) == 300 and run.metrics_path.is_file()
-    assert read_package(run.encoder_dir).config["frozen_layers"] > 0  # written at Tf
+    assert read_package(run.encoder_dir).config.frozen_layers > 0  # written at Tf
     assert any(p.name.startswith("events.") for p in run.tensorboard_dir.iterdir())
     assert str(run) == str(run.path) and RunDir(run) == run  # a RunDir wraps a RunDir too
 

@@ -51,9 +51,9 @@ def test_run_directory_holds_config_checkpoint_and_frozen_encoder(finished_run):
     assert (finished_run / "config.yaml").exists()
     assert (finished_run / "checkpoints" / "LATEST").read_text() == "ckpt-0000000250"
     config = read_package(finished_run / "encoder").config  # a verified zoo package
-    assert config["frozen_layers"] == 5 and config["source"]["agent_steps"] == 100
-    assert config["observation"]["frame_stack"] == 3 and len(config["sha256"]) == 64
-    assert config["parts"] == ["actor_fc", "encoder", "heads"]
+    assert config.frozen_layers == 5 and config.source["agent_steps"] == 100
+    assert config.observation.frame_stack == 3 and len(config.sha256) == 64
+    assert config.parts == ("actor_fc", "encoder", "heads")
 
 
 def test_latent_phase_grows_capacity_under_a_memory_budget(tmp_path):

@@ -76,6 +76,7 @@ class PackageConfig:
     heads: Mapping[str, Any] | None  # sizes and kind of the task heads, when the package has them
     source: Mapping[str, Any]  # the run or data it came from (empty for hand-saved encoders)
     probe: Mapping[str, Any] | None
+    frozen_layers: int | None  # a run's own encoder package: the layers frozen when written
     document: Mapping[str, Any]
 
     @property
@@ -189,4 +190,4 @@ def parse_config(document: Any, where: str = "config.json") -> PackageConfig:
         heads=MappingProxyType(heads) if isinstance(heads, dict) else None,
         source=MappingProxyType(doc.get("source") or {}),
         probe=MappingProxyType(doc["probe"]) if isinstance(doc.get("probe"), dict) else None,
-        document=MappingProxyType(doc))
+        frozen_layers=doc.get("frozen_layers"), document=MappingProxyType(doc))

@@ -13,12 +13,13 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from ..checkpoint import load_checkpoint
 from ..config import Config
 from ..encoders import make_encoder
 from ..errors import LeverError
+from ..events import Event, SnapshotSaved
 from ..files import default_permissions, live_folder, replace_dir, write_atomic
 from ..log import Say, info
 from ..registry import SUITE_CHANNELS, agent_entry
@@ -185,6 +186,29 @@ def publish_run_snapshots(run_dir: Path, root: Path | None = None, say: Say = in
         raise LeverError(f"{run_dir} has no snapshots yet; 'lever-transfer pretrain' writes them "
                          f"every snapshot_every steps")
     return names
+
+
+def publish_as_saved(events: Iterable[Event], run_dir: Path, push_to: str | None = None,
+                     root: Path | None = None, say: Say = info) -> Iterator[Event]:
+    """Pass a run's events through, publishing each snapshot as it is announced: what
+    ``lever-transfer pretrain`` does, for Python callers too::
+
+        trainer = Trainer(cfg, run_dir)
+        for event in publish_as_saved(trainer.events(), run_dir):
+            ...
+
+    Each snapshot is packaged into the run's ``packages`` folder, published to ``root`` (the
+    local hub by default) and, with ``push_to``, pushed to that Hugging Face repo. Announced
+    only once a checkpoint holds it, so a run killed after the announcement resumes past it and
+    ``publish_run_snapshots(missing_only=True)`` publishes what the kill kept from the hub."""
+    packages = RunDir(run_dir).packages_dir
+    for event in events:
+        if isinstance(event, SnapshotSaved):
+            name, package = package_snapshot(event.path, packages)
+            publish(package, name, root, say)
+            if push_to:
+                push(f"hub:{name}", push_to, say=say)
+        yield event
 
 
 def _published(package_dir: Path, name: str, root: Path | None) -> bool:
