@@ -32,7 +32,7 @@ from lever_transfer.pretrained import load_encoder
 from lever_transfer.registry import AGENTS, ENCODERS, encoder_class
 from lever_transfer.transfer import architecture_overrides, load_into_agent
 
-from .test_agent import snapshot
+from .test_sac_curl import snapshot
 
 
 def accepted(key: str) -> tuple[str, ...]:
