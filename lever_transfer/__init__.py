@@ -6,7 +6,7 @@ metrics, checkpoints and frozen encoders.
 
 import logging
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 __all__ = ["load_encoder", "list_encoders", "ZooEncoder"]
 

@@ -1,9 +1,12 @@
-"""Shared fixtures: small but real configurations, agents and batches."""
+"""Shared fixtures: small but real configurations, agents and batches, an isolated hub, and the
+tiny schedule of the real runs."""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,6 +63,57 @@ def make_small_config(**overrides):
 
     return load_config("walker_walk", {"batch_size": 8, "hidden_dim": 32, "device": "cpu",
                                        **overrides})
+
+
+@pytest.fixture
+def isolated_hub(tmp_path, monkeypatch) -> Path:
+    """An empty local hub of the test's own (``LEVER_HUB``, not created yet): what a test
+    publishes, pulls or resolves stays in tmp_path, and hub:NAME finds the shipped zoo only.
+    A subprocess gets it by passing ``LEVER_HUB`` in its env explicitly."""
+    root = tmp_path / "hub"
+    monkeypatch.setenv("LEVER_HUB", str(root))
+    return root
+
+
+@pytest.fixture(scope="module")
+def module_hub(tmp_path_factory) -> Iterator[Path]:
+    """``isolated_hub`` for a module-scoped fixture: one hub for the module's tests."""
+    root = tmp_path_factory.mktemp("hub") / "hub"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEVER_HUB", str(root))
+        yield root
+
+
+# The tiny schedule of every real run in the tests (those are marked slow): a few hundred agent
+# steps with LeVER's freeze in the middle. walker_walk at action repeat 8 has 125 agent steps an
+# episode, so 250 steps are two episodes and Tf = 100 falls inside the first; Atari games run 600
+# agent steps, frozen at 300. A test states only what it changes:
+# tiny_schedule("atari:qbert", freeze_at="350 agent_steps").
+TINY_DMC = {"action_repeat": 8, "steps": "250 agent_steps", "init_steps": "50 agent_steps",
+            "freeze_at": "100 agent_steps", "eval_every": "125 agent_steps", "eval_episodes": 1,
+            "checkpoint_every": "125 agent_steps", "batch_size": 16, "hidden_dim": 32,
+            "render_quality": "fast", "device": "cpu"}
+TINY_ATARI = {"steps": "600 agent_steps", "init_steps": "100 agent_steps",
+              "freeze_at": "300 agent_steps", "eval_every": "1M agent_steps", "eval_episodes": 1,
+              "checkpoint_every": "1M agent_steps", "device": "cpu"}
+
+
+def tiny_schedule(task: str = "walker_walk", **changes: object) -> dict[str, object]:
+    """The tiny schedule of ``task``'s suite with ``changes``: overrides for ``load_config``."""
+    return {**(TINY_ATARI if task.startswith("atari:") else TINY_DMC), **changes}
+
+
+def tiny_config(task: str = "walker_walk", **changes: object):
+    """``task``'s recipe on the tiny schedule, with ``changes``."""
+    from lever_transfer.config import load_config
+
+    return load_config(task, tiny_schedule(task, **changes))
+
+
+def as_sets(schedule: Mapping[str, object], leave_out: Iterable[str] = ()) -> list[str]:
+    """A schedule as the command line's ``--set KEY=VALUE`` options."""
+    return [arg for key, value in schedule.items() if key not in leave_out
+            for arg in ("--set", f"{key}={value}")]
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ def test_unknown_game_is_one_line_with_close_matches():
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_preprocessing_shapes_dtypes_and_episodic_life():
     env = AtariEnv("atari:qbert", seed=0)
     obs, _ = env.reset(seed=0)
@@ -125,6 +126,7 @@ def _frame(env: AtariEnv) -> int:
     return env._env.unwrapped.ale.getEpisodeFrameNumber()
 
 
+@pytest.mark.slow
 def test_noop_starts_match_raw_ale():
     """A seeded reset plays the seed's 1..30 no-ops and stacks the resized screen four times."""
     env = AtariEnv("atari:qbert", episodic_life=False)
@@ -138,6 +140,7 @@ def test_noop_starts_match_raw_ale():
     env.close()
 
 
+@pytest.mark.slow
 def test_agent_steps_are_4_frames_summed_and_max_pooled_like_raw_ale():
     """Each agent step is 4 emulator frames of the action with rewards summed; the new frame is
     the area-resized max of the last two grayscale screens; the stack holds the last 4, oldest
@@ -160,6 +163,7 @@ def test_agent_steps_are_4_frames_summed_and_max_pooled_like_raw_ale():
     env.close()
 
 
+@pytest.mark.slow
 def test_sticky_actions_are_off():
     """Two seeds with equal no-op counts but different emulator seeds replay the same actions
     identically; with sticky actions the emulator's seed would decide which actions repeat."""
@@ -181,6 +185,7 @@ def test_sticky_actions_are_off():
     env.close()
 
 
+@pytest.mark.slow
 def test_episodes_truncate_at_108k_emulator_frames(monkeypatch):
     """The limit is 108K emulator frames counted from reset, no-ops included. Playing to it costs
     ~15-20 s here, so the emulator's setting is read and a 402-frame limit runs the same path."""
@@ -205,6 +210,7 @@ def test_episodes_truncate_at_108k_emulator_frames(monkeypatch):
     env.close()
 
 
+@pytest.mark.slow
 def test_training_ends_an_episode_per_life_and_continues_the_game():
     """Training (DER's episodic life) ends an episode at each lost life; the next unseeded reset
     continues the same game with one no-op step, so the frames never restart."""
@@ -245,6 +251,7 @@ class _Scripted:
         return self.actions[-1]
 
 
+@pytest.mark.slow
 def test_evaluation_plays_whole_games():
     """Evaluation's episode is a whole game through every life: its return is the raw
     emulator's whole-game score for the same actions, and every frame shown matches."""

@@ -13,6 +13,8 @@ from click.testing import CliRunner
 from lever_transfer.cli import main
 from lever_transfer.run_dir import RunDir
 
+from .conftest import tiny_config
+
 
 def run(*args: str):
     return CliRunner().invoke(main, list(args))
@@ -61,12 +63,6 @@ def test_console_script_is_installed():
 # ---------------------------------------------------------------- paths no other test takes:
 # eval hub:NAME and its errors, --device cuda without CUDA, zoo publish, tasks, report targets
 
-QBERT_TINY = {"steps": "300 agent_steps", "init_steps": "100 agent_steps",
-              "eval_every": "100 agent_steps", "eval_episodes": 1,
-              "checkpoint_every": "1M agent_steps", "batch_size": 8, "hidden_dim": 32,
-              "eval_epsilon": 0.0, "device": "cpu"}
-
-
 def one_error_line(result) -> str:
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
@@ -78,24 +74,25 @@ def one_error_line(result) -> str:
 @pytest.fixture(scope="module")
 def qbert_runs(tmp_path_factory):
     """Two seeds of a real tiny Rainbow baseline, each evaluated a few times: a pretraining that
-    kept snapshots (not published) and a plain run (no snapshots) of the same setting."""
-    from lever_transfer.config import load_config
+    kept snapshots (not published) and a plain run (no snapshots) of the same setting. The tests
+    that take it are marked slow."""
     from lever_transfer.train import Trainer
 
     root = tmp_path_factory.mktemp("qbert-runs")
     runs = []
     for seed, snapshots in ((0, {"snapshot_every": "100 agent_steps"}), (1, {})):
-        cfg = load_config("atari:qbert", {**QBERT_TINY, "lever": False, "seed": seed,
-                                          **snapshots})
+        cfg = tiny_config("atari:qbert", steps="300 agent_steps", eval_every="100 agent_steps",
+                          batch_size=8, hidden_dim=32, eval_epsilon=0.0, lever=False, seed=seed,
+                          **snapshots)
         runs.append(Trainer(cfg, root / f"qbert-s{seed}", progress=False,
                             say=lambda s: None).run())
     return runs
 
 
-def test_eval_plays_the_shipped_qbert_encoder_with_its_heads(tmp_path, monkeypatch):
+@pytest.mark.slow  # a whole game of Qbert
+def test_eval_plays_the_shipped_qbert_encoder_with_its_heads(isolated_hub):
     import re
 
-    monkeypatch.setenv("LEVER_HUB", str(tmp_path / "empty-hub"))
     result = run("eval", "hub:qbert-100k", "--episodes", "1")
     assert result.exit_code == 0, result.output
     assert "evaluating hub:qbert-100k -> shipped zoo" in result.output
@@ -134,12 +131,10 @@ def _publish_rainbow_package(hub_root, tmp_path, name: str, with_heads: bool, re
     ("no-recipe", True, False, "hub:no-recipe does not record the recipe it was trained with"),
     ("qbert-100kk", None, None, "unknown encoder 'qbert-100kk'; did you mean qbert-100k?"),
 ], ids=["without-heads", "without-recipe", "unknown-name"])
-def test_eval_of_a_hub_package_that_cannot_act_is_one_line(tmp_path, monkeypatch, name,
+def test_eval_of_a_hub_package_that_cannot_act_is_one_line(tmp_path, isolated_hub, name,
                                                            with_heads, recipe, expected):
-    hub_root = tmp_path / "hub"
-    monkeypatch.setenv("LEVER_HUB", str(hub_root))
     if with_heads is not None:
-        _publish_rainbow_package(hub_root, tmp_path, name, with_heads, recipe)
+        _publish_rainbow_package(isolated_hub, tmp_path, name, with_heads, recipe)
     line = one_error_line(run("eval", f"hub:{name}", "--episodes", "1"))
     assert expected in line
 
@@ -147,21 +142,21 @@ def test_eval_of_a_hub_package_that_cannot_act_is_one_line(tmp_path, monkeypatch
 @pytest.mark.parametrize("command", [["train", "quickstart"], ["pretrain", "walker_stand"],
                                      ["eval", "hub:qbert-100k"]], ids=lambda c: c[0])
 def test_device_cuda_without_cuda_is_refused_in_one_line_before_any_run_directory(
-        command, tmp_path, monkeypatch):
+        command, tmp_path, monkeypatch, isolated_hub):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a GPU machine too
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)  # train and pretrain default to runs/... under it
-    monkeypatch.setenv("LEVER_HUB", str(tmp_path / "hub"))
     line = one_error_line(run(*command, "--device", "cuda"))
     assert "--device cuda" in line and "use --device cpu" in line
-    assert list(cwd.iterdir()) == [] and not (tmp_path / "hub").exists()
+    assert list(cwd.iterdir()) == [] and not isolated_hub.exists()
 
 
+@pytest.mark.slow
 def test_zoo_publish_packages_every_snapshot_and_hub_names_resolve_to_them(
-        qbert_runs, tmp_path, monkeypatch):
+        qbert_runs, isolated_hub):
     import torch
 
     from lever_transfer.checkpoint import load_checkpoint
@@ -169,7 +164,6 @@ def test_zoo_publish_packages_every_snapshot_and_hub_names_resolve_to_them(
     from lever_transfer.zoo.encoder import load_encoder
 
     pretrain = qbert_runs[0]
-    monkeypatch.setenv("LEVER_HUB", str(tmp_path / "hub"))
     result = run("zoo", "publish", str(pretrain))
     assert result.exit_code == 0, result.output
     snapshots = RunDir(pretrain).snapshots()
@@ -181,14 +175,14 @@ def test_zoo_publish_packages_every_snapshot_and_hub_names_resolve_to_them(
         assert env_steps < 1000  # named with the exact count: qbert-165
         name = f"qbert-{env_steps}"
         names.append(name)
-        assert f"published {name} -> {tmp_path / 'hub' / name}" in result.output
+        assert f"published {name} -> {isolated_hub / name}" in result.output
         encoder = load_encoder(f"hub:{name}")
         assert "local hub" in hub.resolve(f"hub:{name}", say=lambda m: None).source
         for key, value in encoder.encoder.state_dict().items():
             assert torch.equal(value, state["weights"][f"encoder.{key}"]), (name, key)
         assert encoder.metadata["env_steps"] == env_steps
         assert encoder.metadata["eval_return"] == state["eval_return"]
-    assert sorted(hub.read_index(tmp_path / "hub")) == sorted(names)
+    assert sorted(hub.read_index(isolated_hub)) == sorted(names)
     # the last snapshot, evaluated from the hub, plays as the run measured it (eval_epsilon 0)
     result = run("eval", f"hub:{names[-1]}", "--episodes", "1")
     assert result.exit_code == 0, result.output
@@ -196,10 +190,10 @@ def test_zoo_publish_packages_every_snapshot_and_hub_names_resolve_to_them(
         in result.output
 
 
-def test_zoo_publish_of_a_run_without_snapshots_is_one_line(qbert_runs, tmp_path, monkeypatch):
-    monkeypatch.setenv("LEVER_HUB", str(tmp_path / "hub"))
+@pytest.mark.slow
+def test_zoo_publish_of_a_run_without_snapshots_is_one_line(qbert_runs, isolated_hub):
     line = one_error_line(run("zoo", "publish", str(qbert_runs[1])))
-    assert "has no snapshots yet" in line and not (tmp_path / "hub").exists()
+    assert "has no snapshots yet" in line and not isolated_hub.exists()
 
 
 def test_tasks_lists_every_dmc_task_then_every_atari_game():
@@ -239,6 +233,7 @@ def _mean_curve(runs) -> list[tuple[float, float]]:
             for k in range(n)]
 
 
+@pytest.mark.slow
 def test_report_target_return_column_is_the_flops_of_the_first_evaluation_reaching_it(
         qbert_runs, tmp_path):
     curve = _mean_curve(qbert_runs)  # the two seeds are one setting

@@ -17,6 +17,7 @@ from lever_transfer.errors import TaskError
 
 # gymnasium reports a worker's traceback as a UserWarning before re-raising its error here
 pytestmark = pytest.mark.filterwarnings("ignore:.*ERROR:UserWarning")
+# the tests that make an environment are marked slow; name parsing and backend errors are not
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,7 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
                           text=True, timeout=60, env={**environ, **env})
 
 
+@pytest.mark.slow
 def test_spaces_frame_stack_and_render(walker):
     assert walker.observation_space.shape == (9, 100, 100)
     assert walker.observation_space.dtype == np.uint8
@@ -50,6 +52,7 @@ def test_spaces_frame_stack_and_render(walker):
     assert frame.shape == (100, 100, 3) and np.array_equal(frame, nxt[6:9].transpose(1, 2, 0))
 
 
+@pytest.mark.slow
 def test_action_repeat_sums_rewards_and_renders_the_last_step():
     once = DMCEnv("cartpole_swingup", action_repeat=4, render_size=32, seed=0)
     each = DMCEnv("cartpole_swingup", action_repeat=1, render_size=32, seed=0)
@@ -64,6 +67,7 @@ def test_action_repeat_sums_rewards_and_renders_the_last_step():
     each.close()
 
 
+@pytest.mark.slow
 def test_episode_is_truncated_after_1000_env_steps():
     env = make_env("walker_walk", action_repeat=8, render_size=32, render_quality="fast", seed=0)
     env.reset(seed=2)
@@ -78,6 +82,7 @@ def test_episode_is_truncated_after_1000_env_steps():
     env.close()
 
 
+@pytest.mark.slow
 def test_last_action_repeat_is_cut_at_the_time_limit():
     env = DMCEnv("walker_walk", action_repeat=300, render_size=32, render_quality="fast", seed=0)
     env.reset()
@@ -87,6 +92,7 @@ def test_last_action_repeat_is_cut_at_the_time_limit():
     env.close()
 
 
+@pytest.mark.slow
 def test_same_seed_same_observations(walker):
     first = walker.reset(seed=3)[0]
     a = [walker.step(np.full(6, 0.3, np.float32))[:2] for _ in range(3)]
@@ -116,9 +122,9 @@ def test_unknown_task_is_one_line_with_close_matches():
 
 @pytest.mark.parametrize("kwargs, needle", [
     ({"render_quality": "ultra"}, "render_quality"),
-    ({"camera_id": 9}, "camera_id"),
+    pytest.param({"camera_id": 9}, "camera_id", marks=pytest.mark.slow),  # checked on the model
     ({"action_repeat": 0}, "action_repeat"),
-    ({"render_size": 5000}, "render_size"),
+    pytest.param({"render_size": 5000}, "render_size", marks=pytest.mark.slow),
 ])
 def test_bad_arguments_are_one_line_task_errors(kwargs, needle):
     with pytest.raises(TaskError, match=needle) as err:
@@ -126,6 +132,7 @@ def test_bad_arguments_are_one_line_task_errors(kwargs, needle):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_quadruped_uses_camera_2_and_rescales_actions():
     env = DMCEnv("quadruped_walk", render_size=32, seed=0)
     assert env.camera_id == 2 and env.action_space.shape == (12,)
@@ -137,6 +144,7 @@ def test_quadruped_uses_camera_2_and_rescales_actions():
     env.close()
 
 
+@pytest.mark.slow
 def test_worker_process_matches_the_direct_environment(walker):
     with EnvWorker("walker_walk", action_repeat=4, seed=0) as worker:
         assert worker.observation_space == walker.observation_space
@@ -159,6 +167,7 @@ def test_worker_process_matches_the_direct_environment(walker):
         assert all(np.array_equal(x, y) for x, y in kept)
 
 
+@pytest.mark.slow
 def test_worker_errors_surface_and_close_the_worker():
     worker = EnvWorker("walker_walk", action_repeat=1000, render_size=32, seed=0)
     worker.reset()
@@ -192,6 +201,7 @@ def deadline(seconds: int, what: str):
         signal.signal(signal.SIGALRM, previous)
 
 
+@pytest.mark.slow
 def test_dead_worker_is_named_and_pending_close_does_not_hang():
     # normally a few seconds (mostly starting the two workers); a hang fails at the deadline
     worker = EnvWorker("walker_walk", render_size=32, seed=0)
@@ -209,6 +219,7 @@ def test_dead_worker_is_named_and_pending_close_does_not_hang():
     assert not process.is_alive()
 
 
+@pytest.mark.slow
 def test_fast_rendering_changes_pixels_only_slightly():
     paper = DMCEnv("walker_walk", seed=0)
     fast = DMCEnv("walker_walk", seed=0, render_quality="fast")
@@ -219,6 +230,7 @@ def test_fast_rendering_changes_pixels_only_slightly():
     fast.close()
 
 
+@pytest.mark.slow
 def test_backend_is_chosen_when_unset_and_envs_import_lightly():
     result = run_python("""
         import os, sys

@@ -13,18 +13,20 @@ from lever_transfer.errors import LeverError
 from lever_transfer.evaluate import load_policy, write_video
 from lever_transfer.train import Trainer
 
-TINY = {"steps": "200 agent_steps", "init_steps": "100 agent_steps",
-        "freeze_at": "150 agent_steps", "eval_every": "1M agent_steps", "eval_episodes": 1,
-        "checkpoint_every": "1M agent_steps", "device": "cpu"}
+from .conftest import tiny_schedule
+
+TINY = tiny_schedule("atari:qbert", steps="200 agent_steps", freeze_at="150 agent_steps")
 
 
 @pytest.fixture(scope="module")
 def qbert_run(tmp_path_factory):
+    """A real run of 200 agent steps (the tests that take it are marked slow)."""
     run = tmp_path_factory.mktemp("qbert")
     Trainer(load_config("atari:qbert", TINY), run, progress=False, say=lambda s: None).run()
     return run
 
 
+@pytest.mark.slow
 def test_eval_of_a_run_prints_mean_and_std_and_writes_a_playable_gif(qbert_run, tmp_path):
     video = tmp_path / "episode.gif"
     result = CliRunner().invoke(main, ["eval", str(qbert_run), "--episodes", "2",
@@ -37,6 +39,7 @@ def test_eval_of_a_run_prints_mean_and_std_and_writes_a_playable_gif(qbert_run, 
         assert 10 < gif.n_frames <= frames  # reset frame + one per step (repeats merged)
 
 
+@pytest.mark.slow
 def test_eval_writes_a_playable_mp4(qbert_run, tmp_path):
     video = tmp_path / "episode.mp4"
     result = CliRunner().invoke(main, ["eval", str(qbert_run), "--episodes", "1",
@@ -47,6 +50,7 @@ def test_eval_writes_a_playable_mp4(qbert_run, tmp_path):
     assert iio.immeta(video, plugin="FFMPEG")["codec"] == "h264"
 
 
+@pytest.mark.slow
 def test_the_policy_is_the_checkpointed_one(qbert_run):
     from lever_transfer.checkpoint import load_checkpoint
     from lever_transfer.run_dir import RunDir

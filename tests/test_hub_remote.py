@@ -18,6 +18,8 @@ from lever_transfer.zoo.package import read_package
 from .hub_server import hub_server  # noqa: F401  (fixture)
 from .test_zoo import make_package
 
+pytestmark = pytest.mark.slow  # the command line and the library in fresh interpreters
+
 
 def cli(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess:
     out = subprocess.run([sys.executable, "-m", "lever_transfer.cli", *args], env=env,
@@ -36,9 +38,9 @@ def load(env: dict[str, str], reference: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def env(hub_server, tmp_path):  # noqa: F811
+def env(hub_server, tmp_path, isolated_hub):  # noqa: F811
     return {**os.environ, "HF_ENDPOINT": hub_server.endpoint, "HF_TOKEN": "test-token",
-            "HF_HOME": str(tmp_path / "hf"), "LEVER_HUB": str(tmp_path / "hub"),
+            "HF_HOME": str(tmp_path / "hf"), "LEVER_HUB": str(isolated_hub),
             "HF_HUB_DISABLE_TELEMETRY": "1"}
 
 

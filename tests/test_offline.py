@@ -19,11 +19,10 @@ from lever_transfer.offline import OfflinePretrainer, OfflineSettings, Sampler
 from lever_transfer.probe import compare
 from lever_transfer.zoo import hub
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
+    """Real rollouts of two DMC tasks (the tests that take it are marked slow)."""
     out = tmp_path_factory.mktemp("offline") / "data"
     collect(Plan(("cartpole_swingup", "walker_walk"), 2, 0, "mixed", 10), out,
             say=lambda m: None, progress=False)
@@ -37,6 +36,7 @@ def trainer(data: Path, run: Path, **settings) -> OfflinePretrainer:
                              say=lambda m: None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", ["atc", "curl"])
 def test_the_loss_is_the_contrastive_loss_written_out_by_hand(data, tmp_path, objective):
     t = trainer(data, tmp_path / "run", objective=objective)
@@ -76,6 +76,7 @@ def test_batches_mix_domains_evenly_and_positives_are_k_steps_on():
     assert newest_anchor[newest_anchor >= 100].max() == 116  # b's last anchor: 3 before its end
 
 
+@pytest.mark.slow
 def test_a_stopped_pretraining_resumes_to_the_same_weights(data, tmp_path):
     straight = trainer(data, tmp_path / "straight")
     straight.run()
@@ -90,24 +91,24 @@ def test_a_stopped_pretraining_resumes_to_the_same_weights(data, tmp_path):
         assert torch.equal(resumed.head.state_dict()[key], value), key
 
 
+@pytest.mark.slow
 def test_pretrain_offline_publishes_packages_that_finetune_and_the_probe_take(
-        data, tmp_path, monkeypatch):
-    monkeypatch.setenv("LEVER_HUB", str(tmp_path / "hub"))
+        data, tmp_path, isolated_hub):
     run = tmp_path / "run"
     args = ["pretrain-offline", str(data), "--updates", "4", "--batch-size", "8",
             "--snapshot-every", "2", "--name", "tiny", "--precision", "fp32", "--out", str(run),
             "--no-progress"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert sorted(hub.read_index(tmp_path / "hub")) == ["tiny-atc-2", "tiny-atc-4"]
-    config = json.loads((tmp_path / "hub" / "tiny-atc-4" / "config.json").read_text())
+    assert sorted(hub.read_index(isolated_hub)) == ["tiny-atc-2", "tiny-atc-4"]
+    config = json.loads((isolated_hub / "tiny-atc-4" / "config.json").read_text())
     assert config["parts"] == ["actor_fc", "encoder"] and config["source"]["kind"] == "offline"
     assert config["source"]["tasks"]["walker_walk"]["action_repeat"] == 2
-    card = (tmp_path / "hub" / "tiny-atc-4" / "README.md").read_text()
+    card = (isolated_hub / "tiny-atc-4" / "README.md").read_text()
     assert "## Data" in card and "| cartpole_swingup | 2 | 22 | mixed | 8 |" in card
     more = CliRunner().invoke(main, [*args[:3], "6", *args[4:]])  # --updates 6: resumes
     assert more.exit_code == 0 and "resuming the pretraining" in more.output
-    assert "tiny-atc-6" in hub.read_index(tmp_path / "hub")
+    assert "tiny-atc-6" in hub.read_index(isolated_hub)
     other = CliRunner().invoke(main, [*args, "--objective", "curl"])
     assert other.exit_code != 0 and "other objective" in other.output
 
@@ -128,6 +129,7 @@ def test_pretrain_offline_publishes_packages_that_finetune_and_the_probe_take(
     assert "hub:tiny-atc-2" in table.table().splitlines()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setting, words", [("lr=abc", "lr must be a positive number"),
                                             ("temporal_shift=0", "temporal_shift must be"),
                                             ("lrr=1", "not a setting of pretrain-offline")])

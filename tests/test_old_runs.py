@@ -28,6 +28,7 @@ def _rows(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow  # real runs
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_an_old_run_continues_to_more_steps(tmp_path, name):
     run_dir = tmp_path / name

@@ -128,16 +128,18 @@ def one_error_line(output: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # a child process for each
 @pytest.mark.parametrize("label, command", [
     ("329GB", "api"), ("329GB", "zoo show"), ("329GB", "finetune"),
     ("15GB", "api"), ("15GB", "eval"), ("15GB", "finetune hub:"),
 ])
-def test_crafted_package_is_refused_in_one_line_within_1gb(crafted, tmp_path, label, command):
+def test_crafted_package_is_refused_in_one_line_within_1gb(crafted, tmp_path, isolated_hub,
+                                                           label, command):
     folder = crafted[label]
-    env = {"LEVER_HUB": str(tmp_path / "hub")}
+    env = {"LEVER_HUB": str(isolated_hub)}
     if command == "finetune hub:":
-        shutil.copytree(folder, tmp_path / "hub" / "crafted-1k")
-        (tmp_path / "hub" / "index.yaml").write_text(
+        shutil.copytree(folder, isolated_hub / "crafted-1k")
+        (isolated_hub / "index.yaml").write_text(
             f"encoders:\n  crafted-1k: {{sha256: {read_config(folder).sha256}}}\n")
     args = {"api": ["api", str(folder)], "zoo show": ["zoo", "show", str(folder)],
             "eval": ["eval", str(folder)],

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_shipped_encoder_loads_from_an_installed_wheel(tmp_path):
+def test_shipped_encoder_loads_from_an_installed_wheel(tmp_path, isolated_hub):
     dist, site = tmp_path / "dist", tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist),
                     str(ROOT)], check=True, timeout=300)
@@ -27,7 +27,7 @@ def test_shipped_encoder_loads_from_an_installed_wheel(tmp_path):
               "print(enc.metadata['env_steps'], enc.metadata['task'])")
     out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
                          text=True, timeout=120,
-                         env={"PYTHONPATH": str(site), "LEVER_HUB": str(tmp_path / "empty"),
+                         env={"PYTHONPATH": str(site), "LEVER_HUB": str(isolated_hub),
                               "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert out.returncode == 0, out.stderr
     module_file, steps = out.stdout.strip().splitlines()
@@ -46,14 +46,14 @@ def test_shipped_encoder_loads_from_an_installed_wheel(tmp_path):
     missing = subprocess.run(
         [sys.executable, "-c", "from lever_transfer import load_encoder\n"
          "load_encoder('hub:walker_stand-20k')"], cwd=tmp_path, capture_output=True, text=True,
-        timeout=120, env={"PYTHONPATH": str(site), "LEVER_HUB": str(tmp_path / "empty"),
+        timeout=120, env={"PYTHONPATH": str(site), "LEVER_HUB": str(isolated_hub),
                           "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert missing.returncode != 0
     assert "weights are not in this install" in missing.stderr and "checkout" in missing.stderr
     listed = subprocess.run(
         [sys.executable, "-m", "lever_transfer.cli", "zoo", "verify"], cwd=tmp_path,
         capture_output=True, text=True, timeout=120,
-        env={"PYTHONPATH": str(site), "LEVER_HUB": str(tmp_path / "empty"),
+        env={"PYTHONPATH": str(site), "LEVER_HUB": str(isolated_hub),
              "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert listed.returncode == 0, listed.stdout + listed.stderr
     assert "absent  walker_stand-20k" in listed.stdout and "ok      qbert-100k" in listed.stdout

@@ -19,7 +19,7 @@ from lever_transfer.metrics import read_metrics
 from lever_transfer.precision import cpu_flags, native_bf16, resolve_precision
 from lever_transfer.replay import PixelBatch
 
-from .conftest import OBS_SHAPE, make_small_config, pixel_batch
+from .conftest import OBS_SHAPE, as_sets, make_small_config, pixel_batch, tiny_schedule
 
 CPU = torch.device("cpu")
 # Relative gap between a bf16 and a float32 update's reported losses on the same batch and
@@ -123,13 +123,13 @@ def test_losses_and_log_probabilities_are_float32_under_autocast():
     assert q1.dtype == q2.dtype == torch.float32
 
 
-TINY_RUN = ["--steps", "150 agent_steps", "--set", "init_steps=50 agent_steps",
-            "--set", "eval_every=1M agent_steps", "--set", "eval_episodes=1",
-            "--set", "checkpoint_every=100 agent_steps", "--set", "batch_size=8",
-            "--set", "hidden_dim=32", "--set", "action_repeat=8",
-            "--set", "render_quality=fast", "--no-progress"]
+TINY_RUN = ["--steps", "150 agent_steps",
+            *as_sets(tiny_schedule(eval_every="1M agent_steps", checkpoint_every="100 agent_steps",
+                                   batch_size=8), leave_out=("steps", "freeze_at")),
+            "--no-progress"]
 
 
+@pytest.mark.slow
 def test_a_run_records_its_precision_and_resumes_in_the_other(tmp_path):
     run = tmp_path / "run"
     first = CliRunner().invoke(main, ["train", "walker_walk", "--precision", "fp32",

@@ -16,14 +16,15 @@ from lever_transfer.run_dir import RunDir
 from lever_transfer.zoo import hub
 from lever_transfer.zoo.package import read_package
 
-from .test_train import TINY
+from .conftest import as_sets, tiny_schedule
+
+pytestmark = pytest.mark.slow  # real pretrain and finetune runs
 
 # walker at action repeat 8: 125 agent steps (1000 env steps) per episode
-SETS = [x for k, v in TINY.items() if k not in ("steps", "freeze_at")
-        for x in ("--set", f"{k}={v}")]
+SETS = as_sets(tiny_schedule(), leave_out=("steps", "freeze_at"))
 
-HEAD_SIZED_SETS = [x for k, v in TINY.items() if k not in ("steps", "freeze_at", "hidden_dim")
-                   for x in ("--set", f"{k}={v}")]  # --transfer full takes the heads' size
+HEAD_SIZED_SETS = as_sets(tiny_schedule(), leave_out=("steps", "freeze_at", "hidden_dim"))
+# --transfer full takes the heads' size
 
 
 def invoke(*args: str) -> str:
@@ -33,11 +34,10 @@ def invoke(*args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pretrain")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("LEVER_HUB", str(root / "hub"))
-    run = root / "run"
+def pretrained(tmp_path_factory, module_hub):
+    """(the folder that holds the module's hub, the run, the sha256 of its first snapshot)."""
+    root = module_hub.parent
+    run = tmp_path_factory.mktemp("pretrain") / "run"
     # 125 agent steps, then resume the same run to 250: snapshots at 1k and 2k env steps
     invoke("pretrain", "walker_stand_drq", "--steps", "125 agent_steps", "--snapshot-every", "1k",
            "--out", str(run), "--no-progress", *SETS)
@@ -45,8 +45,7 @@ def pretrained(tmp_path_factory):
     output = invoke("pretrain", "walker_stand_drq", "--steps", "250 agent_steps",
                     "--snapshot-every", "1k", "--out", str(run), "--no-progress", *SETS)
     assert "resuming" in output
-    yield root, run, first
-    patch.undo()
+    return root, run, first
 
 
 def test_pretrain_publishes_true_steps_and_resumes(pretrained):
@@ -90,17 +89,14 @@ def test_pretrain_publishes_true_steps_and_resumes(pretrained):
     assert [r["agent_steps"] for r in rows if r["kind"] == "train"] == [125, 250]
 
 
-def test_zoo_list_shows_the_snapshots(pretrained, monkeypatch):
-    monkeypatch.setenv("LEVER_HUB", str(pretrained[0] / "hub"))
+def test_zoo_list_shows_the_snapshots(pretrained):
     output = invoke("zoo", "list")
     assert "walker_stand-2k" in output and "2,000" in output and "local hub" in output
 
 
 @pytest.mark.parametrize("transfer, target, layers", [("full", "walker_walk", "all"),
                                                       ("encoder", "hopper_hop", "4")])
-def test_finetune_from_a_published_snapshot(pretrained, monkeypatch, tmp_path, transfer, target,
-                                            layers):
-    monkeypatch.setenv("LEVER_HUB", str(pretrained[0] / "hub"))
+def test_finetune_from_a_published_snapshot(pretrained, tmp_path, transfer, target, layers):
     run = tmp_path / "ft"
     output = invoke("finetune", "--from", "hub:walker_stand-2k", "--to", target,
                     "--freeze-layers", layers, "--transfer", transfer, "--steps", "125 agent_steps",
@@ -120,10 +116,8 @@ def test_finetune_from_a_published_snapshot(pretrained, monkeypatch, tmp_path, t
     assert [r["agent_steps"] for r in rows if r["kind"] == "train"] == [125]
 
 
-def test_a_set_that_contradicts_the_package_is_refused_in_one_line(pretrained, monkeypatch,
-                                                                   tmp_path):
+def test_a_set_that_contradicts_the_package_is_refused_in_one_line(pretrained, tmp_path):
     """What the weights fix comes from the package; a --set against it names what differs."""
-    monkeypatch.setenv("LEVER_HUB", str(pretrained[0] / "hub"))
     for extra, words in ((["--transfer", "full", "--set", "algorithm=sac_curl"], "sac_tanh heads"),
                          (["--set", "render_size=100"], "render_size 84 vs 100")):
         result = CliRunner().invoke(main, ["finetune", "--from", "hub:walker_stand-2k", "--to",
@@ -134,9 +128,8 @@ def test_a_set_that_contradicts_the_package_is_refused_in_one_line(pretrained, m
     assert not (tmp_path / "x").exists()
 
 
-def test_finetune_from_the_shipped_encoder(tmp_path, monkeypatch):
+def test_finetune_from_the_shipped_encoder(tmp_path, isolated_hub):
     """The README's main command, shortened: task transfer from the encoder shipped in zoo/."""
-    monkeypatch.setenv("LEVER_HUB", str(tmp_path / "empty-hub"))
     run = tmp_path / "ft"
     output = invoke("finetune", "--from", "hub:walker_stand-60k", "--to", "walker_walk",
                     "--transfer", "full", "--steps", "250 agent_steps", "--out", str(run),
@@ -154,13 +147,13 @@ def test_finetune_from_the_shipped_encoder(tmp_path, monkeypatch):
     assert config["observation"]["action_repeat"] == 8  # the spec says its frame spacing
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("design", [["--to", "hopper_hop", "--freeze-layers", "4"],
                                     ["--to", "walker_walk", "--transfer", "full"]])
-def test_the_designs_finetune_commands_run_offline_from_the_shipped_encoder(tmp_path, design):
+def test_the_designs_finetune_commands_run_offline_from_the_shipped_encoder(tmp_path, design,
+                                                                            isolated_hub):
     """The two commands the toolkit was designed around, with the Hub unreachable
     (HF_HUB_OFFLINE=1, a fresh process): shortened to 125 agent steps, otherwise as typed."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LEVER_HUB": str(tmp_path / "empty-hub"),
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LEVER_HUB": str(isolated_hub),
            "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"}
     sets = SETS if "full" not in design else HEAD_SIZED_SETS
     out = subprocess.run([sys.executable, "-m", "lever_transfer.cli", "finetune", "--from",

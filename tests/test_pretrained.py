@@ -16,8 +16,8 @@ SHIPPED = "hub:walker_stand-60k"
 
 
 @pytest.fixture(autouse=True)
-def empty_local_hub(tmp_path, monkeypatch):
-    monkeypatch.setenv("LEVER_HUB", str(tmp_path / "hub"))
+def empty_local_hub(isolated_hub):
+    """hub: names resolve to the shipped zoo only, whatever the user's hub holds."""
 
 
 def test_load_encoder_returns_a_frozen_module_in_eval_mode():

@@ -91,12 +91,9 @@ def test_one_episode_is_cut_into_blocks_without_shared_frames():
 # ---------------------------------------------------------------------------- real probes
 
 @pytest.fixture(scope="module")
-def walker_probe(tmp_path_factory):
+def walker_probe(module_hub):
     """One probe of the shipped encoder: one episode of random actions (about 10 s)."""
-    patch = pytest.MonkeyPatch()
-    patch.setenv("LEVER_HUB", str(tmp_path_factory.mktemp("probe") / "hub"))
-    yield probe("hub:walker_stand-60k", "walker_walk", episodes=1)
-    patch.undo()
+    return probe("hub:walker_stand-60k", "walker_walk", episodes=1)
 
 
 @pytest.mark.slow
@@ -115,8 +112,7 @@ def test_the_shipped_encoder_knows_the_walkers_pose_better_than_random_weights(w
 
 
 @pytest.mark.slow
-def test_cli_prints_the_table_and_writes_the_same_result(walker_probe, tmp_path, monkeypatch):
-    monkeypatch.setenv("LEVER_HUB", str(tmp_path / "hub"))
+def test_cli_prints_the_table_and_writes_the_same_result(walker_probe, tmp_path, isolated_hub):
     out = tmp_path / "probe.json"
     result = CliRunner().invoke(main, ["probe", "hub:walker_stand-60k", "--task", "walker_walk",
                                        "--episodes", "1", "--json", str(out)],
@@ -131,8 +127,7 @@ def test_cli_prints_the_table_and_writes_the_same_result(walker_probe, tmp_path,
 
 
 @pytest.mark.slow
-def test_the_packages_policy_drives_the_rollout(tmp_path, monkeypatch):
-    monkeypatch.setenv("LEVER_HUB", str(tmp_path / "hub"))
+def test_the_packages_policy_drives_the_rollout(tmp_path, isolated_hub):
     result = probe("hub:walker_stand-60k", "walker_walk", episodes=3, episode_steps=8,
                    policy=True, layer="conv4")
     assert result.policy and result.steps == 24 and result.layer == "conv4"
@@ -151,8 +146,7 @@ def test_the_packages_policy_drives_the_rollout(tmp_path, monkeypatch):
     (["hub:walker_stand-60k", "--task", "walker_walk", "--layer", "conv9"],
      "layer 'conv9' is not one of this encoder's layers: 1..5 or a name (conv1, "),
 ])
-def test_errors_are_one_line(args, message, tmp_path, monkeypatch):
-    monkeypatch.setenv("LEVER_HUB", str(tmp_path / "hub"))
+def test_errors_are_one_line(args, message, isolated_hub):
     result = CliRunner().invoke(main, ["probe", *args])
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"error: {message}") and result.output.count("\n") == 1
@@ -160,20 +154,19 @@ def test_errors_are_one_line(args, message, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_record_keeps_the_result_in_config_card_index_and_zoo_list(walker_probe, tmp_path,
-                                                                   monkeypatch):
-    monkeypatch.setenv("LEVER_HUB", str(tmp_path / "hub"))
+                                                                   isolated_hub):
     zoo.pull("hub:walker_stand-60k", say=lambda m: None)  # a local copy to record into
-    sha = read_package(tmp_path / "hub" / "walker_stand-60k").config.sha256
+    sha = read_package(isolated_hub / "walker_stand-60k").config.sha256
     result = CliRunner().invoke(main, ["probe", "hub:walker_stand-60k", "--task", "walker_walk",
                                        "--episodes", "1", "--record"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    package = read_package(tmp_path / "hub" / "walker_stand-60k", sha)  # weights untouched
+    package = read_package(isolated_hub / "walker_stand-60k", sha)  # weights untouched
     recorded = package.config.probe
     assert recorded["overall_encoder_r2"] == pytest.approx(walker_probe.overall_encoder_r2)
     card = (package.path / "README.md").read_text()
     assert card == model_card("walker_stand-60k", package.config) and "## Linear probe" in card
     assert f"**{walker_probe.overall_encoder_r2:.3f}** overall" in card
-    entry = hub.read_index(tmp_path / "hub")["walker_stand-60k"]
+    entry = hub.read_index(isolated_hub)["walker_stand-60k"]
     assert entry["probe"]["task"] == "walker_walk" and entry["sha256"] == sha
     listed = CliRunner().invoke(main, ["zoo", "list"]).output
     assert "probe R^2" in listed

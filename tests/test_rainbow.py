@@ -22,13 +22,14 @@ from lever_transfer.metrics import read_metrics
 from lever_transfer.replay import PrioritizedSampler
 from lever_transfer.train import Trainer
 
+from .conftest import as_sets, tiny_schedule
+
 OBS = (4, 84, 84)
 TABLE_3 = {"encoder:conv1": 8.2e5, "encoder:conv2": 4.6e5, "value stream:fc1": 1.5e5,
            "value stream:fc2": 1.3e4, "advantage stream:fc1": 1.5e5,
            "advantage stream:fc2": 1.2e5}
-TINY = {"steps": "600 agent_steps", "init_steps": "100 agent_steps",
-        "freeze_at": "300 agent_steps", "eval_every": "300 agent_steps", "eval_episodes": 1,
-        "checkpoint_every": "300 agent_steps", "critic_target_update_freq": 50, "device": "cpu"}
+TINY = tiny_schedule("atari:qbert", eval_every="300 agent_steps",
+                     checkpoint_every="300 agent_steps", critic_target_update_freq=50)
 
 
 def config(**extra):
@@ -107,6 +108,7 @@ def test_act_is_a_valid_action_and_evaluation_is_greedy():
     assert agent.head.training  # acting leaves the heads in training mode
 
 
+@pytest.mark.slow
 def test_short_real_run_freezes_converts_and_resumes(tmp_path):
     cfg = load_config("atari:qbert", TINY)
     Trainer(cfg, tmp_path / "run", progress=False, say=lambda s: None).run()
@@ -166,6 +168,7 @@ def test_recipes_cover_the_papers_games_with_table_5_values():
         (32, 20, 2000, 256, 1600, 4, 0.99)  # table 5
 
 
+@pytest.mark.slow
 def test_prioritized_run_keeps_its_priorities_through_the_freeze(tmp_path):
     cfg = load_config("atari:qbert", {**TINY, "prioritized_replay": True,
                                       "steps": "400 agent_steps"})
@@ -194,6 +197,7 @@ def test_prioritized_run_keeps_its_priorities_through_the_freeze(tmp_path):
                                    "anneal_to": 400, "epsilon": 1e-6}  # the config's schedule
 
 
+@pytest.mark.slow  # two Trainers: two Atari environments
 def test_a_checkpoint_written_before_samplers_resumes(tmp_path):
     """A run folder whose checkpoint names the replay as the code before samplers did (init
     args with prioritized=True, no n_step or gamma; the tree's leaves and max priority at the
@@ -241,26 +245,26 @@ def test_a_checkpoint_written_before_samplers_resumes(tmp_path):
         resumed.close()
 
 
-SMALL = ["--set", "init_steps=100 agent_steps", "--set", "eval_episodes=1",
-         "--set", "critic_target_update_freq=50", "--no-progress"]
+SMALL = [*as_sets(TINY, leave_out=("steps", "freeze_at", "eval_every", "checkpoint_every")),
+         "--no-progress"]
 
 
-def test_atari_encoders_go_through_the_zoo_and_across_games(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_atari_encoders_go_through_the_zoo_and_across_games(tmp_path, isolated_hub):
     """pretrain atari:qbert publishes qbert-300; finetune loads it into Pong (same 6 actions:
     heads too) and refuses full transfer to Breakout (4 actions)."""
     from lever_transfer import load_encoder
     from lever_transfer.zoo.package import read_package
 
-    monkeypatch.setenv("LEVER_HUB", str(tmp_path / "hub"))
     runner = CliRunner()
     result = runner.invoke(main, ["pretrain", "atari:qbert", "--steps", "300", "--snapshot-every",
                                   "300", "--out", str(tmp_path / "source"), *SMALL])
     assert result.exit_code == 0, result.output
-    package = read_package(tmp_path / "hub" / "qbert-300")
+    package = read_package(isolated_hub / "qbert-300")
     assert package.config.heads == {"action_dim": 6, "atoms": 51, "hidden_dim": 256,
                                        "kind": "dueling_c51"}
     assert package.observation.channels == 1 and package.config.architecture == "der"
-    assert "Rainbow on `atari:qbert`" in (tmp_path / "hub" / "qbert-300" / "README.md").read_text()
+    assert "Rainbow on `atari:qbert`" in (isolated_hub / "qbert-300" / "README.md").read_text()
     result = runner.invoke(main, ["finetune", "--from", "hub:qbert-300", "--to", "atari:pong",
                                   "--transfer", "full", "--steps", "200", "--out",
                                   str(tmp_path / "pong"), *SMALL])
@@ -278,10 +282,10 @@ def test_atari_encoders_go_through_the_zoo_and_across_games(tmp_path, monkeypatc
     assert encoder(torch.zeros(3, 4, 84, 84, dtype=torch.uint8)).shape == (3, 64, 3, 3)
 
 
-def test_finetune_from_the_shipped_qbert_encoder(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_finetune_from_the_shipped_qbert_encoder(tmp_path, isolated_hub):
     """The shipped zoo's qbert-100k (Rainbow, 100K agent steps on this CPU) into Pong (6 actions
     too, so the heads transfer as well) with latent replay from step 0."""
-    monkeypatch.setenv("LEVER_HUB", str(tmp_path / "empty-hub"))
     result = CliRunner().invoke(main, ["finetune", "--from", "hub:qbert-100k", "--to",
                                        "atari:pong", "--transfer", "full", "--steps", "150",
                                        "--out", str(tmp_path / "run"), *SMALL])
@@ -292,6 +296,7 @@ def test_finetune_from_the_shipped_qbert_encoder(tmp_path, monkeypatch):
     assert rows(tmp_path / "run", "train")[-1]["phase"] == "latents"
 
 
+@pytest.mark.slow
 def test_a_memory_budget_holds_with_the_priority_tree(tmp_path):
     """Section 4.2's Cb = floor(C * P / L) with the real bytes of an entry (payload, its record
     and the tree's 32 B per slot); a budget small enough that the latents fill it by the end."""

@@ -32,7 +32,7 @@ from lever_transfer.zoo.encoder import load_encoder
 from lever_transfer.zoo.package import read_package, write_package
 from lever_transfer.zoo.transfer import architecture_overrides, load_into_agent
 
-from .test_agent import snapshot
+from .test_sac_curl import snapshot
 
 
 def accepted(key: str) -> tuple[str, ...]:

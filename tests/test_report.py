@@ -14,6 +14,8 @@ from lever_transfer.cli import main
 from lever_transfer.config import load_config
 from lever_transfer.report import group_runs, plot, read_run, summary
 
+from .conftest import tiny_config
+
 
 def fake_run(root: Path, name: str, lever: bool, seed: int, returns: list[float],
              flops_per_step: float, freeze_at: int | None = None,
@@ -214,16 +216,15 @@ def test_a_folder_that_is_not_a_run_is_one_line(tmp_path):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow  # a real run
 def test_tensorboard_logs_the_metrics_file_columns_under_the_same_names(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from lever_transfer.metrics import read_metrics
     from lever_transfer.train import Trainer
 
-    cfg = load_config("atari:qbert", {"steps": "300 agent_steps", "init_steps": "100 agent_steps",
-                                      "freeze_at": "200 agent_steps", "eval_episodes": 1,
-                                      "eval_every": "300 agent_steps", "device": "cpu",
-                                      "tensorboard": True})
+    cfg = tiny_config("atari:qbert", steps="300 agent_steps", freeze_at="200 agent_steps",
+                      eval_every="300 agent_steps", tensorboard=True)
     Trainer(cfg, tmp_path, progress=False, say=lambda s: None).run()
     board = EventAccumulator(str(tmp_path / "tensorboard"))
     board.Reload()

@@ -8,31 +8,29 @@ from click.testing import CliRunner
 
 from lever_transfer.checkpoint import load_checkpoint
 from lever_transfer.cli import main
-from lever_transfer.config import load_config
 from lever_transfer.errors import LeverError
 from lever_transfer.run_dir import RunDir
 from lever_transfer.steps import StepCount
 from lever_transfer.zoo.package import read_package
 
-TINY = {"steps": "300 agent_steps", "init_steps": "100 agent_steps",
-        "freeze_at": "150 agent_steps", "snapshot_every": "100 agent_steps",
-        "eval_every": "1M agent_steps", "eval_episodes": 1, "checkpoint_every": "1M agent_steps",
-        "batch_size": 8, "hidden_dim": 32, "eval_epsilon": 0.0, "device": "cpu",
-        "tensorboard": True}
+from .conftest import tiny_config
 
 
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory):
     """A real Rainbow+LeVER run of 300 agent steps: frozen at 150, snapshots every 100 (at the
-    first game end after each)."""
+    first game end after each). The tests that take it are marked slow."""
     from lever_transfer.train import Trainer
 
-    cfg = load_config("atari:qbert", TINY)
+    cfg = tiny_config("atari:qbert", steps="300 agent_steps", freeze_at="150 agent_steps",
+                      snapshot_every="100 agent_steps", batch_size=8, hidden_dim=32,
+                      eval_epsilon=0.0, tensorboard=True)
     path = tmp_path_factory.mktemp("runs") / "qbert"
     Trainer(cfg, path, progress=False, say=lambda s: None).run()
     return cfg, RunDir(path)
 
 
+@pytest.mark.slow
 def test_a_real_run_reads_back_through_its_run_dir(real_run):
     cfg, run = real_run
     assert run.has_config() and run.config_path.parent == run.path
@@ -52,6 +50,7 @@ def test_a_real_run_reads_back_through_its_run_dir(real_run):
     assert str(run) == str(run.path) and RunDir(run) == run  # a RunDir wraps a RunDir too
 
 
+@pytest.mark.slow
 def test_snapshots_are_packaged_into_the_run_dir_then_published(real_run, tmp_path):
     from lever_transfer.zoo.publishing import publish_run_snapshots
 

@@ -21,14 +21,12 @@ from lever_transfer.flops import FlopCounter
 from lever_transfer.metrics import read_metrics
 from lever_transfer.train import Trainer
 
-DMC = {"action_repeat": 8, "steps": "250 agent_steps", "init_steps": "50 agent_steps",
-       "freeze_at": "100 agent_steps", "eval_every": "1M agent_steps", "eval_episodes": 1,
-       "checkpoint_every": "1M agent_steps", "batch_size": 16, "hidden_dim": 32,
-       "render_quality": "fast", "device": "cpu"}
-ATARI = {"steps": "600 agent_steps", "init_steps": "100 agent_steps",
-         "freeze_at": "300 agent_steps", "eval_every": "1M agent_steps", "eval_episodes": 1,
-         "checkpoint_every": "1M agent_steps", "critic_target_update_freq": 50,
-         "hidden_dim": 64, "device": "cpu"}
+from .conftest import tiny_schedule
+
+pytestmark = pytest.mark.slow  # real runs, and real Qbert play
+
+DMC = tiny_schedule(eval_every="1M agent_steps", checkpoint_every="1M agent_steps")
+ATARI = tiny_schedule("atari:qbert", critic_target_update_freq=50, hidden_dim=64)
 
 
 def run_recording_discounts(cfg, run_dir):

@@ -17,12 +17,14 @@ from lever_transfer.errors import LeverError
 from lever_transfer.sweep import parse_seeds
 from lever_transfer.zoo import hub
 
+from .conftest import as_sets, tiny_schedule
+
+# the runs are subprocesses: precision fp32 gives the same labels on every CPU
 TINY = ["--steps", "150 agent_steps", "--freeze-at", "120 agent_steps",
-        "--set", "init_steps=100 agent_steps", "--set", "eval_episodes=1",
-        "--set", "eval_every=1M agent_steps", "--set", "checkpoint_every=1M agent_steps",
-        "--set", "precision=fp32"]  # the runs are subprocesses: the same labels on every CPU
+        *as_sets(tiny_schedule("atari:qbert", precision="fp32"), leave_out=("steps", "freeze_at"))]
 
 
+@pytest.mark.slow
 def test_sweep_runs_two_seeds_end_to_end_and_reports_them_as_one_setting(tmp_path):
     out = tmp_path / "sweep"
     runner = CliRunner()
@@ -39,9 +41,9 @@ def test_sweep_runs_two_seeds_end_to_end_and_reports_them_as_one_setting(tmp_pat
     assert again.exit_code == 0 and again.output.count("finished earlier, skipped") == 2
 
 
+@pytest.mark.slow
 def test_a_publishing_sweep_pretrains_two_games_at_once_and_publishes_both(tmp_path,
-                                                                            monkeypatch):
-    monkeypatch.setenv("LEVER_HUB", str(tmp_path / "hub"))
+                                                                            isolated_hub):
     out = tmp_path / "sweep"
     sets = TINY[4:]  # no --steps, no --freeze-at
     args = ["sweep", "atari_defaults", "--tasks", "atari:pong,atari:boxing", "--seeds", "0",
@@ -49,7 +51,7 @@ def test_a_publishing_sweep_pretrains_two_games_at_once_and_publishes_both(tmp_p
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "publishing their snapshots" in result.output
-    index = hub.read_index(tmp_path / "hub")
+    index = hub.read_index(isolated_hub)
     assert sorted(index) == ["boxing-150", "pong-150"]  # one snapshot each, at the last step
     assert index["pong-150"]["source_task"] == "atari:pong"
     for game in ("pong", "boxing"):
@@ -85,6 +87,7 @@ def test_bad_sweeps_fail_before_any_run(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_ray_backend_runs_every_run_as_a_ray_task_and_reports_them(tmp_path):
     import ray
 
@@ -141,6 +144,7 @@ def ray_cluster(tmp_path):
         subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=180)
 
 
+@pytest.mark.slow
 def test_a_sweep_on_a_cluster_from_ray_start_needs_token_auth_and_says_so(tmp_path,
                                                                           ray_cluster):
     out = tmp_path / "sweep"

@@ -11,16 +11,12 @@ from lever_transfer.metrics import read_metrics
 from lever_transfer.train import Trainer
 from lever_transfer.zoo.package import read_package
 
-# walker_walk at action repeat 8: 125 agent steps per episode, so a run of 250 agent steps is
-# two episodes; Tf = 100 falls inside the first one.
-TINY = {"action_repeat": 8, "steps": "250 agent_steps", "init_steps": "50 agent_steps",
-        "freeze_at": "100 agent_steps", "eval_every": "125 agent_steps", "eval_episodes": 1,
-        "checkpoint_every": "125 agent_steps", "batch_size": 16, "hidden_dim": 32,
-        "render_quality": "fast", "device": "cpu"}
+from .conftest import as_sets, tiny_config, tiny_schedule
 
+pytestmark = pytest.mark.slow  # real runs
 
-def tiny_config(**extra):
-    return load_config("walker_walk", {**TINY, **extra})
+# tiny_config(): walker_walk at action repeat 8, 125 agent steps per episode, so a run of 250
+# agent steps is two episodes; Tf = 100 falls inside the first one.
 
 
 def rows(run: Path, kind: str) -> list[dict]:
@@ -163,7 +159,7 @@ def test_same_seed_same_metrics_in_another_process(tmp_path, finished_run):
     import subprocess
     import sys
 
-    overrides = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")]
+    overrides = as_sets(tiny_schedule())
     subprocess.run([sys.executable, "-m", "lever_transfer.cli", "train", "walker_walk",
                     *overrides, "--precision", "fp32",  # what auto is in-process in tests
                     "--out", str(tmp_path), "--no-progress"], check=True,
@@ -175,9 +171,8 @@ def test_same_seed_same_metrics_in_another_process(tmp_path, finished_run):
 def test_atari_resume_logs_what_the_uninterrupted_run_logs(tmp_path):
     """Qbert loses lives mid-game; checkpoints wait for the game's end, so a resume replays
     exactly (untrained Qbert: game overs near agent steps 392 and 718, Tf = 400)."""
-    atari = {"steps": "800 agent_steps", "init_steps": "100 agent_steps",
-             "freeze_at": "400 agent_steps", "checkpoint_every": "50 agent_steps",
-             "eval_every": "1M agent_steps", "eval_episodes": 1, "device": "cpu"}
+    atari = tiny_schedule("atari:qbert", steps="800 agent_steps", freeze_at="400 agent_steps",
+                          checkpoint_every="50 agent_steps")
     whole = tmp_path / "whole"
     Trainer(load_config("atari:qbert", atari), whole, progress=False, say=lambda s: None).run()
     crashed = tmp_path / "crashed"

@@ -45,13 +45,12 @@ def make_package(small_config, folder: Path, seed: int = 0, action_dim: int = 6,
 
 
 @pytest.fixture
-def hubs(tmp_path, monkeypatch):
+def hubs(tmp_path, isolated_hub, monkeypatch):
     """An empty local hub and an empty shipped zoo, both under tmp_path."""
-    local, shipped = tmp_path / "hub", tmp_path / "shipped"
+    shipped = tmp_path / "shipped"
     shipped.mkdir()
-    monkeypatch.setenv("LEVER_HUB", str(local))
     monkeypatch.setattr(hub, "shipped_zoo", lambda: shipped)
-    return local, shipped
+    return isolated_hub, shipped
 
 
 def test_publish_resolve_load_round_trip_is_bit_exact(small_config, tmp_path, hubs, caplog):
@@ -154,6 +153,7 @@ def test_traversal_in_the_index_is_refused(tmp_path, hubs):
         hub.resolve("hub:anything", say=lambda m: None)
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_load_encoder_imports_neither_dm_control_nor_gymnasium(small_config, tmp_path):
     path, _ = make_package(small_config, tmp_path)
     script = textwrap.dedent(f"""
@@ -216,8 +216,9 @@ def test_transfer_refuses_what_does_not_fit(small_config, tmp_path):
         load_into_agent(SacCurlAgent(cfg, (12, 100, 100), 6), package, cfg, 6)
 
 
-def test_cli_errors_are_one_line(tmp_path):
-    env = {**os.environ, "LEVER_HUB": str(tmp_path / "hub")}
+@pytest.mark.slow  # three fresh interpreters
+def test_cli_errors_are_one_line(tmp_path, isolated_hub):
+    env = {**os.environ, "LEVER_HUB": str(isolated_hub)}
     for args in (["finetune", "--from", "hub:nothing-here", "--to", "hopper_hop"],
                  ["zoo", "show", "nothing-here"],
                  ["finetune", "--from", str(tmp_path), "--to", "hopper_hop"]):

@@ -11,6 +11,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from lever_transfer.zoo import hub
 from lever_transfer.zoo import publishing as zoo
 
@@ -30,6 +32,7 @@ PUBLISHER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # two publishing processes
 def test_two_processes_publishing_at_once_keep_all_thirty_entries(small_config, tmp_path):
     package, _ = make_package(small_config, tmp_path / "out")
     root, start = tmp_path / "hub", tmp_path / "start"
@@ -48,10 +51,9 @@ def test_two_processes_publishing_at_once_keep_all_thirty_entries(small_config, 
 
 
 def test_verify_reports_unlisted_folders_and_missing_entries(small_config, tmp_path,
-                                                             monkeypatch):
+                                                             isolated_hub, monkeypatch):
     package, _ = make_package(small_config, tmp_path / "out")
-    root = tmp_path / "hub"
-    monkeypatch.setenv("LEVER_HUB", str(root))
+    root = isolated_hub
     monkeypatch.setattr(hub, "shipped_zoo", lambda: tmp_path / "no-shipped-zoo")
     for name in ("kept-1k", "gone-1k", "remote-1k"):
         zoo.publish(package, name, root=root, say=lambda m: None)

@@ -38,7 +38,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from .. import __version__
+from .._version import __version__
 from ..encoders import LayeredEncoder, make_encoder
 from ..errors import LeverError
 from ..files import default_permissions, fsync_dir, live_folder, replace_dir, write_atomic

@@ -14,10 +14,13 @@ from lever_transfer.errors import LeverError
 from lever_transfer.run_dir import RunDir
 from lever_transfer.train import Trainer
 
+from .conftest import tiny_schedule
+
+pytestmark = pytest.mark.slow  # real runs
+
 # Atari checkpoints wait for a game's end: untrained Qbert's first one is near agent step 390
-TINY = {"steps": "600 agent_steps", "init_steps": "100 agent_steps",
-        "freeze_at": "350 agent_steps", "eval_every": "1M agent_steps", "eval_episodes": 1,
-        "checkpoint_every": "150 agent_steps", "device": "cpu"}
+TINY = tiny_schedule("atari:qbert", freeze_at="350 agent_steps",
+                     checkpoint_every="150 agent_steps")
 
 
 def test_a_nan_loss_stops_the_run_before_any_checkpoint_holds_it(tmp_path):

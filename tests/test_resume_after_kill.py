@@ -24,13 +24,19 @@ from lever_transfer.replay import LatentReplay, PixelReplay
 from lever_transfer.run_dir import RunDir
 from lever_transfer.zoo.package import read_package
 
+from .conftest import as_sets, tiny_schedule
+
+pytestmark = pytest.mark.slow  # real runs in subprocesses, killed and resumed
+
 # Atari checkpoints wait for a game's end (untrained Qbert: near agent steps 300 and 660), so
 # the run is long enough to hold one before Tf and one after it
 STEPS, TF = 800, 500
 TRAIN = ["train", "atari:qbert", "--steps", f"{STEPS} agent_steps", "--freeze-at",
-         f"{TF} agent_steps", "--set", "init_steps=50 agent_steps", "--set",
-         "checkpoint_every=30 agent_steps", "--set", "eval_every=1M agent_steps", "--set",
-         "eval_episodes=1", "--no-progress"]
+         f"{TF} agent_steps",
+         *as_sets(tiny_schedule("atari:qbert", init_steps="50 agent_steps",
+                                checkpoint_every="30 agent_steps"),
+                  leave_out=("steps", "freeze_at")),
+         "--no-progress"]
 
 # The command line with the conversion wrapped: once a chunk is converted and the next one is
 # being encoded, it writes the file HOLD_CONVERSION_AT names and waits there to be killed.

@@ -114,11 +114,10 @@ RECIPES = {
 
 
 @pytest.fixture
-def workspace(small_config, tmp_path, monkeypatch):
-    """A working directory with a good package (`good/`) and an empty local hub."""
+def workspace(small_config, tmp_path, isolated_hub, monkeypatch):
+    """A working directory with a good package (`good/`) and an empty local hub (`hub/`)."""
     make_package(small_config, tmp_path, name="good")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("LEVER_HUB", str(tmp_path / "hub"))
     return tmp_path
 
 

@@ -13,6 +13,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from lever_transfer.files import STALE_AFTER_S
 from lever_transfer.run_dir import RunDir
 from lever_transfer.zoo import hub
@@ -20,6 +22,7 @@ from lever_transfer.zoo import publishing as zoo
 from lever_transfer.zoo.hub import read_index, resolve, write_index
 from lever_transfer.zoo.package import read_package
 
+from .conftest import as_sets, tiny_schedule
 from .test_zoo import make_package
 
 NAME = "walker_walk-1k"
@@ -52,6 +55,7 @@ def publish_killed_at(hub: Path, package: Path, call: int) -> subprocess.Complet
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+@pytest.mark.slow  # a publishing subprocess for each write, killed there
 def test_sigkill_at_every_write_of_a_publish(small_config, tmp_path, monkeypatch):
     old, _ = make_package(small_config, tmp_path / "old", seed=0)
     new, _ = make_package(small_config, tmp_path / "new", seed=1)
@@ -104,14 +108,17 @@ def test_a_publish_removes_stale_temporaries_of_its_name_and_no_others(small_con
     assert left == {f".{NAME}.live.tmp", ".other-encoder.stale.tmp"}
 
 
-def test_sigkill_during_pretraining_then_resume_publishes_every_snapshot(tmp_path):
+@pytest.mark.slow  # real pretraining runs in subprocesses, killed and resumed
+def test_sigkill_during_pretraining_then_resume_publishes_every_snapshot(tmp_path, isolated_hub):
     rng = random.Random(int(os.environ.get("KILL_SEED", "0")))
-    hub_dir, run = tmp_path / "hub_dir", tmp_path / "run"
+    hub_dir, run = isolated_hub, tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LEVER_HUB": str(hub_dir)}
+    schedule = tiny_schedule("atari:qbert", init_steps="50 agent_steps",
+                             checkpoint_every="40 agent_steps")
     pretrain = [sys.executable, "-m", "lever_transfer.cli", "pretrain", "atari:qbert",
                 "--steps", "300 agent_steps", "--snapshot-every", "100 agent_steps",
-                "--set", "init_steps=50 agent_steps", "--set", "eval_episodes=1",
-                "--set", "checkpoint_every=40 agent_steps", "--no-progress", "--out", str(run)]
+                *as_sets(schedule, leave_out=("steps", "freeze_at")), "--no-progress",
+                "--out", str(run)]
     for _ in range(int(os.environ.get("KILL_POINTS", "4"))):
         process = subprocess.Popen(pretrain, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, env=env)
