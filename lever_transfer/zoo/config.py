@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Mapping
 
 from ..errors import LeverError
@@ -60,7 +59,9 @@ class Observation:
 @dataclass(frozen=True)
 class PackageConfig:
     """Everything a loader needs from ``config.json``, typed; ``document`` is the file's object
-    after ``upgrade`` (what ``zoo show --json`` prints and what rewrites start from)."""
+    after ``upgrade`` (what ``zoo show --json`` prints and what rewrites start from). Frozen;
+    the mappings are plain dicts (a ZooEncoder is deep-copied and pickled by SB3 and torch), to
+    be read, not changed: ``to_json`` gives a copy to change."""
 
     architecture: str
     obs_shape: tuple[int, int, int]
@@ -187,7 +188,7 @@ def parse_config(document: Any, where: str = "config.json") -> PackageConfig:
         parts=tuple(str(p) for p in doc["parts"]), sha256=doc["sha256"],
         stored_dtype=str(doc["stored_dtype"]),
         num_parameters=declared,
-        heads=MappingProxyType(heads) if isinstance(heads, dict) else None,
-        source=MappingProxyType(doc.get("source") or {}),
-        probe=MappingProxyType(doc["probe"]) if isinstance(doc.get("probe"), dict) else None,
-        frozen_layers=doc.get("frozen_layers"), document=MappingProxyType(doc))
+        heads=heads if isinstance(heads, dict) else None,
+        source=doc.get("source") or {},
+        probe=doc["probe"] if isinstance(doc.get("probe"), dict) else None,
+        frozen_layers=doc.get("frozen_layers"), document=doc)
