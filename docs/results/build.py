@@ -225,7 +225,7 @@ def page(text: str, tables: dict[str, str]) -> str:
         if key not in tables:
             raise SystemExit(f"error: {PAGE.name} marks a table '{key}' that SECTIONS lacks")
         seen.add(key)
-        return f"{match[1]}{tables[key]}{match[4]}"
+        return f"{match[1]}\n{tables[key]}\n{match[4]}"  # blank lines: markdown sees a table
 
     text = REGION.sub(fill, text)
     if unused := sorted(set(tables) - seen):
