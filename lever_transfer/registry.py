@@ -178,6 +178,19 @@ AGENTS: dict[str, AgentEntry] = {e.name: e for e in (
 )}
 
 
+def describe_agents(attribute: str = "label") -> str:
+    """What the registry trains, for help texts: e.g. "SAC+CURL or DrQ on DMC, Rainbow on Atari"
+    (``attribute="baseline"``: the names of the runs without LeVER)."""
+    by_suite: dict[str, list[str]] = {}
+    for entry in AGENTS.values():
+        names = by_suite.setdefault(entry.suite, [])
+        if getattr(entry, attribute) not in names:
+            names.append(getattr(entry, attribute))
+    suites = {"dmc": "DMC", "atari": "Atari"}
+    return ", ".join(f"{' or '.join(names)} on {suites[suite]}"
+                     for suite, names in by_suite.items())
+
+
 DEFAULT_AGENT = "sac_curl"  # what a recipe without ``algorithm`` trains (the paper's DMC agent)
 
 

@@ -1,0 +1,109 @@
+"""Commands for offline data and encoders: ``collect`` exploratory datasets, and
+``pretrain-offline`` encoders on them without reward."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import LeverError
+from .common import (
+    main,
+    one_line_errors,
+    out_option,
+    precision_option,
+    progress_option,
+    seed_option,
+    set_option,
+)
+
+
+@main.command()
+@click.argument("tasks")
+@click.option("--episodes", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Episodes per task.")
+@click.option("--exploration", type=click.Choice(["uniform", "ou", "mixed"]), default="mixed",
+              show_default=True, help="Uniform random actions, Ornstein-Uhlenbeck noise, or "
+                                      "episodes alternating the two.")
+@click.option("--episode-steps", type=click.IntRange(min=1),
+              help="Agent steps per episode (default: the whole episode, 1000 env steps).")
+@seed_option(default=0, show_default=True)
+@out_option(required=True, help="Dataset folder; the same command again continues it.")
+@progress_option()
+@one_line_errors
+def collect(tasks: str, episodes: int, exploration: str, episode_steps: int | None, seed: int,
+            out: Path, no_progress: bool) -> None:
+    """Roll out DMC TASKS (comma-separated) with exploratory actions into a dataset of shards:
+    frames at the zoo encoders' spec, actions, rewards and physics states, for offline
+    pretraining and the probe."""
+    from ..collect import Plan
+    from ..collect import collect as run_collect
+
+    names = tuple(t.strip() for t in tasks.split(",") if t.strip())
+    if not names:
+        raise LeverError("TASKS is empty; name DMC tasks such as walker_walk,cheetah_run")
+    plan = Plan(names, episodes, seed, exploration, episode_steps)
+    manifest = run_collect(plan, out, say=click.echo, progress=not no_progress)
+    click.echo(f"dataset: {manifest}")
+
+
+@main.command("pretrain-offline")
+@click.argument("data", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--objective", type=click.Choice(["atc", "curl"]), default="atc", show_default=True,
+              help="atc: augmented temporal contrast (positive k steps later); curl: instance "
+                   "discrimination (positive: another crop of the same observation).")
+@click.option("--updates", type=click.IntRange(min=1), default=20_000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=2), default=256, show_default=True)
+@click.option("--snapshot-every", type=click.IntRange(min=1), default=5_000, show_default=True,
+              help="Updates between published snapshots (NAME-OBJECTIVE-5k, -10k, ...).")
+@click.option("--name", default="dmc-multi", show_default=True,
+              help="Prefix of the published encoders' names.")
+@seed_option(default=0, show_default=True)
+@precision_option(default="auto", show_default=True)
+@set_option(help="Other settings: lr, temporal_shift, target_tau, predictor_hidden, "
+                 "checkpoint_minutes, log_every.")
+@out_option(help="Run folder (default runs/pretrain-offline-NAME-OBJECTIVE-sSEED); an existing "
+                 "one is resumed.")
+@progress_option()
+@one_line_errors
+def pretrain_offline(data: tuple[Path, ...], objective: str, updates: int, batch_size: int,
+                     snapshot_every: int, name: str, seed: int, precision: str,
+                     sets: tuple[str, ...], out: Path | None, no_progress: bool) -> None:
+    """Train the zoo's encoder without reward on DATA (datasets 'lever-transfer collect' wrote),
+    mixing their tasks in every batch, and publish its snapshots to the local hub."""
+    import yaml
+
+    from ..offline import SETTINGS_FILE, OfflinePretrainer, OfflineSettings
+    from ..zoo.publishing import publish
+
+    extra = {}
+    for item in sets:
+        key, _, value = item.partition("=")
+        extra[key.strip()] = yaml.safe_load(value)
+    settable = ("lr", "temporal_shift", "target_tau", "predictor_hidden", "checkpoint_minutes",
+                "log_every")
+    unknown = sorted(set(extra) - set(settable))
+    if unknown:
+        raise LeverError(f"--set {', '.join(unknown)}: not a setting of pretrain-offline; --set "
+                         f"takes {', '.join(settable)} (the others are options)")
+    settings = OfflineSettings(data=tuple(str(d) for d in data), name=name, objective=objective,
+                               updates=updates, batch_size=batch_size,
+                               snapshot_every=snapshot_every, seed=seed, precision=precision,
+                               **extra)
+    run_dir = out or Path("runs") / f"pretrain-offline-{name}-{objective}-s{seed}"
+    saved = run_dir / SETTINGS_FILE
+    if saved.is_file():
+        before = OfflineSettings.from_dict(json.loads(saved.read_text()))
+        changed = before.changed_in(settings)
+        if changed:
+            raise LeverError(f"{run_dir} holds a pretraining with other {', '.join(changed)}; "
+                             f"give the same settings to resume it (only --updates may grow) or "
+                             f"another --out")
+    trainer = OfflinePretrainer(settings, run_dir, say=click.echo)
+    if trainer.restore():
+        click.echo(f"resuming the pretraining in {run_dir} at update {trainer.step}")
+    for package in trainer.events(progress=not no_progress):
+        publish(package, package.name, say=click.echo)
+    click.echo(f"run directory: {run_dir}")
