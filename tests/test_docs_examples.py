@@ -144,3 +144,16 @@ def test_the_results_tables_are_generated_from_the_committed_runs() -> None:
     done = subprocess.run([sys.executable, str(ROOT / "docs" / "results" / "build.py"),
                            "--check"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_readme_layout_names_every_module() -> None:
+    """The README's layout is drawn from the tree: a module added, moved or renamed without
+    updating it fails here."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = readme.split("## Layout", 1)[1]
+    package = ROOT / "lever_transfer"
+    missing = [str(path.relative_to(package)) for path in sorted(package.rglob("*.py"))
+               if path.name not in ("__init__.py", "__main__.py") and path.name not in layout]
+    missing += [f"{d.name}/" for d in sorted(package.iterdir())
+                if (d / "__init__.py").is_file() and f"{d.name}/" not in layout]
+    assert not missing, f"README layout lacks {missing}"
