@@ -203,9 +203,9 @@ def agent_entry(name: str) -> AgentEntry:
 
 
 def heads_agent(heads: Mapping[str, Any]) -> AgentEntry | None:
-    """The agent whose heads a package's ``heads`` spec describes (packages written before kinds
-    were named hold SAC's), or None for a kind this version does not know."""
-    kind = heads.get("kind", "sac")
+    """The agent whose heads a package's ``heads`` spec describes (``zoo.config.upgrade`` names
+    the kind of packages written before kinds were), or None for a kind this version lacks."""
+    kind = heads["kind"]
     return next((entry for entry in AGENTS.values() if entry.head_kind == kind), None)
 
 
