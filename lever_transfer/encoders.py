@@ -140,6 +140,14 @@ class _Head(nn.Sequential):
         mods += [nn.Linear(in_features, feature_dim), nn.LayerNorm(feature_dim)]
         super().__init__(*mods)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """In float32 even under bf16 autocast: the latent it writes is what CURL contrasts, the
+        heads read and latent replay stores, and bf16 keeps 8 bits of it (walker_stand learned
+        worse with a bf16 latent, docs/results.md (f)); fc is a small share of the encoder's
+        FLOPs."""
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x.float())
+
 
 class CurlEncoder(LayeredEncoder):
     """SAC-AE/CURL pixel encoder: conv1 (stride 2), conv2-4 (stride 1), fc + LayerNorm."""

@@ -113,6 +113,24 @@ def test_a_bf16_update_reports_losses_close_to_float32s(kind):
     assert any(bf16[k] != fp32[k] for k in fp32)  # the bf16 update did run in bf16
 
 
+@pytest.mark.parametrize("architecture", ["curl", "impala"])
+def test_the_latent_is_float32_under_bf16_autocast(architecture):
+    """The encoder's fc + LayerNorm run in float32 (walker_stand learned worse with a bf16
+    latent): the latent CURL contrasts, the heads read and the replay stores keeps float32's
+    precision, while the convolutions below it run in bf16."""
+    from lever_transfer.encoders import make_encoder
+
+    torch.manual_seed(0)
+    encoder = make_encoder(architecture, (9, 84, 84), 50, 32, 4)
+    x = torch.randint(0, 256, (4, 9, 84, 84), dtype=torch.uint8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        latent, below = encoder(x), encoder(x, 0, encoder.num_layers - 1)
+    assert latent.dtype == torch.float32 and below.dtype == torch.bfloat16
+    head = encoder.layers[-1]
+    assert torch.equal(latent, head(below.float()))  # the head itself computed in float32
+    assert torch.allclose(latent, encoder(x), atol=0.1)  # close to the all-float32 latent
+
+
 def test_losses_and_log_probabilities_are_float32_under_autocast():
     agent, batch = build("sac_curl", "bf16", 0)
     z = torch.randn(4, agent.cfg.feature_dim)
