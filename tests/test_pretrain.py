@@ -164,3 +164,25 @@ def test_the_designs_finetune_commands_run_offline_from_the_shipped_encoder(tmp_
     assert "walker_stand-60k -> shipped zoo" in out.stderr  # the CLI shows where it resolved to
     rows = RunDir(tmp_path / "run").metrics()
     assert [r["agent_steps"] for r in rows if r["kind"] == "train"] == [125]
+
+
+def test_publishing_on_snapshot_is_a_library_function(tmp_path, isolated_hub):
+    """What ``pretrain`` does, from Python: a Trainer's events passed through publish_as_saved
+    publish each snapshot as it is announced, and reach the caller unchanged."""
+    from lever_transfer.config import load_config
+    from lever_transfer.events import SnapshotSaved
+    from lever_transfer.train import Trainer
+    from lever_transfer.zoo.publishing import publish_as_saved, snapshot_name
+
+    cfg = load_config("walker_walk", tiny_schedule(lever=False, steps="125 agent_steps",
+                                                   snapshot_every="500", eval_every="500"))
+    run = tmp_path / "run"
+    seen, names = [], []
+    for event in publish_as_saved(Trainer(cfg, run, progress=False).events(), run,
+                                  say=lambda m: None):
+        seen.append(type(event).__name__)
+        if isinstance(event, SnapshotSaved):  # in the hub before the caller sees the event
+            names.append(snapshot_name("walker_walk", event.env_steps))
+            assert names[-1] in hub.read_index(isolated_hub)
+    assert "Evaluated" in seen and len(names) == 2
+    assert sorted(hub.read_index(isolated_hub)) == sorted(names)
