@@ -75,6 +75,22 @@ def isolated_hub(tmp_path, monkeypatch) -> Path:
     return root
 
 
+@pytest.fixture
+def offline_hub(isolated_hub, monkeypatch) -> Path:
+    """``isolated_hub`` for the adapters' tests, which render gymnasium frames without a display:
+    hub:NAME resolves from the repository's zoo only, whatever the user's hub holds."""
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")  # pygame renders without a display
+    return isolated_hub
+
+
+@pytest.fixture
+def walker(offline_hub):
+    """The shipped ``walker_stand-60k`` encoder, all layers frozen, on the CPU."""
+    from lever_transfer import load_encoder
+
+    return load_encoder("hub:walker_stand-60k", freeze_layers="all", device="cpu")
+
+
 @pytest.fixture(scope="module")
 def module_hub(tmp_path_factory) -> Iterator[Path]:
     """``isolated_hub`` for a module-scoped fixture: one hub for the module's tests."""

@@ -12,21 +12,13 @@ import torch.nn.functional as F
 
 from lever_transfer.errors import LeverError
 from lever_transfer.gym_wrapper import ZooLatentObservation, resize_frames, to_grayscale
-from lever_transfer.zoo.encoder import ZooEncoder, load_encoder
+from lever_transfer.zoo.encoder import ZooEncoder
 
 WALKER = "hub:walker_stand-60k"  # 3 stacked RGB frames, render 100, crop 84, latent (50,)
 QBERT = "hub:qbert-100k"  # 4 stacked grayscale frames, 84x84
 
 
-@pytest.fixture(autouse=True)
-def offline_hub(isolated_hub, monkeypatch):
-    """Resolve hub: names from the repository's zoo only, whatever the user's hub holds."""
-    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")  # pygame renders without a display
-
-
-@pytest.fixture
-def walker(offline_hub) -> ZooEncoder:
-    return load_encoder(WALKER, freeze_layers="all", device="cpu")
+pytestmark = pytest.mark.usefixtures("offline_hub")  # conftest: the shipped zoo only
 
 
 class FrameEnv(gymnasium.Env):
