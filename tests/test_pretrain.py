@@ -62,8 +62,8 @@ def test_pretrain_publishes_true_steps_and_resumes(pretrained):
         # DrQ (walker_stand_drq): its 84-pixel encoders exercise finetune's spec handling
         assert source["algorithm"] == "DrQ" and source["agent_steps"] == env_steps // 8
         observation = read_package(root / "hub" / name).observation  # DrQ: 84 renders, no crop
-        assert (observation["render_size"], observation["crop_size"]) == (84, 84)
-        assert observation["crop"].startswith("none, the whole render")
+        assert (observation.render_size, observation.crop_size) == (84, 84)
+        assert observation.crop.startswith("none, the whole render")
         # the evaluation logged at the snapshot's step, everywhere the package states it
         logged = evals[env_steps // 8]
         mean, std = logged["eval_return"], logged["eval_return_std"]
@@ -143,8 +143,8 @@ def test_finetune_from_the_shipped_encoder(tmp_path, isolated_hub):
     assert [r["agent_steps"] for r in rows if r["kind"] == "train"] == [125, 250]
     assert all(r["phase"] == "latents" for r in rows if r["kind"] == "train")
     config = read_package(RunDir(run).encoder_dir).config
-    assert config["source"]["task"] == "walker_walk"
-    assert config["observation"]["action_repeat"] == 8  # the spec says its frame spacing
+    assert config.source["task"] == "walker_walk"
+    assert config.observation.action_repeat == 8  # the spec says its frame spacing
 
 
 @pytest.mark.parametrize("design", [["--to", "hopper_hop", "--freeze-layers", "4"],
