@@ -1,16 +1,18 @@
 """Mixed precision: bf16 autocast where the hardware multiplies bf16 natively, float32 elsewhere.
 
-Only the convolutions and matrix products of forward and backward passes run in bf16 (autocast
-casts copies of the weights); parameters, Adam moments, target networks and their soft updates
-stay float32, because naive low-precision SAC fails, partly through target-network averaging
-(Björck et al. 2021, "Low-Precision Reinforcement Learning"). The networks cast what feeds a loss
-back to float32 (Q values, the actor's mean and log-std, Rainbow's atom logits), and CURL's
-bilinear logits run with autocast off, so losses, log-probabilities and the entropy term are
-float32. Latent replay stores float32 (or float16) latents as before.
+Only the convolutions and matrix products below the latent run in bf16 (autocast casts copies of
+the weights); parameters, Adam moments, target networks and their soft updates stay float32,
+because naive low-precision SAC fails, partly through target-network averaging (Björck et al.
+2021, "Low-Precision Reinforcement Learning"). The encoder's fc + LayerNorm run in float32
+(``encoders._Head``): with a bf16 latent walker_stand learned worse (docs/results.md (f)). The
+networks cast what feeds a loss back to float32 (Q values, the actor's mean and log-std,
+Rainbow's atom logits), and CURL's bilinear logits run with autocast off, so losses,
+log-probabilities and the entropy term are float32. Latent replay stores float32 (or float16)
+latents as before.
 
-``auto`` picks bf16 on a CPU with AMX-BF16 or AVX512-BF16 (an update 1.9-2.4x cheaper, measured
-in ``benchmarks/update_speed.py``) and on a CUDA GPU with bf16, float32 elsewhere: on a CPU
-without native bf16 arithmetic, bf16 is emulated and slower than float32.
+``auto`` picks bf16 on a CPU with AMX-BF16 or AVX512-BF16 (a SAC+CURL update 1.64x cheaper on an
+AVX512-BF16 EPYC, measured in ``benchmarks/update_speed.py``) and on a CUDA GPU with bf16,
+float32 elsewhere: on a CPU without native bf16 arithmetic, bf16 is emulated and slower.
 """
 
 from __future__ import annotations
