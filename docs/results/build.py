@@ -88,10 +88,13 @@ SECTIONS = (
         Arm("Alien, Rainbow", "atari100k/runs/alien-s*"),), (50_000, 100_000)),
     Section("bf16/cartpole_swingup", (
         Arm("float32", "bf16/runs/cartpole_swingup-fp32-s*"),
-        Arm("bf16", "bf16/runs/cartpole_swingup-bf16-s*")), _tens(20_000, 5_000)),
+        Arm("bf16", "bf16/runs/cartpole_swingup-bf16-s*"),
+        Arm("bf16, float32 latent", "bf16/runs/cartpole_swingup-bf16h-s*")), _tens(20_000, 5_000)),
     Section("bf16/walker_stand", (
         Arm("float32", "bf16/runs/walker_stand_curl-fp32-s*"),
-        Arm("bf16", "bf16/runs/walker_stand_curl-bf16-s*")), _tens(20_000, 5_000)),
+        Arm("bf16", "bf16/runs/walker_stand_curl-bf16-s*"),
+        Arm("bf16, float32 latent", "bf16/runs/walker_stand_curl-bf16h-s*")),
+        _tens(20_000, 5_000)),
 )
 
 
