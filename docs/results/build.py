@@ -10,8 +10,9 @@ return per arm at each env step; then one row per run) and ``table.csv`` (every 
 of every arm), and copies ``table.md`` verbatim into docs/results.md between
 ``<!-- table: <key> -->`` and ``<!-- /table -->``. Nobody edits those regions by hand.
 
-It reads only ``config.yaml`` and ``metrics.jsonl`` (plain YAML and JSON lines, as
-``lever-transfer report`` does), so it needs no environment and runs in a second. A run with no
+It reads only ``config.yaml`` and ``metrics.jsonl`` (the latter through
+``lever_transfer.metrics.read_metrics``, as ``lever-transfer report`` does), so it needs no
+environment and runs in a second. A run with no
 evaluation yet is named under its table and left out of it. Numbers of runs whose folders were
 never committed are not here: docs/results/log.md says which and why.
 """
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import re
 import statistics
 import sys
@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from lever_transfer.metrics import read_metrics
 
 HERE = Path(__file__).resolve().parent          # docs/results
 PAGE = HERE.parent / "results.md"
@@ -108,8 +110,7 @@ class Run:
 
 def read_run(folder: Path) -> Run:
     config = yaml.safe_load((folder / "config.yaml").read_text())
-    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()
-            if line.strip()]
+    rows = list(read_metrics(folder / "metrics.jsonl"))
     updates = [r["update_ms"] for r in rows
                if r.get("kind") == "train" and r.get("update_ms") is not None]
     return Run(folder.name, int(config["seed"]),

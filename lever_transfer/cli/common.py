@@ -76,13 +76,12 @@ def show_library_messages() -> None:
 
 
 def overrides(options: dict[str, Any], sets: tuple[str, ...]) -> dict[str, Any]:
+    """``--set`` values, then the command's own options that were given, on top."""
     from ..config import parse_set_options
 
-    overrides = parse_set_options(list(sets))
-    for key, value in options.items():
-        if value is not None:
-            overrides[key] = value
-    return overrides
+    values = parse_set_options(list(sets))
+    values.update({key: value for key, value in options.items() if value is not None})
+    return values
 
 
 # Options several commands take, declared once; a command adds its own help text and default.

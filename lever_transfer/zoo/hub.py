@@ -46,6 +46,8 @@ INDEX_LOCK = ".index.lock"
 LOCAL, SHIPPED = "local hub", "shipped zoo"  # where hub:NAME looks, in this order
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,95}")
 REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
 @dataclass(frozen=True)
 class DownloadOptions:
     """huggingface_hub's download arguments, passed through unchanged to ``hf_hub_download``."""

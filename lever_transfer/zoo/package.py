@@ -58,7 +58,7 @@ CONFIG = "config.json"
 CARD = "README.md"
 MAX_WEIGHTS_BYTES = 2 << 30  # no zoo encoder comes near 2 GB; refuse before reading one that does
 # the torch dtype of each stored dtype (config.json "stored_dtype"); modules are float32
-STORED_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+STORED_TORCH_DTYPES = {name: getattr(torch, name) for name in STORED_DTYPES}
 # the config keys write_package fills in itself (a config passed to it may hold stale ones)
 WRITTEN_KEYS = ("format", "parts", "package_version", "num_parameters", "sha256", "stored_dtype")
 
