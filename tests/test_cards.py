@@ -59,7 +59,9 @@ def test_atari_ids_are_registered_gymnasium_ids(task):
 def test_every_shipped_dmc_encoder_has_its_probe_recorded(name):
     """``lever-transfer probe hub:NAME --task walker_walk --record`` was run for each: its card
     and ``zoo list`` show the figure."""
-    probe = read_package(Path(shipped_zoo()) / name).config.probe
-    assert probe["task"] == "walker_walk" and probe["steps"] == 1000 and not probe["policy"]
+    probes = read_package(Path(shipped_zoo()) / name).config.probes
+    probe = {p["task"]: p for p in probes}["walker_walk"]
+    assert probe["steps"] == 1000 and not probe["policy"]
     assert probe["overall_encoder_r2"] > probe["overall_random_r2"] + 0.1
-    assert read_index(shipped_zoo())[name]["probe"]["r2"] == round(probe["overall_encoder_r2"], 4)
+    mean = sum(p["overall_encoder_r2"] for p in probes) / len(probes)
+    assert read_index(shipped_zoo())[name]["probe"]["r2"] == pytest.approx(mean, abs=1e-4)

@@ -49,6 +49,19 @@ def test_an_old_package_is_upgraded_in_one_place():
     assert upgrade(config.to_json()) == config.to_json()  # idempotent
 
 
+def test_a_single_recorded_probe_becomes_a_list_of_one():
+    """Packages recorded one probe as ``probe``; several tasks are kept as ``probes``."""
+    document = shipped("walker_stand-60k")
+    single = document.get("probe") or (document.get("probes") or [None])[0]
+    assert single is not None and single["task"] == "walker_walk"
+    document.pop("probes", None)
+    document["probe"] = single
+    config = parse_config(document)
+    assert config.probes == (single,) and "probe" not in config.document
+    document.pop("probe")
+    assert parse_config(document).probes == ()
+
+
 def test_frame_spacing_falls_back_to_the_recipe_then_the_default():
     document = shipped("walker_stand-60k")
     document["observation"].pop("action_repeat", None)

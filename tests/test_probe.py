@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from lever_transfer.cli import main
 from lever_transfer.errors import LeverError
 from lever_transfer.probe import (
+    GroupScore,
+    ProbeResult,
     contiguous_blocks,
     folds,
     held_out_r2,
@@ -145,6 +147,9 @@ def test_the_packages_policy_drives_the_rollout(tmp_path, isolated_hub):
      "the probe reads DeepMind Control physics state, and encoder qbert-100k reads Atari"),
     (["hub:walker_stand-60k", "--task", "walker_walk", "--layer", "conv9"],
      "layer 'conv9' is not one of this encoder's layers: 1..5 or a name (conv1, "),
+    (["hub:walker_stand-60k", "hub:walker_stand-20k", "--task", "walker_walk", "--record"],
+     "--record, --policy and --layer probe one encoder; leave them out to compare several"),
+    (["hub:walker_stand-60k", "--task", " , "], "--task is empty; name a DMC task"),
 ])
 def test_errors_are_one_line(args, message, isolated_hub):
     result = CliRunner().invoke(main, ["probe", *args])
@@ -161,13 +166,13 @@ def test_record_keeps_the_result_in_config_card_index_and_zoo_list(walker_probe,
                                        "--episodes", "1", "--record"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     package = read_package(isolated_hub / "walker_stand-60k", sha)  # weights untouched
-    recorded = package.config.probe
+    (recorded,) = package.config.probes
     assert recorded["overall_encoder_r2"] == pytest.approx(walker_probe.overall_encoder_r2)
     card = (package.path / "README.md").read_text()
     assert card == model_card("walker_stand-60k", package.config) and "## Linear probe" in card
     assert f"**{walker_probe.overall_encoder_r2:.3f}** overall" in card
     entry = hub.read_index(isolated_hub)["walker_stand-60k"]
-    assert entry["probe"]["task"] == "walker_walk" and entry["sha256"] == sha
+    assert entry["probe"]["tasks"] == ["walker_walk"] and entry["sha256"] == sha
     listed = CliRunner().invoke(main, ["zoo", "list"]).output
     assert "probe R^2" in listed
     assert f"{walker_probe.overall_encoder_r2:.2f} ({walker_probe.overall_random_r2:.2f}) " \
@@ -178,3 +183,31 @@ def test_record_keeps_the_result_in_config_card_index_and_zoo_list(walker_probe,
                                         "--episodes", "1", "--record"])
     assert refused.exit_code == 2 and "--record keeps the result beside a hub:NAME" in \
         refused.output
+
+
+def _result(task: str, r2: float) -> dict:
+    groups = (GroupScore("position", 8, r2, 0.1), GroupScore("velocity", 9, r2 / 2, 0.05))
+    return ProbeResult(task, "hub:walker_stand-60k", "fc", 1000, 4, 4, False, 0, 60.0, groups,
+                       r2, 0.1).to_dict()
+
+
+def test_several_tasks_are_kept_one_result_each(isolated_hub):
+    """A multi-domain encoder's card and ``zoo list`` show a probe per task; probing a task
+    again replaces its result in place and keeps the others."""
+    zoo.pull("hub:walker_stand-60k", say=lambda m: None)
+    sha = read_package(isolated_hub / "walker_stand-60k").config.sha256
+    zoo.record_probe("walker_stand-60k", [_result("walker_walk", 0.3),
+                                          _result("cheetah_run", 0.5)], isolated_hub)
+    zoo.record_probe("walker_stand-60k", [_result("walker_walk", 0.4)], isolated_hub)
+    package = read_package(isolated_hub / "walker_stand-60k", sha)  # weights untouched
+    assert [(p["task"], p["overall_encoder_r2"]) for p in package.config.probes] == [
+        ("walker_walk", 0.4), ("cheetah_run", 0.5)]
+    card = (package.path / "README.md").read_text()
+    assert card == model_card("walker_stand-60k", package.config)
+    assert "| cheetah_run | **state (overall)** | | **0.500** | 0.100 |" in card
+    assert "--task walker_walk,cheetah_run" in card and "| | velocity | 9 | 0.200 | 0.050 |" in card
+    entry = hub.read_index(isolated_hub)["walker_stand-60k"]
+    assert entry["probe"] == {"tasks": ["walker_walk", "cheetah_run"], "r2": 0.45,
+                              "random_init_r2": 0.1}
+    listed = CliRunner().invoke(main, ["zoo", "list"]).output
+    assert "0.45 (0.10) mean of 2 tasks" in listed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -62,8 +63,9 @@ def evaluate_command(source: str, episodes: int, video: Path | None, seed: int,
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
               help="Also write the result to this JSON file.")
 @click.option("--record", is_flag=True,
-              help="Keep the result with the package (hub:NAME in the local hub or the shipped "
-                   "zoo): its config, model card and 'zoo list' column.")
+              help="Keep the results with the package (hub:NAME in the local hub or the shipped "
+                   "zoo): its config, model card and 'zoo list' column; with several tasks, one "
+                   "probe per task.")
 @precision_option(default="auto", show_default=True)
 @one_line_errors
 def probe(references: tuple[str, ...], task: str, episodes: int, layer: str | None,
@@ -73,41 +75,49 @@ def probe(references: tuple[str, ...], task: str, episodes: int, layer: str | No
     randomly initialised encoder's, in about a minute per task. Several encoders or tasks give
     one table, every encoder reading the same rollout of each task."""
     tasks = [t.strip() for t in task.split(",") if t.strip()]
-    if len(references) > 1 or len(tasks) > 1:
+    if not tasks:
+        raise LeverError("--task is empty; name a DMC task such as walker_walk, or several: "
+                         "walker_walk,cheetah_run")
+    if len(references) > 1 or (len(tasks) > 1 and not record):
         from ..probe import compare
 
         if record or policy or layer:
-            raise LeverError("--record, --policy and --layer probe one encoder on one task; "
-                             "leave them out to compare several")
+            raise LeverError("--record, --policy and --layer probe one encoder; leave them out "
+                             "to compare several")
         table = compare(list(references), tasks, episodes=episodes, seed=seed,
                         precision=precision)
         click.echo(table.table())
         if json_path is not None:
-            json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps(table.to_dict(), indent=2) + "\n", encoding="utf-8")
-            click.echo(f"wrote {json_path}")
+            _write_json(json_path, table.to_dict())
         return
     reference = references[0]
     from ..probe import probe as run_probe
     from ..zoo.hub import resolve
     from ..zoo.publishing import record_probe
 
-    if record:  # before the minute of probing: can the result be kept where REFERENCE is?
+    if record:  # before the minutes of probing: can the results be kept where REFERENCE is?
         resolved = resolve(reference, say=lambda message: None)
         if not reference.startswith("hub:") or resolved.source not in ("local hub",
                                                                         "shipped zoo"):
             raise LeverError(f"--record keeps the result beside a hub:NAME package in the local "
                              f"hub or the shipped zoo; {reference} is {resolved.source}")
-    result = run_probe(reference, tasks[0], episodes=episodes, layer=layer, policy=policy,
-                       seed=seed, precision=precision)
-    click.echo(result.table())
+    results = []
+    for one_task in tasks:
+        result = run_probe(reference, one_task, episodes=episodes, layer=layer, policy=policy,
+                           seed=seed, precision=precision)
+        click.echo(result.table())
+        results.append(result.to_dict())
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
-        click.echo(f"wrote {json_path}")
+        _write_json(json_path, results[0] if len(results) == 1 else results)
     if record:
-        folder = record_probe(resolved.name, result.to_dict(), resolved.package.path.parent)
+        folder = record_probe(resolved.name, results, resolved.package.path.parent)
         click.echo(f"recorded in {folder} (config.json, README.md) and its index")
+
+
+def _write_json(path: Path, document: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    click.echo(f"wrote {path}")
 
 
 @main.command()

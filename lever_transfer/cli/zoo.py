@@ -47,11 +47,14 @@ def _hns_text(entry: dict[str, Any]) -> str:
 
 
 def _probe_text(entry: dict[str, Any]) -> str:
-    """The recorded probe's overall R^2 (random init's in brackets) and its task."""
+    """The recorded probes' overall R^2 (random init's in brackets) and their task, or their
+    mean over several tasks."""
     probe = entry.get("probe")
     if not isinstance(probe, dict):
         return "-"
-    return f"{probe['r2']:.2f} ({probe['random_init_r2']:.2f}) {probe['task']}"
+    tasks = probe.get("tasks") or [probe.get("task")]  # "task": one-probe indexes
+    where = tasks[0] if len(tasks) == 1 else f"mean of {len(tasks)} tasks"
+    return f"{probe['r2']:.2f} ({probe['random_init_r2']:.2f}) {where}"
 
 
 def _steps_text(entry: dict[str, Any]) -> str:

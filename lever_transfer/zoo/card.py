@@ -8,7 +8,7 @@ shimmy registers it, ``dm_control/walker-stand-v0``), tags without colons, and a
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from huggingface_hub import EvalResult, ModelCardData
 
@@ -118,7 +118,7 @@ lever-transfer finetune --from hub:{name} --to {target} --freeze-layers {frozen}
 
 def _sections(source: Mapping[str, Any], config: PackageConfig) -> str:
     """The card's optional sections: the data, the learning curve and notes, the probe."""
-    return _data_section(source) + _curve_section(source) + _probe_section(config.probe)
+    return _data_section(source) + _curve_section(source) + _probe_section(config.probes)
 
 
 def _flops_line(source: Mapping[str, Any]) -> str:
@@ -177,23 +177,41 @@ def _curve_section(source: Mapping[str, Any]) -> str:
     return text
 
 
-def _probe_section(probe: Mapping[str, Any] | None) -> str:
-    """``lever-transfer probe``'s result, when one was recorded: how much of a task's physics
-    state a ridge regression reads off the frozen features, beside a random-init encoder's."""
-    if not probe:
+def _probe_section(probes: Sequence[Mapping[str, Any]]) -> str:
+    """``lever-transfer probe``'s recorded results: how much of each task's physics state a ridge
+    regression reads off the frozen features, beside a random-init encoder's."""
+    if not probes:
         return ""
-    rows = "\n".join(f"| {g['name']} | {g['dims']} | {g['encoder_r2']:.3f} | "
-                      f"{g['random_r2']:.3f} |" for g in probe["groups"])
-    how = "its own policy" if probe["policy"] else "random actions"
+    if len(probes) == 1:
+        probe = probes[0]
+        rows = "\n".join(f"| {g['name']} | {g['dims']} | {g['encoder_r2']:.3f} | "
+                         f"{g['random_r2']:.3f} |" for g in probe["groups"])
+        how = "its own policy" if probe["policy"] else "random actions"
+        return (f"## Linear probe\n\n"
+                f"Held-out R² of ridge regressions from layer `{probe['layer']}` to "
+                f"`{probe['task']}`'s physics state ({probe['steps']} steps: {probe['episodes']} "
+                f"episodes of {how} at action repeat {probe['action_repeat']}, seed "
+                f"{probe['seed']}; `lever-transfer probe {probe['reference']} --task "
+                f"{probe['task']}`): **{probe['overall_encoder_r2']:.3f}** overall, against "
+                f"{probe['overall_random_r2']:.3f} for a randomly initialised encoder of the same "
+                f"architecture.\n\n| group | dims | this encoder | random init |\n"
+                f"|---|---|---|---|\n{rows}\n\n")
+    rows = "\n".join(
+        f"| {p['task']} | **state (overall)** | | **{p['overall_encoder_r2']:.3f}** | "
+        f"{p['overall_random_r2']:.3f} |\n"
+        + "\n".join(f"| | {g['name']} | {g['dims']} | {g['encoder_r2']:.3f} | "
+                    f"{g['random_r2']:.3f} |" for g in p["groups"])
+        for p in probes)
+    tasks = ",".join(p["task"] for p in probes)
+    first = probes[0]
+    how = "the package's policy" if any(p["policy"] for p in probes) else "random actions"
     return (f"## Linear probe\n\n"
-            f"Held-out R² of ridge regressions from layer `{probe['layer']}` to "
-            f"`{probe['task']}`'s physics state ({probe['steps']} steps: {probe['episodes']} "
-            f"episodes of {how} at action repeat {probe['action_repeat']}, seed "
-            f"{probe['seed']}; `lever-transfer probe {probe['reference']} --task "
-            f"{probe['task']}`): **{probe['overall_encoder_r2']:.3f}** overall, against "
-            f"{probe['overall_random_r2']:.3f} for a randomly initialised encoder of the same "
-            f"architecture.\n\n| group | dims | this encoder | random init |\n|---|---|---|---|\n"
-            f"{rows}\n\n")
+            f"Held-out R² of ridge regressions from layer `{first['layer']}` to each task's "
+            f"physics state ({first['episodes']} episodes of {how} per task at the "
+            f"task's action repeat, seed {first['seed']}; `lever-transfer probe "
+            f"{first['reference']} --task {tasks}`), beside a randomly initialised encoder of "
+            f"the same architecture.\n\n| task | group | dims | this encoder | random init |\n"
+            f"|---|---|---|---|---|\n{rows}\n\n")
 
 
 def _precision_line(config: PackageConfig) -> str:

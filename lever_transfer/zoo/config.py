@@ -3,8 +3,9 @@ a package is read (or before one is written), so no loader guesses a key or a de
 
 Older packages are brought up to today's form in one place, ``upgrade``: every default a reader
 would otherwise fill in itself (stored dtype, heads kind, frame spacing, render quality) lives
-there. ``source`` (the run it came from) and ``probe`` (a recorded linear probe) stay mappings:
-they are provenance the model card and ``zoo list`` quote, not something a loader acts on.
+there. ``source`` (the run it came from) and ``probes`` (recorded linear probes, one per task)
+stay mappings: they are provenance the model card and ``zoo list`` quote, not something a loader
+acts on.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class PackageConfig:
     num_parameters: int | None  # declared total of the tensors' values (None: not declared)
     heads: Mapping[str, Any] | None  # sizes and kind of the task heads, when the package has them
     source: Mapping[str, Any]  # the run or data it came from (empty for hand-saved encoders)
-    probe: Mapping[str, Any] | None
+    probes: tuple[Mapping[str, Any], ...]  # recorded linear probes, one per task
     frozen_layers: int | None  # a run's own encoder package: the layers frozen when written
     document: Mapping[str, Any]
 
@@ -110,10 +111,14 @@ def upgrade(document: Mapping[str, Any]) -> dict[str, Any]:
     - ``observation.action_repeat`` absent: the source run's (``source.action_repeat``, else its
       recipe's), else 2; none for offline encoders, whose spacing is per task;
     - no ``source.render_quality``: ``paper`` (``PackageConfig.render_quality``: every render
-      before the setting existed, and hand-saved encoders, which record no source).
+      before the setting existed, and hand-saved encoders, which record no source);
+    - ``probe`` (one task's recorded probe, before several could be kept): ``probes``, a list.
     """
     out = copy.deepcopy(dict(document))
     out.setdefault("stored_dtype", "float32")
+    if "probe" in out:
+        single = out.pop("probe")
+        out.setdefault("probes", [single] if isinstance(single, dict) else [])
     if isinstance(out.get("heads"), dict):
         out["heads"].setdefault("kind", "sac")
     source = out.get("source")
@@ -190,5 +195,6 @@ def parse_config(document: Any, where: str = "config.json") -> PackageConfig:
         num_parameters=declared,
         heads=heads if isinstance(heads, dict) else None,
         source=doc.get("source") or {},
-        probe=doc["probe"] if isinstance(doc.get("probe"), dict) else None,
+        probes=tuple(p for p in doc["probes"] if isinstance(p, dict))
+        if isinstance(doc.get("probes"), list) else (),
         frozen_layers=doc.get("frozen_layers"), document=doc)

@@ -25,7 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from statistics import fmean
+from typing import Any, Iterator, Mapping, Sequence
 
 import yaml
 
@@ -141,12 +142,14 @@ def accepted_sha256(entry: dict[str, Any]) -> tuple[str, ...] | None:
     return shas or None
 
 
-def probe_summary(result: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """What an index entry keeps of a recorded probe (``ProbeResult.to_dict()``)."""
-    if not result:
+def probe_summary(results: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """What an index entry keeps of the recorded probes (``ProbeResult.to_dict()``, one per
+    task): the tasks and the overall R^2, averaged over them, of the encoder and random init."""
+    if not results:
         return None
-    return {"task": result["task"], "r2": round(result["overall_encoder_r2"], 4),
-            "random_init_r2": round(result["overall_random_r2"], 4)}
+    return {"tasks": [r["task"] for r in results],
+            "r2": round(fmean(r["overall_encoder_r2"] for r in results), 4),
+            "random_init_r2": round(fmean(r["overall_random_r2"] for r in results), 4)}
 
 
 def index_entry(name: str, package: EncoderPackage, **extra: Any) -> dict[str, Any]:
@@ -158,7 +161,7 @@ def index_entry(name: str, package: EncoderPackage, **extra: Any) -> dict[str, A
         "seed": source.get("seed"), "latent_dim": config.feature_dim,
         "eval_return": source.get("eval_return"), "repo_id": None, "revision": None,
     }
-    probe = probe_summary(config.probe)
+    probe = probe_summary(config.probes)
     return {**entry, **({"probe": probe} if probe else {}), **extra}
 
 

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from ..checkpoint import load_checkpoint
 from ..config import Config
@@ -352,22 +352,25 @@ def pull(reference: str, name: str | None = None, say: Say = info) -> Path:
     return path
 
 
-def record_probe(name: str, result: dict[str, Any], root: Path) -> Path:
-    """Keep a probe's result (``ProbeResult.to_dict()``) with the package ``name`` of the hub
-    folder ``root``: config.json's ``probe``, the card's probe section and the index entry's
-    ``probe`` (what ``zoo list`` shows). The weights and their sha256 are untouched; each file is
-    replaced atomically."""
+def record_probe(name: str, results: Sequence[dict[str, Any]], root: Path) -> Path:
+    """Keep probe results (``ProbeResult.to_dict()``, one per task) with the package ``name`` of
+    the hub folder ``root``: config.json's ``probes``, the card's probe section and the index
+    entry's ``probe`` (what ``zoo list`` shows). A task probed again replaces its earlier result;
+    other tasks' are kept. The weights and their sha256 are untouched; each file is replaced
+    atomically."""
     with index_lock(root):
         entries = read_index(root)
         if name not in entries:
             raise LeverError(f"{name} is not in the index of {root}; publish it there first")
         folder = live_folder(Path(root) / name)
         package = read_package(folder, accepted_sha256(entries[name]))
-        document = {**package.config.to_json(), "probe": result}
+        probes = {p["task"]: dict(p) for p in package.config.probes}
+        probes.update({r["task"]: r for r in results})  # in place, keeping the order
+        document = {**package.config.to_json(), "probes": list(probes.values())}
         config = parse_config(document, str(folder / CONFIG))
         write_atomic(folder / CONFIG, json.dumps(document, indent=2, sort_keys=True).encode())
         write_atomic(folder / CARD, model_card(name, config).encode())
-        entries[name] = {**entries[name], "probe": probe_summary(result)}
+        entries[name] = {**entries[name], "probe": probe_summary(config.probes)}
         write_index(root, entries)
     return folder
 
