@@ -106,6 +106,10 @@ def test_pretrain_offline_publishes_packages_that_finetune_and_the_probe_take(
     assert config["source"]["tasks"]["walker_walk"]["action_repeat"] == 2
     card = (isolated_hub / "tiny-atc-4" / "README.md").read_text()
     assert "## Data" in card and "| cartpole_swingup | 2 | 22 | mixed | 8 |" in card
+    assert "objective `atc` (positive 1 agent step later)" in card
+    cpu_hours = config["source"]["cpu_s"] / 3600
+    assert f"on exploratory data of 2 DeepMind Control tasks, seed 0, {cpu_hours:.2f} CPU-hours" \
+        in card
     more = CliRunner().invoke(main, [*args[:3], "6", *args[4:]])  # --updates 6: resumes
     assert more.exit_code == 0 and "resuming the pretraining" in more.output
     assert "tiny-atc-6" in hub.read_index(isolated_hub)

@@ -32,9 +32,10 @@ CITATION = """@inproceedings{chen2021improving,
 
 def _source_line(source: Mapping[str, Any]) -> str:
     if source.get("kind") == "offline":  # lever-transfer pretrain-offline: no task, no reward
+        cost = "" if source.get("cpu_s") is None else f", {source['cpu_s'] / 3600:.2f} CPU-hours"
         return (f"{source['algorithm']} for {source['updates']:,} updates of "
                 f"{source['batch_size']} on exploratory data of {len(source['tasks'])} DeepMind "
-                f"Control tasks, seed {source['seed']}")
+                f"Control tasks, seed {source['seed']}{cost}")
     return (f"{source['algorithm']} on `{source['task']}` for {source['env_steps']:,} env steps "
             f"({source['agent_steps']:,} agent steps, action repeat {source['action_repeat']}), "
             f"seed {source['seed']}")
@@ -134,7 +135,10 @@ def _data_section(source: Mapping[str, Any]) -> str:
     rows = "\n".join(f"| {task} | {d['episodes']} | {d['frames']:,} | {d['exploration']} | "
                      f"{d['action_repeat']} |" for task, d in tasks.items())
     return ("## Data\n\nExploratory rollouts (`lever-transfer collect`), no reward used; "
-            f"objective `{source['objective']}`, batches mixing the tasks evenly.\n\n"
+            f"objective `{source['objective']}`"
+            + (f" (positive {source['temporal_shift']} agent step later)"
+               if source["objective"] == "atc" and source.get("temporal_shift") else "")
+            + ", batches mixing the tasks evenly.\n\n"
             "| task | episodes | frames | actions | action repeat |\n|---|---|---|---|---|\n"
             f"{rows}\n\n")
 
