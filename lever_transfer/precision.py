@@ -5,8 +5,8 @@ the weights); parameters, Adam moments, target networks and their soft updates s
 because naive low-precision SAC fails, partly through target-network averaging (Björck et al.
 2021, "Low-Precision Reinforcement Learning"). The encoder's fc + LayerNorm run in float32
 (``encoders._Head``): with a bf16 latent walker_stand learned worse (docs/results.md (f)). The
-networks cast what feeds a loss back to float32 (Q values, the actor's mean and log-std,
-Rainbow's atom logits), and CURL's bilinear logits run with autocast off, so losses,
+heads' output layers run in float32 too (``Float32Output``: Q values, the actor's mean and
+log-std, Rainbow's atom logits), and CURL's bilinear logits run with autocast off, so losses,
 log-probabilities and the entropy term are float32. Latent replay stores float32 (or float16)
 latents as before.
 
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import ContextManager, Iterable
 
 import torch
+from torch import nn
 
 PRECISIONS = ("auto", "fp32", "bf16")
 NATIVE_BF16_FLAGS = (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16"))
@@ -89,3 +90,18 @@ def autocast(precision: str, device: torch.device) -> ContextManager[object]:
 def full_precision(device: torch.device) -> ContextManager[object]:
     """Autocast off: what runs inside (CURL's bilinear logits) is float32 in a bf16 update."""
     return torch.autocast(device.type, enabled=False)
+
+
+class Float32Output(nn.Sequential):
+    """A stack of layers whose last one runs in float32 even under bf16 autocast.
+
+    bf16 keeps 8 significant bits: a Q value near 50 moves in steps of 0.25, about a reward, so a
+    bf16 output layer would quantise the TD error it is trained on (and Rainbow's atom logits, the
+    actor's log-std). The output layer is a small share of a head's FLOPs."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        *hidden, output = self
+        for layer in hidden:
+            x = layer(x)
+        with full_precision(x.device):
+            return output(x.float())

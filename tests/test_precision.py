@@ -141,6 +141,27 @@ def test_losses_and_log_probabilities_are_float32_under_autocast():
     assert q1.dtype == q2.dtype == torch.float32
 
 
+@pytest.mark.parametrize("kind", ["sac_curl", "rainbow"])
+def test_head_outputs_keep_float32_precision_under_autocast(kind):
+    """Q values and atom logits come from float32 output layers: bf16 keeps 8 significant bits,
+    so a Q value near 50 would move in steps of 0.25, about one reward, and quantise the TD error.
+    The hidden layers below still run in bf16."""
+    agent, _ = build(kind, "bf16", 0)
+    streams = ([agent.critic.q1, agent.critic.q2, agent.actor.trunk] if kind == "sac_curl" else
+               [agent.head.value, agent.head.advantage])
+    for stream in streams:
+        bias = stream[-1].bias if kind == "sac_curl" else stream[-1].bias_mu
+        with torch.no_grad():
+            bias.add_(50.0)
+        x = torch.randn(16, stream[0].in_features)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            out, hidden = stream(x), torch.nn.Sequential(*list(stream)[:-1])(x)
+        assert hidden.dtype == torch.bfloat16 and out.dtype == torch.float32
+        with torch.no_grad():
+            assert torch.equal(out, stream[-1](hidden.float()))  # the output layer in float32
+        assert not torch.equal(out, out.bfloat16().float())  # finer than bf16's grid near 50
+
+
 TINY_RUN = ["--steps", "150 agent_steps",
             *as_sets(tiny_schedule(eval_every="1M agent_steps", checkpoint_every="100 agent_steps",
                                    batch_size=8), leave_out=("steps", "freeze_at")),

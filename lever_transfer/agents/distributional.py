@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..precision import Float32Output
+
 
 class NoisyLinear(nn.Module):
     """Factorised-Gaussian noisy linear layer (Fortunato et al. 2018), as Rainbow uses it."""
@@ -65,17 +67,17 @@ class DuelingC51Head(nn.Module):
                  sigma0: float = 0.1):
         super().__init__()
         self.actions, self.atoms = actions, atoms
-        self.value = nn.Sequential(NoisyLinear(latent_dim, hidden, sigma0), nn.ReLU(),
+        self.value = Float32Output(NoisyLinear(latent_dim, hidden, sigma0), nn.ReLU(),
                                    NoisyLinear(hidden, atoms, sigma0))
-        self.advantage = nn.Sequential(NoisyLinear(latent_dim, hidden, sigma0), nn.ReLU(),
+        self.advantage = Float32Output(NoisyLinear(latent_dim, hidden, sigma0), nn.ReLU(),
                                        NoisyLinear(hidden, actions * atoms, sigma0))
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         """[B, actions, atoms] log-probabilities (log-softmax over atoms), float32 (under bf16
-        autocast only the streams' matmuls are bf16)."""
+        autocast the streams' hidden layers are bf16, their output layers float32)."""
         z = latent.flatten(1)
-        value = self.value(z).float().view(-1, 1, self.atoms)
-        advantage = self.advantage(z).float().view(-1, self.actions, self.atoms)
+        value = self.value(z).view(-1, 1, self.atoms)
+        advantage = self.advantage(z).view(-1, self.actions, self.atoms)
         return F.log_softmax(value + advantage - advantage.mean(1, keepdim=True), dim=2)
 
     def reset_noise(self, generator: torch.Generator | None = None) -> None:

@@ -10,10 +10,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..encoders import orthogonal_init
+from ..precision import Float32Output
 
 
-def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
-    net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+def mlp(in_dim: int, hidden: int, out_dim: int) -> Float32Output:
+    """Two hidden ReLU layers; the output layer in float32 under bf16 autocast."""
+    net = Float32Output(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                         nn.Linear(hidden, out_dim))
     net.apply(orthogonal_init)
     return net
@@ -31,8 +33,8 @@ class Actor(nn.Module):
     def forward(self, z: torch.Tensor, sample: bool = True
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Returns (mean action, sampled action, log-prob of the sample), all squashed, in
-        float32 (under bf16 autocast only the trunk's matmuls are bf16)."""
-        mu, log_std = self.trunk(z).float().chunk(2, dim=-1)
+        float32 (under bf16 autocast the trunk's hidden layers are bf16, its output float32)."""
+        mu, log_std = self.trunk(z).chunk(2, dim=-1)
         log_std = torch.tanh(log_std)
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (log_std + 1)
         if not sample:
@@ -56,7 +58,7 @@ class Critic(nn.Module):
 
     def forward(self, z: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         za = torch.cat([z, action], dim=-1)
-        return self.q1(za).float(), self.q2(za).float()  # float32 Q values feed the losses
+        return self.q1(za), self.q2(za)  # float32 Q values (mlp's output layer) feed the losses
 
 
 @torch.no_grad()
