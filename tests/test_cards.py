@@ -65,3 +65,24 @@ def test_every_shipped_dmc_encoder_has_its_probe_recorded(name):
     assert probe["overall_encoder_r2"] > probe["overall_random_r2"] + 0.1
     mean = sum(p["overall_encoder_r2"] for p in probes) / len(probes)
     assert read_index(shipped_zoo())[name]["probe"]["r2"] == pytest.approx(mean, abs=1e-4)
+
+
+@pytest.mark.parametrize("name", [n for n, e in read_index(shipped_zoo()).items()
+                                  if str(e["source_task"]).startswith("atari:")])
+def test_an_atari_card_gives_its_human_normalised_score_and_the_preprocessing_the_env_uses(name):
+    """The card's HNS is (score - random) / (human - random) from data/atari100k.csv, and the
+    preprocessing it states is what ``envs.atari`` builds (its constants, not a copy that drifts)."""
+    from lever_transfer.benchmark import references
+    from lever_transfer.envs import atari
+
+    config = read_package(Path(shipped_zoo()) / name).config
+    text = model_card(name, config)
+    ref = references()[config.source["task"]]
+    score = config.source["eval_return"]
+    assert f"human-normalised {(score - ref.random) / (ref.human - ref.random):.3f}" in text
+    assert f"published {ref.der:g}" in text
+    assert (f"noop_max={atari.NOOP_MAX}, frame_skip={atari.FRAME_SKIP}, "
+            f"screen_size={atari.SCREEN_SIZE})") in text
+    assert f"max_num_frames_per_episode={atari.MAX_EPISODE_FRAMES})" in text
+    assert f"{atari.FRAME_STACK} frames stacked" in text
+    assert f"lever-transfer pretrain {config.source['task']} --steps 100k" in text

@@ -49,11 +49,19 @@ class Arm:
 class Section:
     key: str                 # docs/results/<key>/table.md, and the marker's name
     arms: tuple[Arm, ...]
-    steps: tuple[int, ...]   # env steps the curve table shows (the CSV has every evaluation)
+    steps: tuple[int, ...]   # env steps the curve table shows (the CSV has every evaluation);
+                             # none: no curve table, only the runs (as for the 26 Atari games)
 
 
 def _tens(last: int, every: int = 10_000) -> tuple[int, ...]:
     return tuple(range(every, last + 1, every))
+
+
+def _atari_arms() -> tuple[Arm, ...]:
+    """One arm per game with a committed run folder (``atari100k/runs/GAME-sSEED``), A-Z."""
+    games = sorted({p.name.rsplit("-s", 1)[0] for p in (HERE / "atari100k/runs").glob("*-s*")})
+    return tuple(Arm(game.replace("_", " ").title().replace(" ", ""), f"atari100k/runs/{game}-s*")
+                 for game in games)
 
 
 WALKER = "walker_walk-from-walker_stand-60k/runs"
@@ -86,8 +94,7 @@ SECTIONS = (
         Arm("encoder frozen (`all`)", f"{DOMAIN}/hopper_hop-enc-all-ar4-s*"),
         Arm("conv layers frozen (`4`)", f"{DOMAIN}/hopper_hop-enc-4-ar4-s*"),
         Arm("scratch (SAC+CURL)", f"{DOMAIN}/hopper_hop-scratch-ar4-s*")), _tens(100_000)),
-    Section("atari100k", (
-        Arm("Alien, Rainbow", "atari100k/runs/alien-s*"),), (50_000, 100_000)),
+    Section("atari100k", _atari_arms(), ()),
     Section("bf16/cartpole_swingup", (
         Arm("float32", "bf16/runs/cartpole_swingup-fp32-s*"),
         Arm("bf16", "bf16/runs/cartpole_swingup-bf16-s*"),
@@ -163,6 +170,8 @@ def hours(value: float | None) -> str:
 
 
 def curve_table(section: Section, arms: list[list[Run]]) -> list[str]:
+    if not section.steps:
+        return []
     header = "| env steps | " + " | ".join(a.label for a in section.arms) + " |"
     lines = [header, "|---:|" + "---|" * len(arms)]
     for step in section.steps:
@@ -198,8 +207,9 @@ def build(section: Section) -> tuple[str, str]:
         arms.append(runs)
         missing += without
     lines = curve_table(section, arms)
-    lines += ["", "Evaluation return, mean ± sd (seeds evaluated there); with one seed the sd is "
-              "across its evaluation episodes. Per run:", ""]
+    if lines:
+        lines += ["", "Evaluation return, mean ± sd (seeds evaluated there); with one seed the sd "
+                  "is across its evaluation episodes. Per run:", ""]
     lines += runs_table(section, arms)
     if missing:
         lines += ["", "No evaluation yet, so not in the table: "

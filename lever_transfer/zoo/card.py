@@ -118,8 +118,53 @@ lever-transfer finetune --from hub:{name} --to {target} --freeze-layers {frozen}
 
 
 def _sections(source: Mapping[str, Any], config: PackageConfig) -> str:
-    """The card's optional sections: the data, the learning curve and notes, the probe."""
-    return _data_section(source) + _curve_section(source) + _probe_section(config.probes)
+    """The card's optional sections: the data, the learning curve and notes, the probe, and for
+    an Atari-100k game its score against the benchmark's references and how it was made."""
+    return (_data_section(source) + _curve_section(source) + _probe_section(config.probes)
+            + _atari_section(source))
+
+
+def _atari_section(source: Mapping[str, Any]) -> str:
+    """An Atari encoder's human-normalised score, the exact preprocessing and the command that
+    trains another seed, so a user can compare it with published Atari-100k results."""
+    from ..benchmark import references
+
+    task = str(source["task"])
+    reference = references().get(task)
+    recipe = source.get("recipe") or {}
+    if reference is None or not recipe:
+        return ""
+    text = "## Atari-100k\n\n"
+    if source.get("eval_return") is not None:
+        score = float(source["eval_return"])
+        text += (f"- Score {score:.1f} ({source.get('eval_episodes', '?')} games), "
+                 f"human-normalised {reference.normalise(score):.3f}: (score - random) / "
+                 f"(human - random) with random {reference.random:g} and human "
+                 f"{reference.human:g}. Data-efficient Rainbow (van Hasselt et al. 2019) "
+                 f"published {reference.der:g} ({reference.normalise(reference.der):.3f}).\n")
+    clip = recipe.get("reward_clip")
+    agent_steps = next(iter((recipe.get("steps") or {}).values()), None)  # action repeat 1
+    steps = "?" if agent_steps is None else (
+        f"{agent_steps:,} agent steps ({4 * agent_steps:,} frames)")
+    evals = "".join(f"{v} {k}" for k, v in (recipe.get("eval_every") or {}).items())
+    text += (
+        f"- Environment: `gymnasium.make(\"{environment_id(task)}\", frameskip=1, "
+        "repeat_action_probability=0.0, full_action_space=False, "
+        "max_num_frames_per_episode=108000)`: sticky actions off, the minimal action set, "
+        "the standard 108K-frame game limit.\n"
+        "- Preprocessing: gymnasium's `AtariPreprocessing(noop_max=30, frame_skip=4, "
+        "screen_size=84)`: up to 30 no-op starts, each action repeated 4 frames with the max "
+        f"of the last two, 84x84 grayscale; {recipe.get('frame_stack', 4)} frames stacked.\n"
+        "- Training: data-efficient Rainbow for " + steps + "; a lost life ends the "
+        "training episode (the game goes on)"
+        + (f", rewards clipped to [-{clip:g}, {clip:g}]" if clip else "") + ". Evaluation plays "
+        "whole games, unclipped, greedy with epsilon "
+        f"{(recipe.get('rainbow') or {}).get('eval_epsilon', 0.001):g}. Every setting: "
+        "`source.recipe` in config.json.\n"
+        f"- Another seed: `lever-transfer pretrain {task} --steps 100k --snapshot-every 100k "
+        f"--set \"eval_every={evals or '50000 agent_steps'}\" "
+        f"--set eval_episodes={recipe.get('eval_episodes', 10)} --seed N`\n\n")
+    return text
 
 
 def _flops_line(source: Mapping[str, Any]) -> str:
