@@ -147,21 +147,25 @@ def test_finetune_from_the_shipped_encoder(tmp_path, isolated_hub):
     assert config.observation.action_repeat == 8  # the spec says its frame spacing
 
 
-@pytest.mark.parametrize("design", [["--to", "hopper_hop", "--freeze-layers", "4"],
-                                    ["--to", "walker_walk", "--transfer", "full"]])
-def test_the_designs_finetune_commands_run_offline_from_the_shipped_encoder(tmp_path, design,
-                                                                            isolated_hub):
-    """The two commands the toolkit was designed around, with the Hub unreachable
-    (HF_HUB_OFFLINE=1, a fresh process): shortened to 125 agent steps, otherwise as typed."""
+@pytest.mark.parametrize("source, design", [
+    ("walker_stand-60k", ["--to", "hopper_hop", "--freeze-layers", "4"]),
+    ("walker_stand-60k", ["--to", "walker_walk", "--transfer", "full"]),
+    ("dmc-multi-atc-10k", ["--to", "cheetah_run", "--transfer", "encoder", "--freeze-layers", "all"]),
+])
+def test_the_designs_finetune_commands_run_offline_from_the_shipped_encoder(tmp_path, source,
+                                                                            design, isolated_hub):
+    """The commands the toolkit was designed around, and issue 37's from the multi-domain encoder,
+    with the Hub unreachable (HF_HUB_OFFLINE=1, a fresh process): shortened to 125 agent steps,
+    otherwise as typed."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "LEVER_HUB": str(isolated_hub),
            "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"}
     sets = SETS if "full" not in design else HEAD_SIZED_SETS
     out = subprocess.run([sys.executable, "-m", "lever_transfer.cli", "finetune", "--from",
-                          "hub:walker_stand-60k", *design, "--steps", "125 agent_steps",
+                          f"hub:{source}", *design, "--steps", "125 agent_steps",
                           "--out", str(tmp_path / "run"), "--no-progress", *sets],
                          env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
-    assert "walker_stand-60k -> shipped zoo" in out.stderr  # the CLI shows where it resolved to
+    assert f"{source} -> shipped zoo" in out.stderr  # the CLI shows where it resolved to
     rows = RunDir(tmp_path / "run").metrics()
     assert [r["agent_steps"] for r in rows if r["kind"] == "train"] == [125]
 
