@@ -37,10 +37,10 @@ def test_shipped_encoder_loads_from_an_installed_wheel(tmp_path, isolated_hub):
     assert (package / "py.typed").is_file()  # PEP 561: type checkers read its annotations
     assert (package / "recipes" / "dmc" / "drq_defaults.yaml").is_file()
 
-    # the wheel carries two packages' weights (pyproject.toml); the others say where they are
+    # the wheel carries three packages' weights (pyproject.toml); the others say where they are
     zoo = package / "shipped_zoo"
     weights = sorted(p.parent.name for p in zoo.glob("*/model.safetensors"))
-    assert weights == ["qbert-100k", "walker_stand-60k"]
+    assert weights == ["dmc-multi-atc-10k", "qbert-100k", "walker_stand-60k"]
     assert sum(p.stat().st_size for p in zoo.glob("*/model.safetensors")) < 30e6
     assert (zoo / "walker_stand-20k" / "README.md").is_file()  # every card and config ships
     missing = subprocess.run(
