@@ -74,7 +74,7 @@ def test_every_shipped_dmc_encoder_has_its_probe_recorded(name):
                                   if str(e["source_task"]).startswith("atari:")])
 def test_an_atari_card_gives_its_human_normalised_score_and_the_preprocessing_the_env_uses(name):
     """The card's HNS is (score - random) / (human - random) from data/atari100k.csv, and the
-    preprocessing it states is what ``envs.atari`` builds (its constants, not a copy that drifts)."""
+    preprocessing it states is what ``envs.atari`` builds (its constants: no copy to drift)."""
     from lever_transfer.benchmark import references
     from lever_transfer.envs import atari
 

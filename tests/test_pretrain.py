@@ -150,7 +150,8 @@ def test_finetune_from_the_shipped_encoder(tmp_path, isolated_hub):
 @pytest.mark.parametrize("source, design", [
     ("walker_stand-60k", ["--to", "hopper_hop", "--freeze-layers", "4"]),
     ("walker_stand-60k", ["--to", "walker_walk", "--transfer", "full"]),
-    ("dmc-multi-atc-10k", ["--to", "cheetah_run", "--transfer", "encoder", "--freeze-layers", "all"]),
+    ("dmc-multi-atc-10k",
+     ["--to", "cheetah_run", "--transfer", "encoder", "--freeze-layers", "all"]),
 ])
 def test_the_designs_finetune_commands_run_offline_from_the_shipped_encoder(tmp_path, source,
                                                                             design, isolated_hub):
