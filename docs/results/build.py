@@ -98,7 +98,9 @@ SECTIONS = (
     Section("bf16/cartpole_swingup", (
         Arm("float32", "bf16/runs/cartpole_swingup-fp32-s*"),
         Arm("bf16", "bf16/runs/cartpole_swingup-bf16-s*"),
-        Arm("bf16, float32 latent", "bf16/runs/cartpole_swingup-bf16h-s*")), _tens(20_000, 5_000)),
+        Arm("bf16, float32 latent", "bf16/runs/cartpole_swingup-bf16h-s*"),
+        Arm("bf16, float32 latent and outputs", "bf16/runs/cartpole_swingup-bf16q-s*")),
+        _tens(20_000, 5_000)),
     Section("bf16/walker_stand", (
         Arm("float32", "bf16/runs/walker_stand_curl-fp32-s*"),
         Arm("bf16", "bf16/runs/walker_stand_curl-bf16-s*"),
