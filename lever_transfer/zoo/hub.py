@@ -253,6 +253,9 @@ def _resolve_name(ref: str, name: str, revision: str | None,
         import difflib
 
         close = difflib.get_close_matches(name, known_names(), n=3)
+        # with 26 names ending in -100k, a near-exact match must not come with two far ones
+        best = max((difflib.SequenceMatcher(None, name, c).ratio() for c in close), default=0)
+        close = [c for c in close if difflib.SequenceMatcher(None, name, c).ratio() > best - 0.1]
         hint = f"did you mean {', '.join(close)}?" if close else "see 'lever-transfer zoo list'"
         raise LeverError(f"unknown encoder {name!r}; {hint}")
     pinned = [c for c in candidates if _matches(c[2], revision)]
