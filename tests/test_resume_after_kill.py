@@ -29,8 +29,9 @@ from .conftest import as_sets, tiny_schedule
 pytestmark = pytest.mark.slow  # real runs in subprocesses, killed and resumed
 
 # Atari checkpoints wait for a game's end (untrained Qbert: near agent steps 300 and 660), so
-# the run is long enough to hold one before Tf and one after it
-STEPS, TF = 800, 500
+# the run is long enough to hold one before Tf and one after it, and to go on for a few seconds
+# after that one: the last kill must land there (at 800 steps a loaded CI machine finished first)
+STEPS, TF = 1100, 500
 TRAIN = ["train", "atari:qbert", "--steps", f"{STEPS} agent_steps", "--freeze-at",
          f"{TF} agent_steps",
          *as_sets(tiny_schedule("atari:qbert", init_steps="50 agent_steps",

@@ -95,6 +95,9 @@ SECTIONS = (
         Arm("conv layers frozen (`4`)", f"{DOMAIN}/hopper_hop-enc-4-ar4-s*"),
         Arm("scratch (SAC+CURL)", f"{DOMAIN}/hopper_hop-scratch-ar4-s*")), _tens(100_000)),
     Section("atari100k", _atari_arms(), ()),
+    Section("dmc-multi/cheetah_run", (
+        Arm("frozen `dmc-multi-atc-10k`", "dmc-multi/runs/cheetah_run-from-dmc-multi-atc-10k-s*"),
+        Arm("frozen `walker_stand-60k`", f"{DOMAIN}/cheetah_run-enc-all-ar4-s*")), _tens(100_000)),
     Section("bf16/cartpole_swingup", (
         Arm("float32", "bf16/runs/cartpole_swingup-fp32-s*"),
         Arm("bf16", "bf16/runs/cartpole_swingup-bf16-s*"),
