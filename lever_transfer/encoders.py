@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .precision import full_precision
 
 FreezeSpec = int | str  # a layer count, or "all"
 
@@ -145,7 +146,7 @@ class _Head(nn.Sequential):
         heads read and latent replay stores, and bf16 keeps 8 bits of it (walker_stand learned
         worse with a bf16 latent, docs/results.md (f)); fc is a small share of the encoder's
         FLOPs."""
-        with torch.autocast(x.device.type, enabled=False):
+        with full_precision(x.device):
             return super().forward(x.float())
 
 

@@ -252,10 +252,11 @@ def _resolve_name(ref: str, name: str, revision: str | None,
     if not candidates:
         import difflib
 
-        close = difflib.get_close_matches(name, known_names(), n=3)
-        # with 26 names ending in -100k, a near-exact match must not come with two far ones
-        best = max((difflib.SequenceMatcher(None, name, c).ratio() for c in close), default=0)
-        close = [c for c in close if difflib.SequenceMatcher(None, name, c).ratio() > best - 0.1]
+        # best first; with 26 names ending in -100k, a near-exact match must not come with two
+        # far ones, so only those within 0.1 of the best are named
+        ratios = {c: difflib.SequenceMatcher(None, name, c).ratio()
+                  for c in difflib.get_close_matches(name, known_names(), n=3)}
+        close = [c for c, r in ratios.items() if r > max(ratios.values()) - 0.1]
         hint = f"did you mean {', '.join(close)}?" if close else "see 'lever-transfer zoo list'"
         raise LeverError(f"unknown encoder {name!r}; {hint}")
     pinned = [c for c in candidates if _matches(c[2], revision)]
