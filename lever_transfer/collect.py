@@ -55,12 +55,33 @@ class Plan:
     seed: int
     exploration: str
     episode_steps: int | None  # agent steps per episode; None: the task's whole episode
+    action_repeats: tuple[tuple[str, int], ...] = ()  # (task, repeat) overriding its recipe's
+
+    def repeat_of(self, task: str) -> int:
+        """The task's action repeat here: an override, else its recipe's (recorded in the
+        manifest, so a recipe that changes later neither alters a dataset nor mixes into it)."""
+        return dict(self.action_repeats).get(task) or action_repeat(task)
 
     def settings(self) -> dict[str, Any]:
         return {"format": FORMAT, "tasks": list(self.tasks), "episodes": self.episodes,
                 "seed": self.seed, "exploration": self.exploration,
                 "episode_steps": self.episode_steps, "render_size": RENDER_SIZE,
-                "frame_stack": FRAME_STACK, "render_quality": "paper"}
+                "frame_stack": FRAME_STACK, "render_quality": "paper",
+                "action_repeat": {task: self.repeat_of(task) for task in self.tasks}}
+
+    @classmethod
+    def of(cls, settings: dict[str, Any]) -> Plan:
+        """The plan a manifest's settings record."""
+        return cls(tuple(settings["tasks"]), settings["episodes"], settings["seed"],
+                   settings["exploration"], settings["episode_steps"],
+                   tuple(settings.get("action_repeat", {}).items()))
+
+    def command(self, out: Path) -> str:
+        """The ``collect`` command that writes (or continues) this dataset."""
+        repeats = "".join(f" --action-repeat {task}={n}" for task, n in self.action_repeats
+                          if n != action_repeat(task))
+        return (f"lever-transfer collect {','.join(self.tasks)} --episodes {self.episodes} "
+                f"--seed {self.seed} --exploration {self.exploration}{repeats} --out {out}")
 
     def shards(self) -> Iterator[tuple[str, int, str]]:
         """(task, episode, shard name) of every episode, in the order they are collected."""
@@ -98,14 +119,14 @@ def actions(kind: str, rng: np.random.Generator, dims: int) -> Iterator[np.ndarr
             yield np.clip(x, -1.0, 1.0).astype(np.float32)
 
 
-def rollout(task: str, kind: str, sequence: np.random.SeedSequence,
-            episode_steps: int | None) -> dict[str, np.ndarray]:
+def rollout(task: str, kind: str, sequence: np.random.SeedSequence, episode_steps: int | None,
+            repeat: int) -> dict[str, np.ndarray]:
     """One episode: frames [T+1, 3, H, W] uint8 (the reset frame first), actions [T, A],
     rewards [T], and each physics-state group ``state.NAME`` [T+1, d] float32."""
     from .envs.dmc import make_env
 
     env_seed, action_seed = sequence.spawn(2)
-    env = make_env(task, action_repeat=action_repeat(task), frame_stack=FRAME_STACK,
+    env = make_env(task, action_repeat=repeat, frame_stack=FRAME_STACK,
                    render_size=RENDER_SIZE, render_quality="paper",
                    seed=int(env_seed.generate_state(1)[0]))
     try:
@@ -150,7 +171,7 @@ def estimate(plan: Plan) -> str:
     """The size and time a collection will take, said before it starts."""
     frames = 0
     for task in plan.tasks:
-        per_episode = plan.episode_steps or -(-1000 // action_repeat(task))  # DMC: 1000 env steps
+        per_episode = plan.episode_steps or -(-1000 // plan.repeat_of(task))  # 1000 env steps
         frames += plan.episodes * (per_episode + 1)
     minutes = frames * MS_PER_FRAME / 60_000
     return (f"{len(plan.tasks)} task(s) x {plan.episodes} episodes = {frames:,} frames, "
@@ -183,7 +204,7 @@ def collect(plan: Plan, out: Path, say: Callable[[str], None] = print,
             start = time.perf_counter()
             kind = exploration_of(plan, episode)
             arrays = rollout(task, kind, episode_seed(plan.seed, task, episode),
-                             plan.episode_steps)
+                             plan.episode_steps, plan.repeat_of(task))
             data = shard_bytes(arrays)
             write_atomic(out / name, data)
             shards[name] = {"task": task, "episode": episode, "exploration": kind,
@@ -253,11 +274,8 @@ def load_dataset(out: Path) -> list[Episode]:
     out = Path(out)
     manifest = read_manifest(out)
     settings = manifest["settings"]
-    plan = Plan(tuple(settings["tasks"]), settings["episodes"], settings["seed"],
-                settings["exploration"], settings["episode_steps"])
-    again = (f"run 'lever-transfer collect {','.join(plan.tasks)} --episodes {plan.episodes} "
-             f"--seed {plan.seed} --exploration {plan.exploration} --out {out}' again to "
-             f"regenerate it")
+    plan = Plan.of(settings)
+    again = f"run '{plan.command(out)}' again to regenerate it"
     episodes = []
     for task, _, name in plan.shards():
         entry = manifest["shards"].get(name)

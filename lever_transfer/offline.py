@@ -300,11 +300,12 @@ class OfflinePretrainer:
         s = self.settings
         collected = [read_manifest(Path(folder))["settings"] for folder in s.data]
         explorations = {task: c["exploration"] for c in collected for task in c["tasks"]}
+        repeats = {task: n for c in collected for task, n in c.get("action_repeat", {}).items()}
         tasks: dict[str, dict[str, Any]] = {}
         for episode in self.episodes:
             entry = tasks.setdefault(episode.task, {
                 "episodes": 0, "frames": 0, "exploration": explorations.get(episode.task),
-                "action_repeat": action_repeat(episode.task)})
+                "action_repeat": repeats.get(episode.task) or action_repeat(episode.task)})
             entry["episodes"] += 1
             entry["frames"] += len(episode.frames)
         return {"kind": "offline", "task": s.name, "tasks": tasks,

@@ -116,3 +116,28 @@ def test_other_settings_into_the_same_folder_are_refused(dataset, tmp_path):
     result = CliRunner().invoke(main, ["collect", *ARGS, "--seed", "5", "--out", str(out)])
     assert result.exit_code != 0 and "seed 3 there, 5 here" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_action_repeat_is_recorded_and_an_override_regenerates_an_older_dataset(dataset,
+                                                                                   tmp_path):
+    """A recipe's action repeat may change (ball_in_cup_catch went from 2 to CURL's 4): the
+    manifest records each task's, so such a change cannot mix into a dataset, and
+    ``--action-repeat TASK=N`` regenerates one collected under the older recipe."""
+    recorded = json.loads((dataset / MANIFEST).read_text())["settings"]["action_repeat"]
+    assert recorded == {"cartpole_swingup": 8, "walker_walk": 2}
+    out = tmp_path / "ds"
+    collect(out, "--seed", "3", "--action-repeat", "walker_walk=4")
+    settings = json.loads((out / MANIFEST).read_text())["settings"]
+    assert settings["action_repeat"] == {"cartpole_swingup": 8, "walker_walk": 4}
+    same, other = shas(out), shas(dataset)
+    assert [same[n] == other[n] for n in sorted(same)] == [True, True, False, False]
+    again = CliRunner().invoke(main, ["collect", *ARGS, "--seed", "3", "--out", str(out)])
+    assert again.exit_code != 0 and "'walker_walk': 4} there" in again.output
+    (out / "walker_walk/ep-00001.npz").unlink()
+    with pytest.raises(DatasetError, match="--action-repeat walker_walk=4 --out"):
+        load_dataset(out)
+    for bad in ("walker_walk", "walker_walk=0", "hopper_hop=2"):
+        result = CliRunner().invoke(main, ["collect", *ARGS, "--action-repeat", bad,
+                                           "--out", str(tmp_path / "bad")])
+        assert result.exit_code != 0 and "expected TASK=N" in result.output
+        assert "Traceback" not in result.output

@@ -29,12 +29,15 @@ from .common import (
                                       "episodes alternating the two.")
 @click.option("--episode-steps", type=click.IntRange(min=1),
               help="Agent steps per episode (default: the whole episode, 1000 env steps).")
+@click.option("--action-repeat", "action_repeats", multiple=True, metavar="TASK=N",
+              help="Roll TASK out at action repeat N instead of its recipe's (repeatable); "
+                   "e.g. to regenerate a dataset collected under an older recipe.")
 @seed_option(default=0, show_default=True)
 @out_option(required=True, help="Dataset folder; the same command again continues it.")
 @progress_option()
 @one_line_errors
-def collect(tasks: str, episodes: int, exploration: str, episode_steps: int | None, seed: int,
-            out: Path, no_progress: bool) -> None:
+def collect(tasks: str, episodes: int, exploration: str, episode_steps: int | None,
+            action_repeats: tuple[str, ...], seed: int, out: Path, no_progress: bool) -> None:
     """Roll out DMC TASKS (comma-separated) with exploratory actions into a dataset of shards:
     frames at the zoo encoders' spec, actions, rewards and physics states, for offline
     pretraining and the probe."""
@@ -44,9 +47,18 @@ def collect(tasks: str, episodes: int, exploration: str, episode_steps: int | No
     names = tuple(t.strip() for t in tasks.split(",") if t.strip())
     if not names:
         raise LeverError("TASKS is empty; name DMC tasks such as walker_walk,cheetah_run")
-    plan = Plan(names, episodes, seed, exploration, episode_steps)
+    plan = Plan(names, episodes, seed, exploration, episode_steps,
+                tuple(_task_repeat(text, names) for text in action_repeats))
     manifest = run_collect(plan, out, say=click.echo, progress=not no_progress)
     click.echo(f"dataset: {manifest}")
+
+
+def _task_repeat(text: str, tasks: tuple[str, ...]) -> tuple[str, int]:
+    task, _, repeat = text.partition("=")
+    if task not in tasks or not repeat.isdigit() or int(repeat) < 1:
+        raise LeverError(f"--action-repeat {text!r}: expected TASK=N with TASK one of "
+                         f"{','.join(tasks)} and N a positive integer, e.g. {tasks[0]}=2")
+    return task, int(repeat)
 
 
 @main.command("pretrain-offline")
