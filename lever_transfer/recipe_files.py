@@ -88,6 +88,14 @@ def atari_game(task: str) -> str:
 # DeepMind Control domains whose names hold an underscore (the rest split at the first one)
 DMC_UNDERSCORE_DOMAINS = ("ball_in_cup", "point_mass", "humanoid_CMU")
 
+# DER's Atari preprocessing (envs/atari.py applies it; model cards state it): kept here, free of
+# gymnasium, so a card can be written by the core install.
+ATARI_FRAME_SKIP = 4
+ATARI_FRAME_STACK = 4
+ATARI_SCREEN_SIZE = 84
+ATARI_NOOP_MAX = 30
+ATARI_MAX_EPISODE_FRAMES = 108_000  # 30 minutes of play at 60 Hz, the standard limit
+
 
 def environment_id(task: str) -> str:
     """The gymnasium id of a task: ``atari:qbert`` -> ``ALE/Qbert-v5``; ``walker_stand`` ->

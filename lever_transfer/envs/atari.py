@@ -25,13 +25,20 @@ import numpy as np
 
 from ..config import atari_game
 from ..errors import TaskError
-from ..recipe_files import environment_id
+from ..recipe_files import (
+    ATARI_FRAME_SKIP,
+    ATARI_FRAME_STACK,
+    ATARI_MAX_EPISODE_FRAMES,
+    ATARI_NOOP_MAX,
+    ATARI_SCREEN_SIZE,
+    environment_id,
+)
 
-FRAME_SKIP = 4
-FRAME_STACK = 4
-SCREEN_SIZE = 84
-NOOP_MAX = 30
-MAX_EPISODE_FRAMES = 108_000  # 30 minutes of play at 60 Hz, the standard limit
+FRAME_SKIP = ATARI_FRAME_SKIP
+FRAME_STACK = ATARI_FRAME_STACK
+SCREEN_SIZE = ATARI_SCREEN_SIZE
+NOOP_MAX = ATARI_NOOP_MAX
+MAX_EPISODE_FRAMES = ATARI_MAX_EPISODE_FRAMES
 
 
 @functools.lru_cache(maxsize=1)

@@ -12,7 +12,14 @@ from typing import Any, Mapping, Sequence
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from ..recipe_files import environment_id
+from ..recipe_files import (
+    ATARI_FRAME_SKIP,
+    ATARI_FRAME_STACK,
+    ATARI_MAX_EPISODE_FRAMES,
+    ATARI_NOOP_MAX,
+    ATARI_SCREEN_SIZE,
+    environment_id,
+)
 from .config import PackageConfig
 
 PAPER = "https://arxiv.org/abs/2103.02886"
@@ -145,16 +152,18 @@ def _atari_section(source: Mapping[str, Any]) -> str:
     clip = recipe.get("reward_clip")
     agent_steps = next(iter((recipe.get("steps") or {}).values()), None)  # action repeat 1
     steps = "?" if agent_steps is None else (
-        f"{agent_steps:,} agent steps ({4 * agent_steps:,} frames)")
+        f"{agent_steps:,} agent steps ({ATARI_FRAME_SKIP * agent_steps:,} frames)")
     evals = "".join(f"{v} {k}" for k, v in (recipe.get("eval_every") or {}).items())
     text += (
         f"- Environment: `gymnasium.make(\"{environment_id(task)}\", frameskip=1, "
         "repeat_action_probability=0.0, full_action_space=False, "
-        "max_num_frames_per_episode=108000)`: sticky actions off, the minimal action set, "
-        "the standard 108K-frame game limit.\n"
-        "- Preprocessing: gymnasium's `AtariPreprocessing(noop_max=30, frame_skip=4, "
-        "screen_size=84)`: up to 30 no-op starts, each action repeated 4 frames with the max "
-        f"of the last two, 84x84 grayscale; {recipe.get('frame_stack', 4)} frames stacked.\n"
+        f"max_num_frames_per_episode={ATARI_MAX_EPISODE_FRAMES})`: sticky actions off, the "
+        f"minimal action set, the standard {ATARI_MAX_EPISODE_FRAMES // 1000}K-frame game limit.\n"
+        f"- Preprocessing: gymnasium's `AtariPreprocessing(noop_max={ATARI_NOOP_MAX}, "
+        f"frame_skip={ATARI_FRAME_SKIP}, screen_size={ATARI_SCREEN_SIZE})`: up to "
+        f"{ATARI_NOOP_MAX} no-op starts, each action repeated {ATARI_FRAME_SKIP} frames with the "
+        f"max of the last two, {ATARI_SCREEN_SIZE}x{ATARI_SCREEN_SIZE} grayscale; "
+        f"{recipe.get('frame_stack', ATARI_FRAME_STACK)} frames stacked.\n"
         "- Training: data-efficient Rainbow for " + steps + "; a lost life ends the "
         "training episode (the game goes on)"
         + (f", rewards clipped to [-{clip:g}, {clip:g}]" if clip else "") + ". Evaluation plays "
