@@ -17,10 +17,12 @@ How it is scored, so that numbers from different encoders and layers compare:
   instead, with a frame stack's worth of steps dropped after each cut (no shared frames).
   Cross-fitting scores every step: one held-out episode alone gave R^2 that swung by 0.5 with
   the seed (a walker lying still has almost no variance to explain).
-- R^2 is sklearn's ``r2_score`` with its defaults, of the pooled out-of-fold predictions: per
-  dimension, then the uniform mean over a group's dimensions. ``overall`` is the mean over
-  every physics-state dimension (each dimension weighs the same), reward excluded: it is one
-  number computed from the state, and has its own row.
+- R^2 is sklearn's ``r2_score`` of the pooled out-of-fold predictions, per dimension, then the
+  uniform mean over a group's dimensions. A dimension that is constant in the rollouts (a reward
+  random actions never earn, a sensor never touched) has no R^2 (sklearn's default would say
+  1.000 for predicting the constant): it is left out of the means and shown as ``-``.
+  ``overall`` is the mean over every physics-state dimension (each dimension weighs the same),
+  reward excluded: it is one number computed from the state, and has its own row.
 - Features and targets are standardised with the fitting set's statistics. Each fold picks
   each group's ridge strength on its last training episode (a quarter of them), as a fraction
   of the Gram matrix's mean nonzero eigenvalue so one grid suits a 50-d latent and a 39,200-d
@@ -39,6 +41,7 @@ import torch
 from .errors import LeverError
 from .precision import autocast, resolve_precision
 from .recipe_files import is_atari_task
+from .zoo.card import r2_text
 from .zoo.config import DEFAULT_ACTION_REPEAT
 from .zoo.encoder import ZooEncoder
 from .zoo.package import EncoderPackage, build_encoder
@@ -79,14 +82,14 @@ class ProbeResult:
     overall_random_r2: float
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _defined(asdict(self))
 
     def table(self) -> str:
         state_dims = sum(g.dims for g in self.groups if g.name != "reward")
-        rows = [(g.name, str(g.dims), f"{g.encoder_r2:.3f}", f"{g.random_r2:.3f}")
+        rows = [(g.name, str(g.dims), r2_text(g.encoder_r2), r2_text(g.random_r2))
                 for g in self.groups]
-        rows.append(("state (overall)", str(state_dims), f"{self.overall_encoder_r2:.3f}",
-                     f"{self.overall_random_r2:.3f}"))
+        rows.append(("state (overall)", str(state_dims), r2_text(self.overall_encoder_r2),
+                     r2_text(self.overall_random_r2)))
         head = ("group", "dims", "encoder R^2", "random-init R^2")
         widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
         lines = ["  ".join([row[0].ljust(widths[0]),
@@ -104,13 +107,29 @@ class ProbeResult:
 # ---------------------------------------------------------------------------- ridge and R^2
 
 def r2_per_dimension(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """sklearn's ``r2_score(multioutput="raw_values")``, constant dimensions included (1 if
-    predicted exactly, else 0)."""
+    """sklearn's ``r2_score(multioutput="raw_values")``, NaN for a constant dimension (nothing
+    to explain: R^2 is undefined there)."""
     residual = ((truth - predicted) ** 2).sum(axis=0)
     total = ((truth - truth.mean(axis=0)) ** 2).sum(axis=0)
-    exact = np.where(residual == 0, 1.0, 0.0)
     safe = np.where(total > 0, total, 1.0)
-    return np.where(total > 0, 1.0 - residual / safe, exact)
+    return np.where(total > 0, 1.0 - residual / safe, np.nan)
+
+
+def mean_r2(values: np.ndarray) -> float:
+    """The mean over the dimensions that have an R^2; NaN if none has."""
+    defined = values[~np.isnan(values)]
+    return float(defined.mean()) if len(defined) else float("nan")
+
+
+def _defined(document: Any) -> Any:
+    """``document`` with NaN (an undefined R^2) as None, which JSON can hold."""
+    if isinstance(document, float) and document != document:
+        return None
+    if isinstance(document, dict):
+        return {k: _defined(v) for k, v in document.items()}
+    if isinstance(document, (list, tuple)):
+        return [_defined(v) for v in document]
+    return document
 
 
 def _standardise(fit: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
@@ -171,8 +190,8 @@ def held_out_r2(features: np.ndarray, targets: Mapping[str, np.ndarray], segment
         inner, outer = Ridge.solve(features[fit], features[validation]), Ridge.solve(
             features[train], features[test])
         for name, y in truth.items():
-            best = max(strengths, key=lambda a: r2_per_dimension(
-                y[validation], inner.predict(y[fit], a)).mean())
+            best = max(strengths, key=lambda a: np.nan_to_num(mean_r2(r2_per_dimension(
+                y[validation], inner.predict(y[fit], a))), nan=0.0))
             predicted[name][test] = outer.predict(y[train], best)
     return {name: r2_per_dimension(y[used], predicted[name][used]) for name, y in truth.items()}
 
@@ -337,11 +356,11 @@ def _scores(features: dict[str, np.ndarray], run: Rollout, segments: np.ndarray
     """Per group scores, and the mean R^2 over the state's dimensions (reward excluded), of the
     ``encoder`` and ``random`` features."""
     r2 = {which: held_out_r2(x, run.targets, segments) for which, x in features.items()}
-    groups = tuple(GroupScore(name, target.shape[1], float(r2["encoder"][name].mean()),
-                              float(r2["random"][name].mean()))
+    groups = tuple(GroupScore(name, target.shape[1], mean_r2(r2["encoder"][name]),
+                              mean_r2(r2["random"][name]))
                    for name, target in run.targets.items())
-    overall = {which: float(np.concatenate([v for name, v in scores.items()
-                                            if name != "reward"]).mean())
+    overall = {which: mean_r2(np.concatenate([v for name, v in scores.items()
+                                              if name != "reward"]))
                for which, scores in r2.items()}
     return groups, overall
 
@@ -395,11 +414,11 @@ class Comparison:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _defined(asdict(self))
 
     def table(self) -> str:
         head = ("task", "group", "dims", *self.encoders)
-        rows = [(task, group, str(dims), *(f"{r:.3f}" for r in scores))
+        rows = [(task, group, str(dims), *(r2_text(r) for r in scores))
                 for task, group, dims, scores in self.rows]
         widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
         lines = ["  ".join([*(c.ljust(w) for c, w in zip(row[:2], widths[:2])),
@@ -444,8 +463,8 @@ def compare(references: Sequence[str], tasks: Sequence[str], *,
         scores = [held_out_r2(x, run.targets, segments) for x in features]
         for name, target in run.targets.items():
             rows.append((task, name, int(target.shape[1]),
-                         tuple(float(r[name].mean()) for r in scores)))
-        state = [np.concatenate([v for k, v in r.items() if k != "reward"]).mean()
+                         tuple(mean_r2(r[name]) for r in scores)))
+        state = [mean_r2(np.concatenate([v for k, v in r.items() if k != "reward"]))
                  for r in scores]
         dims = sum(t.shape[1] for k, t in run.targets.items() if k != "reward")
         rows.append((task, "state (overall)", int(dims), tuple(float(v) for v in state)))

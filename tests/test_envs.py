@@ -133,6 +133,33 @@ def test_bad_arguments_are_one_line_task_errors(kwargs, needle):
 
 
 @pytest.mark.slow
+def test_physics_state_gives_unlimited_hinges_as_sine_and_cosine():
+    """reacher's shoulder turns without limit: its raw angle winds past ±pi (counting turns no
+    frame shows), so the state gives sin and cos; a limited joint and a task that bounds its
+    positions itself (finger) are unchanged."""
+    reacher = make_env("reacher_easy", render_size=64, seed=0)
+    reacher.reset(seed=0)
+    for _ in range(30):
+        reacher.step(np.ones(2, np.float32))  # full torque: the shoulder turns past pi
+    qpos = reacher._env.physics.data.qpos.copy()
+    position = reacher.physics_state()["position"]
+    assert abs(qpos[0]) > np.pi  # wound past a half turn
+    np.testing.assert_allclose(position, [qpos[1], np.sin(qpos[0]), np.cos(qpos[0])])
+    reacher.close()
+    cheetah = make_env("cheetah_run", render_size=64, seed=0)
+    cheetah.reset(seed=0)
+    qpos = cheetah._env.physics.data.qpos  # rootx is not observed; rooty is the unlimited pitch
+    np.testing.assert_allclose(cheetah.physics_state()["position"],
+                               [qpos[1], *qpos[3:], np.sin(qpos[2]), np.cos(qpos[2])])
+    cheetah.close()
+    finger = make_env("finger_spin", render_size=64, seed=0)
+    finger.reset(seed=0)
+    observed = finger._env.task.get_observation(finger._env.physics)["position"]
+    np.testing.assert_array_equal(finger.physics_state()["position"], observed)
+    finger.close()
+
+
+@pytest.mark.slow
 def test_quadruped_uses_camera_2_and_rescales_actions():
     env = DMCEnv("quadruped_walk", render_size=32, seed=0)
     assert env.camera_id == 2 and env.action_space.shape == (12,)

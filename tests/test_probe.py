@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -38,11 +39,28 @@ def linear_targets(features: int, seed: int = 0, noise: float = 0.01):
     return x, y
 
 
-def test_r2_is_sklearns_definition():
+def test_r2_is_sklearns_definition_and_undefined_for_a_constant_dimension():
     truth = np.array([[1.0, 2.0, 3.0], [2.0, 2.0, 3.0], [3.0, 2.0, 3.0]])
     predicted = np.array([[1.5, 2.0, 3.0], [2.0, 1.0, 3.0], [2.5, 2.0, 3.0]])
-    # 1 - 0.5 / 2; a constant column: 0 unless predicted exactly (then 1)
-    assert r2_per_dimension(truth, predicted) == pytest.approx([0.75, 0.0, 1.0])
+    # 1 - 0.5 / 2; a constant column has nothing to explain, predicted exactly or not
+    r2 = r2_per_dimension(truth, predicted)
+    assert r2[0] == pytest.approx(0.75) and np.isnan(r2[1:]).all()
+
+
+def test_a_constant_target_is_shown_as_undefined_not_as_a_perfect_fit():
+    """A reward random actions never earn used to read R^2 1.000 (predicting the constant)."""
+    x, y = linear_targets(30)
+    r2 = held_out_r2(x, {"state": y, "reward": np.zeros((len(y), 1))}, EPISODES)
+    assert np.isnan(r2["reward"]).all() and r2["state"].min() > 0.99
+    result = ProbeResult("ball_in_cup_catch", "hub:x", "fc", 1000, 4, 4, False, 0, 1.0,
+                         (GroupScore("position", 4, 0.8, 0.1),
+                          GroupScore("reward", 1, float("nan"), float("nan"))), 0.8, 0.1)
+    assert result.table().splitlines()[-2].split() == ["reward", "1", "-", "-"]
+    recorded = json.loads(json.dumps(result.to_dict(), allow_nan=False))  # valid JSON: null
+    assert recorded["groups"][1]["encoder_r2"] is None
+    config = dataclasses.replace(read_package(hub.shipped_zoo() / "walker_stand-60k").config,
+                                 probes=(recorded,))
+    assert "| reward | 1 | - | - |" in model_card("walker_stand-60k", config)
 
 
 @pytest.mark.parametrize("features", [30, 3000])  # the feature and the sample Gram matrix

@@ -50,7 +50,7 @@ def _probe_text(entry: dict[str, Any]) -> str:
     """The recorded probes' overall R^2 (random init's in brackets) and their task, or their
     mean over several tasks."""
     probe = entry.get("probe")
-    if not isinstance(probe, dict):
+    if not isinstance(probe, dict) or probe.get("r2") is None:
         return "-"
     tasks = probe.get("tasks") or [probe.get("task")]  # "task": one-probe indexes
     where = tasks[0] if len(tasks) == 1 else f"mean of {len(tasks)} tasks"

@@ -181,11 +181,27 @@ class DMCEnv(gym.Env):
 
     def physics_state(self) -> dict[str, np.ndarray]:
         """The task's state observation now (dm_control's observation dict: walker's
-        ``orientations``, ``height``, ``velocity``), each flattened: what a probe regresses on."""
+        ``orientations``, ``height``, ``velocity``), each flattened: what a probe regresses on.
+
+        Where ``position`` is the raw joint angles (reacher, cheetah, hopper), an unlimited
+        hinge's angle (reacher's shoulder, a torso's pitch) is given as its sine and cosine,
+        as dm_control's bounded positions give cartpole's pole: the raw angle winds past ±pi
+        and counts turns that no frame shows."""
         self._require_open()
-        observation = self._env.task.get_observation(self._env.physics)
-        return {key: np.asarray(value, dtype=np.float64).ravel()
-                for key, value in observation.items()}
+        physics = self._env.physics
+        state = {key: np.asarray(value, dtype=np.float64).ravel()
+                 for key, value in self._env.task.get_observation(physics).items()}
+        if "position" in state:
+            state["position"] = self._bounded(state["position"], physics)
+        return state
+
+    def _bounded(self, position: np.ndarray, physics: Any) -> np.ndarray:
+        if not hasattr(self, "_hinges"):  # decided once, so every step has the same dimensions
+            self._hinges = _unlimited_hinges(position, physics)
+        if not self._hinges:
+            return position
+        angles = position[self._hinges]
+        return np.concatenate([np.delete(position, self._hinges), np.sin(angles), np.cos(angles)])
 
     def _require_open(self) -> None:
         if self._closed:
@@ -196,6 +212,19 @@ class DMCEnv(gym.Env):
         if not getattr(self, "_closed", True):
             self._closed, self._camera = True, None
             self._env.physics.free()
+
+
+def _unlimited_hinges(position: np.ndarray, physics: Any) -> list[int]:
+    """Indices into ``position`` of unlimited hinge angles, where ``position`` is the tail of
+    the joint angles (qpos) itself; [] where the task already bounds it (finger, cartpole)."""
+    qpos, model = physics.data.qpos, physics.model
+    start = len(qpos) - len(position)
+    if start < 0 or not np.array_equal(position, qpos[start:]):
+        return []
+    hinge = 3  # mjtJoint.mjJNT_HINGE
+    return [int(model.jnt_qposadr[j]) - start for j in range(model.njnt)
+            if model.jnt_type[j] == hinge and not model.jnt_limited[j]
+            and model.jnt_qposadr[j] >= start]
 
 
 def make_env(task: str, **kwargs: Any) -> DMCEnv:

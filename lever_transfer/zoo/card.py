@@ -235,6 +235,12 @@ def _curve_section(source: Mapping[str, Any]) -> str:
     return text
 
 
+def r2_text(value: float | None) -> str:
+    """An R² as tables print it: three decimals, ``-`` where it is undefined (a dimension
+    constant in the probe's rollouts; recorded as null)."""
+    return "-" if value is None or value != value else f"{value:.3f}"
+
+
 def _probe_section(probes: Sequence[Mapping[str, Any]]) -> str:
     """``lever-transfer probe``'s recorded results: how much of each task's physics state a ridge
     regression reads off the frozen features, beside a random-init encoder's."""
@@ -242,23 +248,24 @@ def _probe_section(probes: Sequence[Mapping[str, Any]]) -> str:
         return ""
     if len(probes) == 1:
         probe = probes[0]
-        rows = "\n".join(f"| {g['name']} | {g['dims']} | {g['encoder_r2']:.3f} | "
-                         f"{g['random_r2']:.3f} |" for g in probe["groups"])
+        rows = "\n".join(f"| {g['name']} | {g['dims']} | {r2_text(g['encoder_r2'])} | "
+                         f"{r2_text(g['random_r2'])} |" for g in probe["groups"])
         how = "its own policy" if probe["policy"] else "random actions"
         return (f"## Linear probe\n\n"
                 f"Held-out R² of ridge regressions from layer `{probe['layer']}` to "
                 f"`{probe['task']}`'s physics state ({probe['steps']} steps: {probe['episodes']} "
                 f"episodes of {how} at action repeat {probe['action_repeat']}, seed "
                 f"{probe['seed']}; `lever-transfer probe {probe['reference']} --task "
-                f"{probe['task']}`): **{probe['overall_encoder_r2']:.3f}** overall, against "
-                f"{probe['overall_random_r2']:.3f} for a randomly initialised encoder of the same "
+                f"{probe['task']}`): **{r2_text(probe['overall_encoder_r2'])}** overall, "
+                f"against {r2_text(probe['overall_random_r2'])} for a randomly initialised "
+                f"encoder of the same "
                 f"architecture.\n\n| group | dims | this encoder | random init |\n"
                 f"|---|---|---|---|\n{rows}\n\n")
     rows = "\n".join(
-        f"| {p['task']} | **state (overall)** | | **{p['overall_encoder_r2']:.3f}** | "
-        f"{p['overall_random_r2']:.3f} |\n"
-        + "\n".join(f"| | {g['name']} | {g['dims']} | {g['encoder_r2']:.3f} | "
-                    f"{g['random_r2']:.3f} |" for g in p["groups"])
+        f"| {p['task']} | **state (overall)** | | **{r2_text(p['overall_encoder_r2'])}** | "
+        f"{r2_text(p['overall_random_r2'])} |\n"
+        + "\n".join(f"| | {g['name']} | {g['dims']} | {r2_text(g['encoder_r2'])} | "
+                    f"{r2_text(g['random_r2'])} |" for g in p["groups"])
         for p in probes)
     tasks = ",".join(p["task"] for p in probes)
     first = probes[0]

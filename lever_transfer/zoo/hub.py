@@ -147,9 +147,12 @@ def probe_summary(results: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None
     task): the tasks and the overall R^2, averaged over them, of the encoder and random init."""
     if not results:
         return None
-    return {"tasks": [r["task"] for r in results],
-            "r2": round(fmean(r["overall_encoder_r2"] for r in results), 4),
-            "random_init_r2": round(fmean(r["overall_random_r2"] for r in results), 4)}
+    def mean(key: str) -> float | None:
+        defined = [r[key] for r in results if r[key] is not None]
+        return round(fmean(defined), 4) if defined else None
+
+    return {"tasks": [r["task"] for r in results], "r2": mean("overall_encoder_r2"),
+            "random_init_r2": mean("overall_random_r2")}
 
 
 def index_entry(name: str, package: EncoderPackage, **extra: Any) -> dict[str, Any]:
