@@ -101,6 +101,9 @@ SECTIONS = (
     Section("dmc-multi/hopper_hop", (
         Arm("frozen `dmc-multi-atc-10k`", "dmc-multi/runs/hopper_hop-from-dmc-multi-atc-10k-s*"),
         Arm("frozen `walker_stand-60k`", f"{DOMAIN}/hopper_hop-enc-all-ar4-s*")), _tens(100_000)),
+    Section("dmc-multi/cartpole_swingup", (
+        Arm("frozen `dmc-multi-atc-10k`",
+            "dmc-multi/runs/cartpole_swingup-from-dmc-multi-atc-10k-s*"),), _tens(100_000)),
     Section("bf16/cartpole_swingup", (
         Arm("float32", "bf16/runs/cartpole_swingup-fp32-s*"),
         Arm("bf16", "bf16/runs/cartpole_swingup-bf16-s*"),
