@@ -1,6 +1,7 @@
 """``lever-transfer sweep``: one recipe over seeds (and tasks), then one report of them all.
 
-Every run is a ``lever-transfer train`` subprocess with its own run directory
+Every run is a ``lever-transfer train`` subprocess (``pretrain`` when it publishes, ``finetune``
+when it transfers a zoo encoder) with its own run directory
 (``OUT/TASK-sSEED``), so runs are isolated (a crash kills one run, not the sweep) and a sweep
 started again continues: a run directory with a checkpoint is resumed, a finished one (its
 latest checkpoint at the run's last step) is skipped.
@@ -33,21 +34,26 @@ class SweepRun:
     seed: int
     run_dir: Path
     publish: bool = False  # a ``pretrain``: its snapshots go to the local hub as it saves them
+    transfer_from: str | None = None  # a ``finetune`` from this encoder to ``task``
 
     @property
     def log(self) -> Path:
         return self.run_dir.with_suffix(".log")
 
     def command(self, recipe: str, options: list[str]) -> list[str]:
-        """``train`` (``pretrain`` when it publishes) for a new run, ``resume`` for one that has a
-        checkpoint (a pretraining's resume publishes too)."""
+        """``train`` (``pretrain`` when it publishes, ``finetune --from`` when it transfers) for
+        a new run, ``resume`` for one that has a checkpoint (a pretraining's resume publishes
+        too)."""
         cli = [sys.executable, "-m", "lever_transfer.cli"]
         if RunDir(self.run_dir).holds_run():
             return [*cli, "resume", str(self.run_dir), "--no-progress"]
-        task = ["--set", f"task={self.task}"] if self.task else []
-        verb = "pretrain" if self.publish else "train"
-        return [*cli, verb, recipe, "--seed", str(self.seed), *task, *options,
-                "--out", str(self.run_dir), "--no-progress"]
+        if self.transfer_from:
+            start = ["finetune", "--from", self.transfer_from, "--to", self.task or recipe]
+        else:
+            task = ["--set", f"task={self.task}"] if self.task else []
+            start = ["pretrain" if self.publish else "train", recipe, *task]
+        return [*cli, *start, "--seed", str(self.seed), *options, "--out", str(self.run_dir),
+                "--no-progress"]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -66,13 +72,13 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def plan(recipe_task: str, tasks: list[str] | None, seeds: list[int], out: Path,
-         publish: bool = False) -> list[SweepRun]:
+         publish: bool = False, transfer_from: str | None = None) -> list[SweepRun]:
     """Every (task, seed) run of the sweep and its run directory; ``publish``: pretrainings
     that publish their snapshots (the hub's index lock keeps every entry of runs that publish
-    at once)."""
+    at once); ``transfer_from``: finetunings from that encoder."""
     names: Sequence[str | None] = tasks or [None]
     return [SweepRun(task, seed, Path(out) / f"{(task or recipe_task).replace(':', '-')}-s{seed}",
-                     publish)
+                     publish, transfer_from)
             for task in names for seed in seeds]
 
 

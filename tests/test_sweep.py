@@ -61,6 +61,42 @@ def test_a_publishing_sweep_pretrains_two_games_at_once_and_publishes_both(tmp_p
     assert again.exit_code == 0 and again.output.count("finished earlier, skipped") == 2
 
 
+@pytest.mark.slow
+def test_a_transfer_sweep_finetunes_every_task_and_seed_from_one_encoder(tmp_path):
+    """``sweep --from``: what issue 37's transfer table needs (tasks x seeds from one encoder)
+    in one command, resumed and reported like any sweep."""
+    out = tmp_path / "sweep"
+    sets = TINY[4:]  # no --steps, no --freeze-at: finetune freezes from step 0
+    args = ["sweep", "atari:alien", "--from", "hub:qbert-100k", "--tasks",
+            "atari:alien,atari:pong", "--seeds", "0", "--jobs", "2", "--steps",
+            "150 agent_steps", "--out", str(out), *sets]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "finetuning from hub:qbert-100k" in result.output
+    for game in ("alien", "pong"):
+        run = out / f"atari-{game}-s0"
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert (config["task"], config["pretrained"], config["transfer"],
+                config["freeze_layers"]) == (f"atari:{game}", "hub:qbert-100k", "encoder", "all")
+        assert (run / "checkpoints" / "ckpt-0000000150").is_dir()
+    assert (out / "report" / "report.md").is_file()
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and again.output.count("finished earlier, skipped") == 2
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--freeze-layers", "4"], "add --from hub:NAME"),
+    (["--from", "hub:qbert-100k", "--publish"], "drop --freeze-at, --no-lever and --publish"),
+    (["--from", "hub:qbert-100kk"], "qbert-100k"),  # an unknown encoder, with the near name
+    (["--from", "hub:qbert-100k", "--tasks", "atari:alien,walker_walk"], "walker_walk"),
+])
+def test_a_bad_transfer_sweep_fails_in_one_line_before_any_run(tmp_path, extra, words):
+    result = CliRunner().invoke(main, ["sweep", "atari:alien", *extra,
+                                       "--out", str(tmp_path / "s")])
+    assert result.exit_code != 0 and words in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "s").exists()
+
+
 def test_publish_refuses_the_freeze_in_one_line(tmp_path):
     result = CliRunner().invoke(main, ["sweep", "atari:qbert", "--publish", "--freeze-at", "1k",
                                        "--out", str(tmp_path / "s")])

@@ -4,7 +4,7 @@ the listings and FLOPs table that help choose what to run (``tasks``, ``recipes`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
@@ -22,6 +22,9 @@ from .common import (
     set_option,
     task_stem,
 )
+
+if TYPE_CHECKING:
+    from ..sweep import SweepRun
 
 
 def run_trainer(cfg: Any, run_dir: Path, progress: bool, restore: bool = False,
@@ -205,23 +208,42 @@ def finetune(source: str, recipe: str, freeze_layers: str, transfer: str, steps:
 @click.option("--snapshot-every",
               help="With --publish: publish every this many env steps (default: once, at the "
                    "end of each run).")
+@click.option("--from", "source", metavar="REF",
+              help="Transfer: every run is 'finetune --from REF --to TASK' (each of --tasks, "
+                   "else RECIPE), as finetune: frozen from step 0, new heads.")
+@click.option("--transfer", type=click.Choice(["encoder", "full"]),
+              help="With --from: finetune's --transfer (default encoder).")
+@click.option("--freeze-layers", help="With --from: finetune's --freeze-layers (default all).")
 @set_option()
 @out_option(help="Sweep folder (default runs/sweep-RECIPE); running again resumes it.")
 @one_line_errors
 def sweep(recipe: str, seeds: str, tasks: str | None, jobs: int, backend: str,
           cpus_per_run: int | None, gpus_per_run: float, steps: str | None,
           freeze_at: str | None, no_lever: bool, publish: bool, snapshot_every: str | None,
+          source: str | None, transfer: str | None, freeze_layers: str | None,
           sets: tuple[str, ...], out: Path | None) -> None:
     """Run RECIPE over seeds (and tasks) as separate runs, then report them together."""
-    from ..report import write_report
-    from ..sweep import parse_seeds, plan, run_sweep
+    from ..sweep import parse_seeds, plan
 
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    if source:
+        if freeze_at or no_lever or publish:
+            raise LeverError("--from finetunes an encoder frozen from step 0: drop "
+                             "--freeze-at, --no-lever and --publish")
+        runs, options, out = transfer_runs(recipe, source, task_list, parse_seeds(seeds),
+                                           transfer or "encoder", freeze_layers or "all",
+                                           steps, sets, out)
+        _run_and_report(recipe, runs, options, out, f", finetuning from {source}", jobs,
+                        backend, cpus_per_run, gpus_per_run)
+        return
+    if transfer or freeze_layers:
+        raise LeverError("--transfer and --freeze-layers belong to a transfer sweep: add "
+                         "--from hub:NAME (the encoder every run starts from)")
     if publish and (freeze_at or no_lever):
         raise LeverError("--publish pretrains sources without LeVER's freeze (as 'pretrain' "
                          "does); drop --freeze-at/--no-lever")
     if snapshot_every and not publish:
         raise LeverError("--snapshot-every publishes snapshots: add --publish")
-    task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     flags = {"steps": steps, "freeze_at": freeze_at, "lever": False if no_lever else None}
     if publish:
         flags = {"steps": steps, "lever": False, "snapshot_every": snapshot_every or steps}
@@ -238,9 +260,42 @@ def sweep(recipe: str, seeds: str, tasks: str | None, jobs: int, backend: str,
         options = ["--steps", f"{base.agent_steps(base.steps)} agent_steps", *options]
     out = out or Path("runs") / f"sweep-{task_stem(Path(recipe).stem)}"
     runs = plan(base.task, task_list, parse_seeds(seeds), out, publish)
-    how = f"{jobs} at once" if backend == "local" else "placed by Ray's scheduler"
-    click.echo(f"sweep: {len(runs)} runs of {recipe} in {out} ({backend}, {how})"
-               + (", publishing their snapshots" if publish else ""))
+    how = ", publishing their snapshots" if publish else ""
+    _run_and_report(recipe, runs, options, out, how, jobs, backend, cpus_per_run, gpus_per_run)
+
+
+def transfer_runs(recipe: str, source: str, tasks: list[str] | None, seeds: list[int],
+                  transfer: str, freeze_layers: str, steps: str | None, sets: tuple[str, ...],
+                  out: Path | None) -> tuple[list[SweepRun], list[str], Path]:
+    """``sweep --from``'s runs (one ``finetune`` per task and seed, every config checked before
+    any starts), their options and the sweep folder."""
+    from ..envs import check_task
+    from ..sweep import plan
+    from ..zoo.hub import resolve
+    from ..zoo.transfer import transfer_config
+
+    package = resolve(source, say=lambda m: click.echo(m, err=True)).package
+    targets = tasks or [recipe]
+    for target in targets:
+        check_task(transfer_config(package, source, transfer, target,
+                                   {"freeze_layers": freeze_layers,
+                                    **overrides({"steps": steps}, sets)}).task)
+    options = ["--transfer", transfer, "--freeze-layers", freeze_layers,
+               *(["--steps", steps] if steps else []),
+               *[part for item in sets for part in ("--set", item)]]
+    out = out or Path("runs") / f"sweep-{task_stem(Path(recipe).stem)}-from-" \
+        f"{task_stem(source.split(':')[-1].split('/')[-1])}"
+    return plan(recipe, targets, seeds, out, transfer_from=source), options, out
+
+
+def _run_and_report(recipe: str, runs: list[SweepRun], options: list[str], out: Path, how: str,
+                    jobs: int, backend: str, cpus_per_run: int | None,
+                    gpus_per_run: float) -> None:
+    from ..report import write_report
+    from ..sweep import run_sweep
+
+    where = f"{jobs} at once" if backend == "local" else "placed by Ray's scheduler"
+    click.echo(f"sweep: {len(runs)} runs of {recipe} in {out} ({backend}, {where}){how}")
     failed = run_sweep(recipe, runs, options, jobs, backend, say=click.echo,
                        cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
     done = [run.run_dir for run in runs if run not in failed]
