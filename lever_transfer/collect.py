@@ -80,8 +80,10 @@ class Plan:
         """The ``collect`` command that writes (or continues) this dataset."""
         repeats = "".join(f" --action-repeat {task}={n}" for task, n in self.action_repeats
                           if n != action_repeat(task))
+        steps = f" --episode-steps {self.episode_steps}" if self.episode_steps else ""
         return (f"lever-transfer collect {','.join(self.tasks)} --episodes {self.episodes} "
-                f"--seed {self.seed} --exploration {self.exploration}{repeats} --out {out}")
+                f"--seed {self.seed} --exploration {self.exploration}{steps}{repeats} "
+                f"--out {out}")
 
     def shards(self) -> Iterator[tuple[str, int, str]]:
         """(task, episode, shard name) of every episode, in the order they are collected."""

@@ -104,7 +104,8 @@ def test_a_damaged_dataset_is_refused_in_one_line_and_collect_repairs_it(dataset
     message = str(error.value)
     assert "\n" not in message and "walker_walk/ep-00000.npz" in message
     assert ("is missing" if damage == "delete" else "truncated or altered") in message
-    assert "lever-transfer collect cartpole_swingup,walker_walk --episodes 2 --seed 3" in message
+    assert ("lever-transfer collect cartpole_swingup,walker_walk --episodes 2 --seed 3 "
+            "--exploration mixed --episode-steps 12 --out") in message  # the same dataset again
     assert "1 of 4 episodes to go" in collect(out, "--seed", "3")
     assert shas(out) == shas(dataset) and len(load_dataset(out)) == 4
 
