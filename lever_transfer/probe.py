@@ -294,12 +294,13 @@ def encode(encoder: ZooEncoder, observations: np.ndarray, layer: int,
 def _action_repeat(package: EncoderPackage, task: str | None = None) -> int:
     """The frame spacing the encoder learned from; an encoder pretrained offline on several
     tasks learned ``task`` at that task's own spacing."""
-    config = package.config
-    if config.is_offline and task is not None:
+    from .zoo.transfer import learned_spacing
+
+    if package.config.is_offline and task is not None:
         from .collect import action_repeat
 
-        spacing = config.source.get("tasks", {}).get(task, {}).get("action_repeat")
-        return int(spacing) if spacing is not None else action_repeat(task)
+        spacing = learned_spacing(package, task)
+        return spacing if spacing is not None else action_repeat(task)
     repeat = package.observation.action_repeat
     return repeat if repeat is not None else DEFAULT_ACTION_REPEAT
 

@@ -12,9 +12,12 @@ from click.testing import CliRunner
 
 from lever_transfer.checkpoint import load_checkpoint
 from lever_transfer.cli import main
+from lever_transfer.config import load_config
 from lever_transfer.run_dir import RunDir
 from lever_transfer.zoo import hub
+from lever_transfer.zoo.hub import shipped_zoo
 from lever_transfer.zoo.package import read_package
+from lever_transfer.zoo.transfer import frame_spacing_warning
 
 from .conftest import as_sets, tiny_schedule
 
@@ -145,6 +148,17 @@ def test_finetune_from_the_shipped_encoder(tmp_path, isolated_hub):
     config = read_package(RunDir(run).encoder_dir).config
     assert config.source["task"] == "walker_walk"
     assert config.observation.action_repeat == 8  # the spec says its frame spacing
+
+
+def test_an_encoder_pretrained_on_several_tasks_warns_at_a_tasks_other_spacing():
+    """dmc-multi-atc-10k saw ball_in_cup_catch at action repeat 2, whose recipe now steps 4
+    (CURL's); cheetah_run it saw at its own 4, and hopper_hop (held out) not at all."""
+    package = read_package(shipped_zoo() / "dmc-multi-atc-10k")
+    warning = frame_spacing_warning(package, load_config("ball_in_cup_catch"))
+    assert warning and ("learned from ball_in_cup_catch's frames 2 env steps apart (action "
+                        "repeat 2), this run steps 4 at a time") in warning
+    assert frame_spacing_warning(package, load_config("cheetah_run")) is None
+    assert frame_spacing_warning(package, load_config("hopper_hop")) is None
 
 
 @pytest.mark.parametrize("source, design", [

@@ -116,17 +116,30 @@ def check_fits(package: EncoderPackage, cfg: Config, action_dim: int) -> None:
                          f"run {cfg.hidden_dim}; set --set hidden_dim={heads['hidden_dim']}")
 
 
+def learned_spacing(package: EncoderPackage, task: str) -> int | None:
+    """The action repeat the encoder saw ``task``'s frames at: its source run's, or, for an
+    encoder pretrained offline on several tasks, that task's in its data (None where unknown:
+    a task outside that data, or an older package that recorded none)."""
+    config = package.config
+    if config.is_offline:
+        spacing = (config.source.get("tasks") or {}).get(task, {}).get("action_repeat")
+        return None if spacing is None else int(spacing)
+    return package.observation.action_repeat
+
+
 def frame_spacing_warning(package: EncoderPackage, cfg: Config) -> str | None:
-    """What to tell a user whose target runs at another action repeat than the encoder's source.
+    """What to tell a user whose target runs at another action repeat than the encoder learned.
 
     The stacked frames then lie another number of env steps apart than the encoder learned
     from, so motion between them looks faster or slower; the tensors still fit, and a user may
-    mean it (a repeat-4 source for a repeat-2 task), so this is said, not refused. An
-    encoder trained offline on several tasks records none (each task had its own spacing)."""
-    repeat = package.observation.action_repeat
+    mean it (a repeat-4 source for a repeat-2 task), so this is said, not refused. An encoder
+    trained offline on several tasks is held to the target task's spacing in its data, if it
+    saw that task."""
+    repeat = learned_spacing(package, cfg.task)
     if repeat is None or repeat == cfg.action_repeat:
         return None
-    return (f"encoder {package.path.name} learned from frames {repeat} env steps apart (action "
+    what = f"{cfg.task}'s frames" if package.config.is_offline else "frames"
+    return (f"encoder {package.path.name} learned from {what} {repeat} env steps apart (action "
             f"repeat {repeat}), this run steps {cfg.action_repeat} at a time: motion between its "
             f"stacked frames will look different; --set action_repeat={repeat} matches the source")
 
