@@ -5,8 +5,10 @@ it; on a CPU that matters: rendering a frame costs 15-18 ms, training needs no e
 a dataset regenerated from its seed is the same dataset. Each episode is rolled out at the zoo
 encoders' observation spec (100x100 renders, 3 stacked, each task's recipe action repeat) with
 exploratory actions, uniform or Ornstein-Uhlenbeck (temporally correlated, so the body moves
-further than under independent noise), and stored as one shard: its single frames (the stack is
-rebuilt when read), actions, rewards and the physics state of every frame (for the probe).
+further than under independent noise), or a zoo package's policy with Gaussian noise (states
+random actions never reach: a walker upright and striding), and stored as one shard: its
+single frames (the stack is rebuilt when read), actions, rewards and the physics state of every
+frame (for the probe).
 
 Why shards and not Minari (0.5): Minari stores image observations JPEG-encoded, which an encoder
 would then learn from although RL never shows it JPEG artefacts, or raw (30 KB per 100x100 RGB
@@ -35,7 +37,7 @@ from .files import write_atomic
 
 FORMAT = "lever-transfer/dmc-dataset/1"
 MANIFEST = "manifest.json"
-EXPLORATIONS = ("uniform", "ou", "mixed")  # mixed: episodes alternate uniform and OU noise
+EXPLORATIONS = ("uniform", "ou", "mixed", "policy")  # mixed: episodes alternate uniform and OU
 RENDER_SIZE, FRAME_STACK = 100, 3  # the zoo's SAC+CURL encoders' observation spec
 FRAME_BYTES = 3 * RENDER_SIZE * RENDER_SIZE
 OU_THETA, OU_SIGMA = 0.15, 0.3  # stationary std 0.57: bounded actions that wander
@@ -56,6 +58,9 @@ class Plan:
     exploration: str
     episode_steps: int | None  # agent steps per episode; None: the task's whole episode
     action_repeats: tuple[tuple[str, int], ...] = ()  # (task, repeat) overriding its recipe's
+    policy: str | None = None  # exploration "policy": the zoo reference that acts
+    policy_noise: float = 0.0  # std of the Gaussian noise added to its actions
+    policy_sha256: str | None = None  # the package's, recorded: another one is another dataset
 
     def repeat_of(self, task: str) -> int:
         """The task's action repeat here: an override, else its recipe's (recorded in the
@@ -63,26 +68,40 @@ class Plan:
         return dict(self.action_repeats).get(task) or action_repeat(task)
 
     def settings(self) -> dict[str, Any]:
-        return {"format": FORMAT, "tasks": list(self.tasks), "episodes": self.episodes,
-                "seed": self.seed, "exploration": self.exploration,
-                "episode_steps": self.episode_steps, "render_size": RENDER_SIZE,
-                "frame_stack": FRAME_STACK, "render_quality": "paper",
-                "action_repeat": {task: self.repeat_of(task) for task in self.tasks}}
+        settings = {"format": FORMAT, "tasks": list(self.tasks), "episodes": self.episodes,
+                    "seed": self.seed, "exploration": self.exploration,
+                    "episode_steps": self.episode_steps, "render_size": RENDER_SIZE,
+                    "frame_stack": FRAME_STACK, "render_quality": "paper",
+                    "action_repeat": {task: self.repeat_of(task) for task in self.tasks}}
+        if self.exploration == "policy":
+            settings["policy"] = {"source": self.policy, "sha256": self.policy_sha256,
+                                  "noise": self.policy_noise}
+        return settings
+
+    def describe_exploration(self) -> str:
+        """The actions in words, for a card: ``mixed``, or the policy and its noise."""
+        if self.exploration != "policy":
+            return self.exploration
+        return f"policy {self.policy} + N(0, {self.policy_noise:g})"
 
     @classmethod
     def of(cls, settings: dict[str, Any]) -> Plan:
         """The plan a manifest's settings record."""
+        policy = settings.get("policy") or {}
         return cls(tuple(settings["tasks"]), settings["episodes"], settings["seed"],
                    settings["exploration"], settings["episode_steps"],
-                   tuple(settings.get("action_repeat", {}).items()))
+                   tuple(settings.get("action_repeat", {}).items()), policy.get("source"),
+                   policy.get("noise", 0.0), policy.get("sha256"))
 
     def command(self, out: Path) -> str:
         """The ``collect`` command that writes (or continues) this dataset."""
         repeats = "".join(f" --action-repeat {task}={n}" for task, n in self.action_repeats
                           if n != action_repeat(task))
         steps = f" --episode-steps {self.episode_steps}" if self.episode_steps else ""
+        policy = (f" --policy {self.policy} --policy-noise {self.policy_noise:g}"
+                  if self.exploration == "policy" else "")
         return (f"lever-transfer collect {','.join(self.tasks)} --episodes {self.episodes} "
-                f"--seed {self.seed} --exploration {self.exploration}{steps}{repeats} "
+                f"--seed {self.seed} --exploration {self.exploration}{policy}{steps}{repeats} "
                 f"--out {out}")
 
     def shards(self) -> Iterator[tuple[str, int, str]]:
@@ -110,19 +129,31 @@ def exploration_of(plan: Plan, episode: int) -> str:
     return "uniform" if episode % 2 == 0 else "ou"
 
 
-def actions(kind: str, rng: np.random.Generator, dims: int) -> Iterator[np.ndarray]:
-    """An endless stream of actions in [-1, 1]: uniform, or an Ornstein-Uhlenbeck process."""
+Policy = Callable[[np.ndarray], np.ndarray]  # stacked uint8 observation -> action
+
+
+def explorer(kind: str, rng: np.random.Generator, dims: int, policy: Policy | None = None,
+             noise: float = 0.0) -> Callable[[np.ndarray], np.ndarray]:
+    """Actions in [-1, 1] for each observation: uniform, an Ornstein-Uhlenbeck process (which
+    ignores the observation), or ``policy``'s action plus Gaussian noise of std ``noise``."""
     x = rng.uniform(-1.0, 1.0, dims)
-    while True:
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        nonlocal x
         if kind == "uniform":
-            yield rng.uniform(-1.0, 1.0, dims).astype(np.float32)
-        else:
-            x = x - OU_THETA * x + OU_SIGMA * rng.standard_normal(dims)
-            yield np.clip(x, -1.0, 1.0).astype(np.float32)
+            return rng.uniform(-1.0, 1.0, dims).astype(np.float32)
+        if kind == "policy":
+            assert policy is not None
+            a = np.asarray(policy(obs), np.float64) + noise * rng.standard_normal(dims)
+            return np.clip(a, -1.0, 1.0).astype(np.float32)
+        x = x - OU_THETA * x + OU_SIGMA * rng.standard_normal(dims)
+        return np.clip(x, -1.0, 1.0).astype(np.float32)
+    return act
 
 
 def rollout(task: str, kind: str, sequence: np.random.SeedSequence, episode_steps: int | None,
-            repeat: int) -> dict[str, np.ndarray]:
+            repeat: int, policy: Policy | None = None, noise: float = 0.0
+            ) -> dict[str, np.ndarray]:
     """One episode: frames [T+1, 3, H, W] uint8 (the reset frame first), actions [T, A],
     rewards [T], and each physics-state group ``state.NAME`` [T+1, d] float32."""
     from .envs.dmc import make_env
@@ -134,12 +165,12 @@ def rollout(task: str, kind: str, sequence: np.random.SeedSequence, episode_step
     try:
         obs, _ = env.reset(seed=int(env_seed.generate_state(2)[1]))
         dims = int(np.prod(env.action_space.shape or ()))
-        stream = actions(kind, np.random.default_rng(action_seed), dims)
+        act = explorer(kind, np.random.default_rng(action_seed), dims, policy, noise)
         frames, taken, rewards = [obs[-3:]], [], []
         states = {k: [v] for k, v in env.physics_state().items()}
         done, steps = False, 0
         while not done and (episode_steps is None or steps < episode_steps):
-            action = next(stream)
+            action = act(obs)
             obs, reward, terminated, truncated, _ = env.step(action)
             frames.append(obs[-3:])
             taken.append(action)
@@ -176,10 +207,10 @@ def estimate(plan: Plan) -> str:
         per_episode = plan.episode_steps or -(-1000 // plan.repeat_of(task))  # 1000 env steps
         frames += plan.episodes * (per_episode + 1)
     minutes = frames * MS_PER_FRAME / 60_000
+    took = f"{minutes:.0f} minutes" if minutes >= 1 else "under a minute"
     return (f"{len(plan.tasks)} task(s) x {plan.episodes} episodes = {frames:,} frames, "
             f"{frames * FRAME_BYTES / 1e6:,.0f} MB of raw frames (stored deflated, several times "
-            f"smaller), about "
-            f"{minutes:.0f} minutes of rendering at {MS_PER_FRAME:.0f} ms a frame")
+            f"smaller), about {took} of rendering at {MS_PER_FRAME:.0f} ms a frame")
 
 
 def collect(plan: Plan, out: Path, say: Callable[[str], None] = print,
@@ -199,6 +230,8 @@ def collect(plan: Plan, out: Path, say: Callable[[str], None] = print,
                            f"another --out, or repeat that collection's arguments to continue it")
     shards: dict[str, Any] = dict(manifest["shards"]) if manifest else {}
     todo = [(t, e, name) for t, e, name in plan.shards() if not _intact(out, name, shards)]
+    actors = {task: task_policy(plan, task) for task in {t for t, _, _ in todo}
+              } if plan.exploration == "policy" else {}  # built first: a misfit fails at once
     say(f"collect: {estimate(plan)}; {len(todo)} of {len(list(plan.shards()))} episodes to go "
         f"into {out}")
     with tqdm(total=len(todo), unit="episode", disable=not progress) as bar:
@@ -206,7 +239,8 @@ def collect(plan: Plan, out: Path, say: Callable[[str], None] = print,
             start = time.perf_counter()
             kind = exploration_of(plan, episode)
             arrays = rollout(task, kind, episode_seed(plan.seed, task, episode),
-                             plan.episode_steps, plan.repeat_of(task))
+                             plan.episode_steps, plan.repeat_of(task), actors.get(task),
+                             plan.policy_noise)
             data = shard_bytes(arrays)
             write_atomic(out / name, data)
             shards[name] = {"task": task, "episode": episode, "exploration": kind,
@@ -217,6 +251,43 @@ def collect(plan: Plan, out: Path, say: Callable[[str], None] = print,
             bar.update(1)
     _write_manifest(out, plan, shards)
     return out / MANIFEST
+
+
+def task_policy(plan: Plan, task: str) -> Policy:
+    """The actor of ``plan.policy`` on ``task`` at the dataset's action repeat, deterministic
+    (its mean action) and in float32 so the same seed gives the same dataset on any CPU; a
+    package changed since the plan was made, or made for other frames, is refused in one line."""
+    from .evaluate import package_actor
+    from .zoo.hub import resolve
+
+    assert plan.policy is not None
+    package = resolve(plan.policy, say=lambda message: None).package
+    if package.config.sha256 != plan.policy_sha256:
+        raise DatasetError(f"{plan.policy} is no longer the package this dataset was collected "
+                           f"with (sha256 {plan.policy_sha256}); collect into another --out")
+    spec = package.observation
+    if (spec.channels, spec.render_size, spec.frame_stack) != (3, RENDER_SIZE, FRAME_STACK):
+        raise LeverError(f"{plan.policy} reads {spec.frame_stack} stacked {spec.render_size}px "
+                         f"frames of {spec.channels} channel(s), not the {FRAME_STACK} stacked "
+                         f"{RENDER_SIZE}px RGB renders collect stores; choose a DMC SAC+CURL "
+                         f"package with heads (lever-transfer zoo list)")
+    acts_in, takes = (package.config.heads or {}).get("action_dim"), _action_dims(task)
+    if acts_in is not None and acts_in != takes:
+        raise LeverError(f"{plan.policy} acts in {acts_in} dimensions and {task} takes {takes}: "
+                         f"its policy cannot drive {task}; collect {task} into another dataset "
+                         f"with --exploration mixed (pretrain-offline reads several)")
+    return package_actor(package, plan.policy, task, plan.repeat_of(task), "fp32")
+
+
+def _action_dims(task: str) -> int:
+    from .envs import action_size
+    from .envs.dmc import make_env
+
+    env = make_env(task, render_size=RENDER_SIZE)
+    try:
+        return action_size(env.action_space)
+    finally:
+        env.close()
 
 
 def _intact(out: Path, name: str, shards: dict[str, Any]) -> bool:

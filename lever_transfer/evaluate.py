@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -118,6 +118,17 @@ def _package_policy(source: str, device: str, precision: str) -> tuple[Any, Any,
     cfg, agent = package_agent(resolved.package, source, {"device": device,
                                                           "precision": precision})
     return cfg, agent, resolved.describe()
+
+
+def package_actor(package: Any, source: str, task: str, action_repeat: int, precision: str
+                  ) -> Callable[[np.ndarray], np.ndarray]:
+    """A package's own actor on ``task`` (same action space as its own), acting
+    deterministically as evaluation does: what ``probe --policy`` and ``collect --policy`` roll
+    out."""
+    _, agent = package_agent(package, source, {"device": "cpu", "task": task,
+                                               "action_repeat": action_repeat,
+                                               "precision": precision})
+    return lambda obs: agent.act(obs, sample=False)
 
 
 def package_agent(package: Any, source: str, overrides: dict[str, Any]) -> tuple[Any, Any]:

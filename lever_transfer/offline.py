@@ -34,7 +34,7 @@ from torch.nn import functional as F
 from .agents.networks import soft_update
 from .augment import random_crop
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .collect import Episode, load_dataset, read_manifest
+from .collect import Episode, Plan, load_dataset, read_manifest
 from .encoders import LayeredEncoder, make_encoder
 from .errors import LeverError
 from .files import write_atomic
@@ -299,12 +299,18 @@ class OfflinePretrainer:
 
         s = self.settings
         collected = [read_manifest(Path(folder))["settings"] for folder in s.data]
-        explorations = {task: c["exploration"] for c in collected for task in c["tasks"]}
+        explorations: dict[str, list[str]] = {}  # a task may come from several datasets
+        for c in collected:
+            for task in c["tasks"]:
+                described = Plan.of(c).describe_exploration()
+                if described not in explorations.setdefault(task, []):
+                    explorations[task].append(described)
         repeats = {task: n for c in collected for task, n in c.get("action_repeat", {}).items()}
         tasks: dict[str, dict[str, Any]] = {}
         for episode in self.episodes:
             entry = tasks.setdefault(episode.task, {
-                "episodes": 0, "frames": 0, "exploration": explorations.get(episode.task),
+                "episodes": 0, "frames": 0,
+                "exploration": "; ".join(explorations.get(episode.task, [])) or None,
                 "action_repeat": repeats.get(episode.task) or action_repeat(episode.task)})
             entry["episodes"] += 1
             entry["frames"] += len(episode.frames)

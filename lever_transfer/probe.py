@@ -305,17 +305,6 @@ def _action_repeat(package: EncoderPackage, task: str | None = None) -> int:
     return repeat if repeat is not None else DEFAULT_ACTION_REPEAT
 
 
-def _policy(package: EncoderPackage, reference: str, task: str, action_repeat: int,
-            precision: str) -> Any:
-    """The package's own actor on ``task``, acting deterministically as evaluation does."""
-    from .evaluate import package_agent
-
-    _, agent = package_agent(package, reference, {"device": "cpu", "task": task,
-                                                  "action_repeat": action_repeat,
-                                                  "precision": precision})
-    return lambda obs: agent.act(obs, sample=False)
-
-
 def _refuse_atari(task: str, package: EncoderPackage | None = None) -> None:
     """The probe's targets are dm_control's physics state, which Atari has no counterpart of."""
     if is_atari_task(task):
@@ -341,7 +330,9 @@ def _collect(package: EncoderPackage, reference: str, task: str, episodes: int,
                    render_quality=package.config.render_quality)
     try:
         if policy:
-            act = _policy(package, reference, task, action_repeat, precision)
+            from .evaluate import package_actor
+
+            act = package_actor(package, reference, task, action_repeat, precision)
         else:
             rng = np.random.default_rng(seed)
 

@@ -35,7 +35,7 @@ def shas(out: Path) -> dict[str, str]:
 def dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "ds"
     output = collect(out, "--seed", "3")
-    assert "2 task(s) x 2 episodes = 52 frames" in output and "minutes" in output
+    assert "2 task(s) x 2 episodes = 52 frames" in output and "under a minute" in output
     return out
 
 
@@ -142,3 +142,66 @@ def test_the_action_repeat_is_recorded_and_an_override_regenerates_an_older_data
                                            "--out", str(tmp_path / "bad")])
         assert result.exit_code != 0 and "expected TASK=N" in result.output
         assert "Traceback" not in result.output
+
+
+POLICY = ["walker_walk", "--episodes", "1", "--episode-steps", "6", "--exploration", "policy",
+          "--policy", "hub:walker_stand-60k", "--no-progress"]
+
+
+def test_a_zoo_policy_acts_with_its_noise_deterministically(tmp_path):
+    from lever_transfer.collect import read_manifest
+    from lever_transfer.evaluate import package_actor
+    from lever_transfer.zoo.hub import resolve
+
+    def run(out: Path, noise: str) -> list:
+        result = CliRunner().invoke(main, ["collect", *POLICY, "--policy-noise", noise,
+                                           "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        return load_dataset(out)
+
+    exact, noisy = run(tmp_path / "exact", "0"), run(tmp_path / "noisy", "0.3")
+    package = resolve("hub:walker_stand-60k", say=lambda m: None).package
+    actor = package_actor(package, "hub:walker_stand-60k", "walker_walk", 2, "fp32")
+    policy = np.stack([actor(exact[0].stacked(t)) for t in range(6)])
+    np.testing.assert_allclose(exact[0].actions, policy, atol=1e-6)  # noise 0: the policy itself
+    assert 0.1 < np.std(noisy[0].actions[0] - actor(noisy[0].stacked(0))) < 0.6
+    run(tmp_path / "again", "0.3")
+    assert shas(tmp_path / "again") == shas(tmp_path / "noisy")
+    policy_settings = read_manifest(tmp_path / "noisy")["settings"]["policy"]
+    assert policy_settings == {"source": "hub:walker_stand-60k", "noise": 0.3,
+                               "sha256": package.config.sha256}
+
+
+@pytest.mark.parametrize("args, says", [
+    (["hopper_hop", "--exploration", "policy", "--policy", "hub:walker_stand-60k"],
+     "acts in 6 dimensions and hopper_hop takes 4"),
+    (["walker_walk", "--exploration", "policy", "--policy", "hub:qbert-100k"],
+     "not the 3 stacked 100px RGB renders"),
+    (["walker_walk", "--exploration", "policy", "--policy", "hub:dmc-multi-atc-10k"],
+     "without heads: it cannot act"),
+    (["walker_walk", "--exploration", "policy"], "needs --policy REFERENCE"),
+    (["walker_walk", "--policy", "hub:walker_stand-60k"], "only with --exploration policy"),
+])
+def test_a_policy_that_cannot_act_is_refused_in_one_line(tmp_path, args, says):
+    result = CliRunner().invoke(main, ["collect", *args, "--episodes", "1", "--episode-steps",
+                                       "2", "--no-progress", "--out", str(tmp_path / "ds")])
+    assert result.exit_code != 0 and says in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "ds" / MANIFEST).exists()
+
+
+def test_a_policy_plan_round_trips_through_its_manifest_and_command():
+    from lever_transfer.collect import Plan
+
+    plain = Plan(("walker_walk",), 3, 1, "mixed", None)
+    assert "policy" not in plain.settings()  # datasets collected before policies still match
+    assert plain.describe_exploration() == "mixed"
+    plan = Plan(("walker_walk", "walker_run"), 3, 1, "policy", None, (), "hub:walker_stand-60k",
+                0.3, "ab" * 32)
+    again = Plan.of(plan.settings())
+    assert again.settings() == plan.settings()
+    assert (again.policy, again.policy_noise, again.policy_sha256) == (
+        "hub:walker_stand-60k", 0.3, "ab" * 32)
+    assert ("--exploration policy --policy hub:walker_stand-60k --policy-noise 0.3 --out d"
+            in plan.command(Path("d")))
+    assert plan.describe_exploration() == "policy hub:walker_stand-60k + N(0, 0.3)"

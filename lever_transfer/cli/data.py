@@ -24,9 +24,15 @@ from .common import (
 @click.argument("tasks")
 @click.option("--episodes", type=click.IntRange(min=1), default=10, show_default=True,
               help="Episodes per task.")
-@click.option("--exploration", type=click.Choice(["uniform", "ou", "mixed"]), default="mixed",
-              show_default=True, help="Uniform random actions, Ornstein-Uhlenbeck noise, or "
-                                      "episodes alternating the two.")
+@click.option("--exploration", type=click.Choice(["uniform", "ou", "mixed", "policy"]),
+              default="mixed", show_default=True,
+              help="Uniform random actions, Ornstein-Uhlenbeck noise, episodes alternating the "
+                   "two, or --policy's actions plus Gaussian noise.")
+@click.option("--policy", metavar="REFERENCE",
+              help="With --exploration policy: the zoo package with heads that acts (hub:NAME, "
+                   "hf://ORG/REPO or a folder), e.g. hub:walker_stand-60k on walker tasks.")
+@click.option("--policy-noise", type=click.FloatRange(min=0.0), default=0.3, show_default=True,
+              help="Std of the Gaussian noise added to --policy's actions (in [-1, 1]).")
 @click.option("--episode-steps", type=click.IntRange(min=1),
               help="Agent steps per episode (default: the whole episode, 1000 env steps).")
 @click.option("--action-repeat", "action_repeats", multiple=True, metavar="TASK=N",
@@ -36,8 +42,9 @@ from .common import (
 @out_option(required=True, help="Dataset folder; the same command again continues it.")
 @progress_option()
 @one_line_errors
-def collect(tasks: str, episodes: int, exploration: str, episode_steps: int | None,
-            action_repeats: tuple[str, ...], seed: int, out: Path, no_progress: bool) -> None:
+def collect(tasks: str, episodes: int, exploration: str, policy: str | None,
+            policy_noise: float, episode_steps: int | None, action_repeats: tuple[str, ...],
+            seed: int, out: Path, no_progress: bool) -> None:
     """Roll out DMC TASKS (comma-separated) with exploratory actions into a dataset of shards:
     frames at the zoo encoders' spec, actions, rewards and physics states, for offline
     pretraining and the probe."""
@@ -47,10 +54,27 @@ def collect(tasks: str, episodes: int, exploration: str, episode_steps: int | No
     names = tuple(t.strip() for t in tasks.split(",") if t.strip())
     if not names:
         raise LeverError("TASKS is empty; name DMC tasks such as walker_walk,cheetah_run")
+    sha256 = _policy_sha256(exploration, policy)
     plan = Plan(names, episodes, seed, exploration, episode_steps,
-                tuple(_task_repeat(text, names) for text in action_repeats))
+                tuple(_task_repeat(text, names) for text in action_repeats),
+                policy if sha256 else None, policy_noise if sha256 else 0.0, sha256)
     manifest = run_collect(plan, out, say=click.echo, progress=not no_progress)
     click.echo(f"dataset: {manifest}")
+
+
+def _policy_sha256(exploration: str, policy: str | None) -> str | None:
+    """The sha256 of the package that acts (recorded: another package is another dataset)."""
+    if exploration != "policy":
+        if policy:
+            raise LeverError("--policy acts only with --exploration policy; add it, or leave "
+                             "--policy out")
+        return None
+    if not policy:
+        raise LeverError("--exploration policy needs --policy REFERENCE, a zoo package with "
+                         "heads, e.g. --policy hub:walker_stand-60k on walker tasks")
+    from ..zoo.hub import resolve
+
+    return resolve(policy, say=click.echo).package.config.sha256
 
 
 def _task_repeat(text: str, tasks: tuple[str, ...]) -> tuple[str, int]:
