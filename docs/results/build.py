@@ -107,6 +107,9 @@ SECTIONS = (
     Section("dmc-multi/ball_in_cup_catch", (
         Arm("frozen `dmc-multi-atc-10k`",
             "dmc-multi/runs/ball_in_cup_catch-from-dmc-multi-atc-10k-s*"),), _tens(100_000)),
+    Section("dmc-multi/reacher_easy", (
+        Arm("frozen `dmc-multi-atc-10k`",
+            "dmc-multi/runs/reacher_easy-from-dmc-multi-atc-10k-s*"),), _tens(100_000)),
     Section("bf16/cartpole_swingup", (
         Arm("float32", "bf16/runs/cartpole_swingup-fp32-s*"),
         Arm("bf16", "bf16/runs/cartpole_swingup-bf16-s*"),
