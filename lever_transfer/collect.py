@@ -133,7 +133,7 @@ Policy = Callable[[np.ndarray], np.ndarray]  # stacked uint8 observation -> acti
 
 
 def explorer(kind: str, rng: np.random.Generator, dims: int, policy: Policy | None = None,
-             noise: float = 0.0) -> Callable[[np.ndarray], np.ndarray]:
+             noise: float = 0.0) -> Policy:
     """Actions in [-1, 1] for each observation: uniform, an Ornstein-Uhlenbeck process (which
     ignores the observation), or ``policy``'s action plus Gaussian noise of std ``noise``."""
     x = rng.uniform(-1.0, 1.0, dims)
@@ -230,8 +230,7 @@ def collect(plan: Plan, out: Path, say: Callable[[str], None] = print,
                            f"another --out, or repeat that collection's arguments to continue it")
     shards: dict[str, Any] = dict(manifest["shards"]) if manifest else {}
     todo = [(t, e, name) for t, e, name in plan.shards() if not _intact(out, name, shards)]
-    actors = {task: task_policy(plan, task) for task in {t for t, _, _ in todo}
-              } if plan.exploration == "policy" else {}  # built first: a misfit fails at once
+    actors = policy_actors(plan, {t for t, _, _ in todo})  # first: a misfit fails at once
     say(f"collect: {estimate(plan)}; {len(todo)} of {len(list(plan.shards()))} episodes to go "
         f"into {out}")
     with tqdm(total=len(todo), unit="episode", disable=not progress) as bar:
@@ -253,15 +252,18 @@ def collect(plan: Plan, out: Path, say: Callable[[str], None] = print,
     return out / MANIFEST
 
 
-def task_policy(plan: Plan, task: str) -> Policy:
-    """The actor of ``plan.policy`` on ``task`` at the dataset's action repeat, deterministic
-    (its mean action) and in float32 so the same seed gives the same dataset on any CPU; a
-    package changed since the plan was made, or made for other frames, is refused in one line."""
+def policy_actors(plan: Plan, tasks: set[str]) -> dict[str, Policy]:
+    """The actor of ``plan.policy`` on each of ``tasks`` at the dataset's action repeat (none
+    unless the plan explores with a policy), deterministic (its mean action) and in float32 so
+    the same seed gives the same dataset on any CPU; a package changed since the plan was made,
+    or one that cannot drive a task, is refused in one line."""
+    if plan.exploration != "policy" or not tasks:
+        return {}
     from .evaluate import package_actor
     from .zoo.hub import resolve
 
     assert plan.policy is not None
-    package = resolve(plan.policy, say=lambda message: None).package
+    package = resolve(plan.policy, say=lambda message: None).package  # once: it hashes weights
     if package.config.sha256 != plan.policy_sha256:
         raise DatasetError(f"{plan.policy} is no longer the package this dataset was collected "
                            f"with (sha256 {plan.policy_sha256}); collect into another --out")
@@ -271,12 +273,16 @@ def task_policy(plan: Plan, task: str) -> Policy:
                          f"frames of {spec.channels} channel(s), not the {FRAME_STACK} stacked "
                          f"{RENDER_SIZE}px RGB renders collect stores; choose a DMC SAC+CURL "
                          f"package with heads (lever-transfer zoo list)")
-    acts_in, takes = (package.config.heads or {}).get("action_dim"), _action_dims(task)
-    if acts_in is not None and acts_in != takes:
-        raise LeverError(f"{plan.policy} acts in {acts_in} dimensions and {task} takes {takes}: "
-                         f"its policy cannot drive {task}; collect {task} into another dataset "
-                         f"with --exploration mixed (pretrain-offline reads several)")
-    return package_actor(package, plan.policy, task, plan.repeat_of(task), "fp32")
+    acts_in = (package.config.heads or {}).get("action_dim")
+    for task in sorted(tasks):
+        takes = _action_dims(task)
+        if acts_in is not None and acts_in != takes:
+            raise LeverError(f"{plan.policy} acts in {acts_in} dimensions and {task} takes "
+                             f"{takes}: its policy cannot drive {task}; collect {task} into "
+                             f"another dataset with --exploration mixed (pretrain-offline reads "
+                             f"several)")
+    return {task: package_actor(package, plan.policy, task, plan.repeat_of(task), "fp32")
+            for task in sorted(tasks)}
 
 
 def _action_dims(task: str) -> int:

@@ -301,8 +301,8 @@ class OfflinePretrainer:
         collected = [read_manifest(Path(folder))["settings"] for folder in s.data]
         explorations: dict[str, list[str]] = {}  # a task may come from several datasets
         for c in collected:
+            described = Plan.of(c).describe_exploration()
             for task in c["tasks"]:
-                described = Plan.of(c).describe_exploration()
                 if described not in explorations.setdefault(task, []):
                     explorations[task].append(described)
         repeats = {task: n for c in collected for task, n in c.get("action_repeat", {}).items()}
