@@ -103,7 +103,10 @@ SECTIONS = (
         Arm("frozen `walker_stand-60k`", f"{DOMAIN}/hopper_hop-enc-all-ar4-s*")), _tens(100_000)),
     Section("dmc-multi/cartpole_swingup", (
         Arm("frozen `dmc-multi-atc-10k`",
-            "dmc-multi/runs/cartpole_swingup-from-dmc-multi-atc-10k-s*"),), _tens(100_000)),
+            "dmc-multi/runs/cartpole_swingup-from-dmc-multi-atc-10k-s*"),
+        Arm("convs frozen (`4`) `dmc-multi-atc-10k`",
+            "dmc-multi/runs/cartpole_swingup-from-dmc-multi-atc-10k-freeze4-s*")),
+        _tens(100_000)),
     Section("dmc-multi/ball_in_cup_catch", (
         Arm("frozen `dmc-multi-atc-10k`",
             "dmc-multi/runs/ball_in_cup_catch-from-dmc-multi-atc-10k-s*"),), _tens(100_000)),
