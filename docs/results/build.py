@@ -105,7 +105,8 @@ SECTIONS = (
         Arm("frozen `dmc-multi-atc-10k`",
             "dmc-multi/runs/cartpole_swingup-from-dmc-multi-atc-10k-s*"),
         Arm("convs frozen (`4`) `dmc-multi-atc-10k`",
-            "dmc-multi/runs/cartpole_swingup-from-dmc-multi-atc-10k-freeze4-s*")),
+            "dmc-multi/runs/cartpole_swingup-from-dmc-multi-atc-10k-freeze4-s*"),
+        Arm("frozen `walker_stand-60k`", f"{DOMAIN}/cartpole_swingup-enc-all-ar8-s*")),
         _tens(100_000)),
     Section("dmc-multi/ball_in_cup_catch", (
         Arm("frozen `dmc-multi-atc-10k`",
